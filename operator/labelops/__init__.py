@@ -1,0 +1,1 @@
+"""labelops: a Kubernetes operator for human-labeling campaigns."""

@@ -1,0 +1,348 @@
+"""LabelingCampaign (labelops.dev/v1alpha1): the single source of truth for the API.
+
+The CRD in crds/ is generated from these models (`make crds`, see api/crd.py). Field
+descriptions become the CRD's documentation, `x-kubernetes-validations` carry the CEL
+rules the API server enforces at admission, defaults are applied by the API server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "labelops.dev"
+VERSION = "v1alpha1"
+KIND = "LabelingCampaign"
+PLURAL = "labelingcampaigns"
+SINGULAR = "labelingcampaign"
+SHORT_NAMES = ["lcamp", "campaign"]
+
+# Campaign names feed Deployment, Service, Secret names and label values (max 63 chars,
+# "<name>-worker" the longest), so they are kept to a DNS label of at most 48 characters.
+MAX_NAME_LENGTH = 48
+
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class Model(BaseModel):
+    """Frozen, camelCase on the wire, unknown fields refused (the CRD prunes them anyway)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+
+class TaskType(StrEnum):
+    PAIRWISE = "pairwise"
+    RANKING = "ranking"
+    RATING = "rating"
+    CLASSIFICATION = "classification"
+    FREE_TEXT = "free-text"
+
+
+class Scale(Model):
+    min: int = Field(description="Lowest score a labeler may give.")
+    max: int = Field(description="Highest score a labeler may give.")
+
+
+class Task(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.type != 'classification' || (has(self.choices) && size(self.choices) >= 2)",
+                    "task.choices must list at least 2 choices when task.type is classification",
+                    ".choices",
+                ),
+                cel(
+                    "self.type != 'rating' || has(self.scale)",
+                    "task.scale {min, max} is required when task.type is rating",
+                    ".scale",
+                ),
+                cel(
+                    "!has(self.scale) || self.scale.min < self.scale.max",
+                    "task.scale.min must be less than task.scale.max",
+                    ".scale",
+                ),
+                cel(
+                    "!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength",
+                    "task.minLength must not exceed task.maxLength",
+                    ".minLength",
+                ),
+                cel(
+                    "self.type == oldSelf.type",
+                    "task.type is immutable: labels already collected would no longer fit; "
+                    "create a new campaign instead",
+                    ".type",
+                ),
+            ]
+        }
+    )
+
+    type: TaskType = Field(
+        description="What labelers do: pairwise | ranking | rating | classification | free-text."
+    )
+    instructions: str = Field(
+        min_length=1, max_length=20000, description="Shown to every labeler above the task."
+    )
+    choices: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=200,
+        description="classification: the allowed choices (unique).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 200},
+        },
+    )
+    multiple: bool = Field(
+        default=False, description="classification: a label may pick several choices."
+    )
+    scale: Scale | None = Field(default=None, description="rating: the score range.")
+    min_length: int | None = Field(
+        default=None, ge=0, le=100000, description="free-text: shortest accepted answer."
+    )
+    max_length: int | None = Field(
+        default=None, ge=1, le=100000, description="free-text: longest accepted answer."
+    )
+    label_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Optional JSON Schema (draft 2020-12) every label value must also satisfy.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+
+
+class Target(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.labelsPerItem >= oldSelf.labelsPerItem",
+                    "target.labelsPerItem may not decrease: items already holding more labels "
+                    "would exceed it",
+                    ".labelsPerItem",
+                )
+            ]
+        }
+    )
+
+    items: int = Field(ge=1, le=100_000_000, description="Items that must be completed.")
+    labels_per_item: int = Field(
+        default=1, ge=1, le=100, description="Overlap: an item is done at exactly N labels."
+    )
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, str] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": {"pattern": QUANTITY_PATTERN}}
+    )
+    limits: dict[str, str] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": {"pattern": QUANTITY_PATTERN}}
+    )
+
+
+DEFAULT_WORKER_IMAGE = "labelops:0.1.0"
+
+
+class Workers(Model):
+    replicas: int = Field(default=1, ge=0, le=100, description="Worker pods while running.")
+    image: str = Field(
+        default=DEFAULT_WORKER_IMAGE,
+        min_length=1,
+        max_length=512,
+        description="Worker image (runs `labelops worker`).",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
+        ),
+        description="Container resources of each worker.",
+    )
+
+
+class KafkaSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.replicationFactor == oldSelf.replicationFactor",
+                    "kafka.replicationFactor is immutable: changing it needs a partition "
+                    "reassignment, which labelops does not do",
+                    ".replicationFactor",
+                )
+            ]
+        }
+    )
+
+    partitions: int = Field(
+        default=3, ge=1, le=1000, description="Partitions of each topic (may only grow)."
+    )
+    replication_factor: int = Field(default=1, ge=1, le=10, description="Replicas per partition.")
+    retention: str = Field(
+        default="7d",
+        pattern=DURATION_PATTERN,
+        max_length=20,
+        description="How long topics keep messages, e.g. 12h, 7d.",
+    )
+
+
+class KubernetesQuota(Model):
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
+    pods: int | None = Field(default=None, ge=1, le=10000)
+
+
+class PostgresQuota(Model):
+    connection_limit: int = Field(
+        default=20, ge=1, le=10000, description="CONNECTION LIMIT of the campaign's role."
+    )
+
+
+class Quotas(Model):
+    per_labeler_daily: int = Field(
+        default=500, ge=1, le=100000, description="Labels per labeler per UTC day."
+    )
+    max_leases_per_labeler: int = Field(
+        default=5, ge=1, le=1000, description="Tasks a labeler may hold at once."
+    )
+    lease_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="A claimed task returns to the pool after this many seconds.",
+    )
+    kubernetes: KubernetesQuota | None = Field(
+        default=None,
+        description="ResourceQuota for the campaign's namespace (a namespace-wide object: "
+        "put one campaign per namespace when you use it).",
+    )
+    postgres: PostgresQuota = Field(default_factory=PostgresQuota)
+
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class SecretRef(Model):
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+
+
+class Labelers(Model):
+    token_secret_ref: SecretRef = Field(
+        description="Secret whose data keys are labeler ids and values their bearer tokens."
+    )
+
+
+class ReclaimPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class CampaignSpec(Model):
+    task: Task
+    target: Target
+    deadline: dt.datetime | None = Field(
+        default=None, description="RFC 3339 time by which the target should be met."
+    )
+    workers: Workers = Field(default_factory=Workers)
+    kafka: KafkaSpec = Field(default_factory=KafkaSpec)
+    quotas: Quotas = Field(default_factory=Quotas)
+    labelers: Labelers
+    reclaim_policy: ReclaimPolicy = Field(
+        default=ReclaimPolicy.RETAIN,
+        description="Retain keeps schema, role and topics on delete; Delete drops them.",
+    )
+    paused: bool = Field(default=False, description="Scale workers to 0 and stop claims.")
+
+
+# --- status -------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """metav1.Condition."""
+
+    type: str = Field(max_length=316)
+    status: ConditionStatus
+    reason: str = Field(max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: dt.datetime
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class Progress(Model):
+    items_total: int = 0
+    items_completed: int = 0
+    labels: int = 0
+    labels_target: int = 0
+    percent: float = 0.0
+    labels_per_hour: float = 0.0
+    eta: dt.datetime | None = None
+    summary: str = Field(default="", description="labels/target, for the printer column.")
+
+
+class Counters(Model):
+    human_labeled: int = 0
+    machine_labeled: int = 0
+    rejected: int = 0
+
+
+class Topics(Model):
+    items: str | None = None
+    labels: str | None = None
+
+
+class CampaignStatus(Model):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    progress: Progress | None = None
+    counters: Counters | None = None
+    topics: Topics | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    database_secret: str | None = Field(
+        default=None, description="Secret with the campaign's Postgres DSN."
+    )
+    last_progress_at: dt.datetime | None = Field(
+        default=None, description="When progress was last read."
+    )
+
+
+CONDITION_TYPES = (
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "TopicsReady",
+    "SchemaReady",
+    "WorkersReady",
+    "TargetMet",
+)

@@ -1,0 +1,77 @@
+"""`labelops`: one command for the operator, the worker, and the people who run them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from labelops.operator.main import run
+
+    return run(namespace=args.namespace, verbose=args.verbose)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from labelops.worker.main import run
+
+    return run()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from labelops.report import status
+
+    return status(name=args.name, namespace=args.namespace, all_namespaces=args.all_namespaces)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from labelops.report import export
+
+    return export(name=args.name, namespace=args.namespace, fmt=args.format, out=args.output)
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from labelops.api.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="labelops", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    op = sub.add_parser("operator", help="run the operator (Kopf)")
+    op.add_argument("--namespace", "-n", default=None, help="watch one namespace (default: all)")
+    op.add_argument("--verbose", "-v", action="store_true")
+    op.set_defaults(func=_operator)
+
+    wk = sub.add_parser("worker", help="run a campaign worker (configured from the environment)")
+    wk.set_defaults(func=_worker)
+
+    st = sub.add_parser("status", help="progress, conditions and ETA of campaigns")
+    st.add_argument("name", nargs="?")
+    st.add_argument("--namespace", "-n", default=None)
+    st.add_argument("--all-namespaces", "-A", action="store_true")
+    st.set_defaults(func=_status)
+
+    ex = sub.add_parser("export", help="stream a campaign's accepted labels")
+    ex.add_argument("name")
+    ex.add_argument("--namespace", "-n", default=None)
+    ex.add_argument("--format", choices=["jsonl", "rlhf"], default="jsonl")
+    ex.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    ex.set_defaults(func=_export)
+
+    cr = sub.add_parser("crd", help="print the LabelingCampaign CRD")
+    cr.set_defaults(func=_crd)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
