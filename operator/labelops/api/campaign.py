@@ -62,7 +62,8 @@ class Task(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.type != 'classification' || (has(self.choices) && size(self.choices) >= 2)",
+                    "self.type != 'classification' || "
+                    "(has(self.choices) && size(self.choices) >= 2)",
                     "task.choices must list at least 2 choices when task.type is classification",
                     ".choices",
                 ),
@@ -77,7 +78,8 @@ class Task(Model):
                     ".scale",
                 ),
                 cel(
-                    "!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength",
+                    "!has(self.minLength) || !has(self.maxLength) || "
+                    "self.minLength <= self.maxLength",
                     "task.minLength must not exceed task.maxLength",
                     ".minLength",
                 ),

@@ -107,7 +107,7 @@ def wait_until(
         try:
             if ready():
                 return
-        except Exception:  # noqa: S110 - not ready yet is any failure of the probe
+        except Exception:  # not ready yet: any failure of the probe means try again
             pass
         time.sleep(interval)
     raise StackError(
