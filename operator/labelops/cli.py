@@ -20,13 +20,13 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from labelops.report import status
+    from labelops.report.status import status
 
     return status(name=args.name, namespace=args.namespace, all_namespaces=args.all_namespaces)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from labelops.report import export
+    from labelops.report.export import export
 
     return export(name=args.name, namespace=args.namespace, fmt=args.format, out=args.output)
 

@@ -198,9 +198,7 @@ class LabelValidator:
         if self.task.type is TaskType.PAIRWISE and value["preferred"] not in [*ids, "tie"]:
             allowed = ", ".join(repr(i) for i in [*ids, "tie"])
             return [
-                Violation(
-                    "/value/preferred", f"{value['preferred']!r} is not one of {allowed}"
-                )
+                Violation("/value/preferred", f"{value['preferred']!r} is not one of {allowed}")
             ]
         if self.task.type is TaskType.RANKING and sorted(value["order"]) != sorted(ids):
             return [

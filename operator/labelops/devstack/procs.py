@@ -7,6 +7,7 @@ directory, so `stack-down` can stop exactly what `stack-up` started, also after 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class StackError(RuntimeError):
@@ -50,14 +52,27 @@ def log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen/run keyword arguments that drop root to `user`; empty when user is None."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def start_process(
     name: str,
     argv: Sequence[str],
     state_dir: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> Started:
-    """Start argv in its own session, logging to <state_dir>/<name>.log, pid in <name>.pid."""
+    """Start argv in its own session, logging to <state_dir>/<name>.log, pid in <name>.pid.
+
+    user: run as this system user (with its primary group only), for servers such as
+    PostgreSQL that refuse to run as root.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / f"{name}.log"
     with log.open("ab") as out:
@@ -69,6 +84,7 @@ def start_process(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+            **as_user(user),
         )
     (state_dir / f"{name}.pid").write_text(str(proc.pid))
     return Started(name=name, pid=proc.pid, log=log)
