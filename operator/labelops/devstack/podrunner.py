@@ -10,15 +10,23 @@ operator writes therefore fails here the way it would fail in a real pod.
 from __future__ import annotations
 
 import base64
-import subprocess
+import os
+import signal
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
-from labelops.devstack.procs import free_port, start_process, stop_pidfile
+from labelops.devstack.procs import (
+    Started,
+    free_port,
+    start_process,
+    stop_pidfile,
+    wait_until,
+)
 
 WORKER_PORT_ENV = "LABELOPS_WORKER_PORT"
 
@@ -29,15 +37,26 @@ class TemplateError(RuntimeError):
 
 @dataclass
 class LocalPod:
-    name: str
+    process: Started
     port: int
-    pid: int
-    log: Path
     env: dict[str, str] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.process.name
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /readyz answers 200, as the pod's readiness probe would."""
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as reply:
+                return int(reply.status) == 200
+
+        wait_until(self.process, ready, timeout=timeout, what="ready (/readyz)")
 
 
 def _config_map(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, str]:
@@ -57,7 +76,9 @@ def _lookup(
     except client.ApiException as err:
         if err.status == 404 and optional:
             return None
-        raise TemplateError(f"{kind} {namespace}/{name} referenced by the pod template: {err.reason}")
+        raise TemplateError(
+            f"{kind} {namespace}/{name} referenced by the pod template: {err.reason}"
+        ) from err
     if key not in data:
         if optional:
             return None
@@ -82,7 +103,9 @@ def resolve_env(
             except client.ApiException as err:
                 if err.status == 404 and ref.optional:
                     continue
-                raise TemplateError(f"secret {namespace}/{ref.name} in envFrom: {err.reason}")
+                raise TemplateError(
+                    f"secret {namespace}/{ref.name} in envFrom: {err.reason}"
+                ) from err
         else:
             continue
         env.update({prefix + k: v for k, v in data.items()})
@@ -130,8 +153,9 @@ def start_pods(
     """Start one local process per replica of the Deployment's first container."""
     core = client.CoreV1Api(api)
     dep = client.AppsV1Api(api).read_namespaced_deployment(deployment, namespace)
-    container = dep.spec.template.spec.containers[0]
-    count = dep.spec.replicas if replicas is None else replicas
+    pod_spec: Any = dep.spec.template.spec
+    container = pod_spec.containers[0]
+    count = int(dep.spec.replicas or 0) if replicas is None else replicas
     pods = []
     for index in range(count):
         pod_name = f"{deployment}-local-{index}"
@@ -140,7 +164,7 @@ def start_pods(
         env[WORKER_PORT_ENV] = str(port)
         env.update(extra_env or {})
         started = start_process(pod_name, local_argv(container), state_dir, env=env)
-        pods.append(LocalPod(pod_name, port, started.pid, started.log, env))
+        pods.append(LocalPod(started, port, env))
     return pods
 
 
@@ -151,4 +175,4 @@ def stop_pods(pods: list[LocalPod], state_dir: Path) -> None:
 
 def kill_pod(pod: LocalPod) -> None:
     """SIGKILL, as when a node dies: nothing gets to clean up."""
-    subprocess.run(["kill", "-9", str(pod.pid)], check=False)
+    os.kill(pod.process.pid, signal.SIGKILL)

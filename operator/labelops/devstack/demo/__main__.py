@@ -1,0 +1,225 @@
+"""`make demo`: one RLHF campaign from `kubectl apply` to exported preference pairs.
+
+Starts the local stack, installs the CRD, runs the operator, applies the pairwise example
+campaign, starts its workers from the Deployment the operator wrote, publishes items to
+the campaign's items topic, lets simulated labelers work through the worker API, shows
+live progress until the campaign is Completed, and exports the labels as RLHF JSONL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, cast
+
+from confluent_kafka import Producer
+from kubernetes import client, config
+
+from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.devstack import kubeapply, podrunner, stack
+from labelops.devstack.demo.display import Display
+from labelops.devstack.demo.items import DemoItem, generate
+from labelops.devstack.demo.labelers import SimulatedLabeler
+from labelops.devstack.procs import (
+    StackError,
+    free_port,
+    port_open,
+    start_process,
+    stop_pidfile,
+    wait_until,
+)
+from labelops.report.export import RlhfTally, write_export
+
+REPO = stack.REPO_ROOT
+EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"
+
+
+def _step(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def _start_operator(state_dir: Path, env: dict[str, str]) -> None:
+    health = free_port()
+    started = start_process(
+        "operator",
+        [sys.executable, "-m", "labelops.cli", "operator"],
+        state_dir,
+        env={**env, "LABELOPS_HEALTH_PORT": str(health), "LABELOPS_METRICS_PORT": str(free_port())},
+    )
+    wait_until(started, lambda: port_open(health), timeout=60, what="serving /healthz")
+    print(f"operator pid {started.pid}, log {started.log}")
+
+
+def _campaign(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return cast(dict[str, Any], obj)
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
+
+
+def _wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obj = _campaign(api, namespace, name)
+        if _condition(obj, "Ready").get("status") == "True":
+            return obj
+        time.sleep(0.5)
+    ready = _condition(_campaign(api, namespace, name), "Ready")
+    raise SystemExit(
+        f"campaign {namespace}/{name} not Ready after {timeout:.0f}s: "
+        f"{ready.get('reason')}: {ready.get('message')} (see .stack/operator.log)"
+    )
+
+
+def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for item in items:
+        value = {"id": item.id, "payload": item.payload, "priority": item.priority}
+        producer.produce(topic, key=item.id.encode(), value=json.dumps(value).encode())
+        producer.poll(0)
+    remaining = producer.flush(30)
+    if remaining:
+        raise SystemExit(f"{remaining} items were not acknowledged by Kafka within 30s")
+
+
+def _tokens(docs: list[dict[str, Any]], secret_name: str) -> dict[str, str]:
+    for doc in docs:
+        if doc["kind"] == "Secret" and doc["metadata"]["name"] == secret_name:
+            return dict(doc["stringData"])
+    raise SystemExit(f"{EXAMPLE} has no Secret {secret_name}")
+
+
+def run(timeout: float) -> int:
+    state_dir = stack.default_state_dir()
+    _step("Starting the local stack (PostgreSQL, Kafka, Kubernetes control plane)")
+    env = stack.up(state_dir)
+    os.environ.update(env)
+    config.load_kube_config(config_file=env["KUBECONFIG"])
+    api = client.ApiClient()
+
+    _step("Installing the LabelingCampaign CRD and starting the operator")
+    kubeapply.install_crds(api, REPO / "crds")
+    stop_pidfile(state_dir / "operator.pid")  # one left by an earlier, interrupted demo
+    _start_operator(state_dir, env)
+
+    docs = kubeapply.load_documents(EXAMPLE)
+    campaign = next(d for d in docs if d["kind"] == "LabelingCampaign")
+    namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
+    _step(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}")
+    kubeapply.apply(api, docs)
+    obj = _wait_ready(api, namespace, name, timeout=120)
+    status = obj["status"]
+    print(f"Ready: topics {status['topics']['items']}, {status['topics']['labels']}; "
+          f"schema {status['schema']}")  # fmt: skip
+
+    _step("Starting the campaign's workers from the Deployment the operator wrote")
+    worker = f"{name}-worker"
+    pods = podrunner.start_pods(api, namespace, worker, state_dir)
+    for pod in pods:
+        pod.wait_ready()
+        print(f"{pod.name}: {pod.url} (log {pod.process.log})")
+
+    stop = threading.Event()
+    try:
+        items = generate(campaign["spec"]["target"]["items"])
+        _step(f"Publishing {len(items)} items to {status['topics']['items']}")
+        _publish(env["LABELOPS_KAFKA_BOOTSTRAP"], status["topics"]["items"], items)
+
+        tokens = _tokens(docs, campaign["spec"]["labelers"]["tokenSecretRef"]["name"])
+        by_id = {item.id: item for item in items}
+        labelers = [
+            SimulatedLabeler(who, token, pods[i % len(pods)].url, by_id, stop, seed=i)
+            for i, (who, token) in enumerate(sorted(tokens.items()))
+        ]
+        _step(f"{len(labelers)} labelers at work: " + ", ".join(lab.labeler for lab in labelers))
+        print(f"Labeling page: {pods[0].url}/  (sign in with a token from {EXAMPLE.name})")
+        for labeler in labelers:
+            labeler.start()
+        display = Display(sys.stdout)
+        deadline = time.monotonic() + timeout
+        while True:
+            obj = _campaign(api, namespace, name)
+            display.show(obj)
+            if (obj.get("status") or {}).get("phase") == "Completed":
+                break
+            if time.monotonic() > deadline:
+                display.done()
+                print(f"campaign not Completed within {timeout:.0f}s", file=sys.stderr)
+                return 1
+            time.sleep(1)
+        display.done()
+    finally:
+        stop.set()
+        podrunner.stop_pods(pods, state_dir)
+
+    _report_labelers(labelers)
+    return _export(api, namespace, name, obj, state_dir)
+
+
+def _report_labelers(labelers: list[SimulatedLabeler]) -> None:
+    _step("What the labelers did")
+    for lab in labelers:
+        outcomes = Counter({k: v for k, v in lab.tally.outcomes.items() if k != "idle"})
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))
+        note = f"  ({lab.tally.note})" if lab.tally.note else ""
+        print(f"  {lab.labeler:6} {summary}{note}")
+
+
+def _export(
+    api: client.ApiClient, namespace: str, name: str, obj: dict[str, Any], state_dir: Path
+) -> int:
+    import base64
+
+    import psycopg
+
+    status = obj["status"]
+    secret = client.CoreV1Api(api).read_namespaced_secret(status["databaseSecret"], namespace)
+    dsn = base64.b64decode((secret.data or {})["dsn"]).decode()
+    out_dir = state_dir / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.rlhf.jsonl"
+    with psycopg.connect(dsn) as conn, target.open("w", encoding="utf-8") as out:
+        tally = write_export(conn, status["schema"], "rlhf", out)
+    assert isinstance(tally, RlhfTally)
+    _step("Done: the campaign is Completed")
+    progress = status.get("progress") or {}
+    print(f"  accepted labels: {progress.get('labels')} in Postgres schema {status['schema']}")
+    print(f"  relayed to Kafka topic {status['topics']['labels']}")
+    print(f"  RLHF pairs: {target} ({tally.written} pairs, {tally.ties} ties left out)")
+    with target.open() as f:
+        first = f.readline().strip()
+    if first:
+        print(f"  first pair: {first[:300]}{'…' if len(first) > 300 else ''}")
+    print("  again any time: labelops export "
+          f"{name} -n {namespace} --format rlhf   |   labelops status -n {namespace}")  # fmt: skip
+    print("  the stack keeps running; stop it with: make stack-down")
+    stop_pidfile(state_dir / "operator.pid")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m labelops.devstack.demo", description=__doc__)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to reach Completed")
+    args = parser.parse_args()
+    try:
+        return run(args.timeout)
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Simulated labelers for the demo: real HTTP clients of the worker API at a human pace.
+
+Each labeler has a temperament: careful ones agree with the better response most of the
+time, a noisy one disagrees more and sometimes calls a tie, a skipper releases tasks it
+does not like, and an eager one labels fast until the daily quota answers 429.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import requests
+
+from labelops.devstack.demo.items import DemoItem
+
+
+@dataclass(frozen=True)
+class Temperament:
+    accuracy: float  # chance of preferring the better response
+    tie_rate: float
+    skip_rate: float
+    pace: tuple[float, float]  # seconds spent reading a task, min and max
+
+
+CAREFUL = Temperament(accuracy=0.92, tie_rate=0.02, skip_rate=0.02, pace=(0.15, 0.45))
+NOISY = Temperament(accuracy=0.65, tie_rate=0.08, skip_rate=0.03, pace=(0.1, 0.3))
+SKIPPER = Temperament(accuracy=0.9, tie_rate=0.02, skip_rate=0.2, pace=(0.15, 0.4))
+EAGER = Temperament(accuracy=0.85, tie_rate=0.0, skip_rate=0.0, pace=(0.02, 0.06))
+
+TEMPERAMENTS = {"alice": CAREFUL, "bob": CAREFUL, "carol": NOISY, "dave": EAGER, "erin": SKIPPER}
+
+
+@dataclass
+class Tally:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    note: str = ""
+
+
+class SimulatedLabeler(threading.Thread):
+    def __init__(
+        self,
+        labeler: str,
+        token: str,
+        worker_url: str,
+        items: dict[str, DemoItem],
+        stop: threading.Event,
+        seed: int,
+    ) -> None:
+        super().__init__(name=f"labeler-{labeler}", daemon=True)
+        self.labeler = labeler
+        self.temperament = TEMPERAMENTS.get(labeler, CAREFUL)
+        self.url = worker_url
+        self.items = items
+        self.stop = stop
+        self.rng = random.Random(seed)
+        self.tally = Tally()
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def _pause(self, low: float, high: float) -> bool:
+        """Wait like a person would; True when the demo is over."""
+        return self.stop.wait(self.rng.uniform(low, high))
+
+    def _choose(self, item: DemoItem) -> str:
+        roll = self.rng.random()
+        if roll < self.temperament.tie_rate:
+            return "tie"
+        worse = "b" if item.better == "a" else "a"
+        return item.better if self.rng.random() < self.temperament.accuracy else worse
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            claimed = self.http.post(f"{self.url}/v1/tasks/claim", timeout=10)
+            if claimed.status_code == 204:
+                self.tally.outcomes["idle"] += 1
+                if self._pause(0.5, 1.0):
+                    return
+                continue
+            if claimed.status_code == 429:
+                if self._quota_reached(claimed):
+                    return
+                continue
+            claimed.raise_for_status()
+            task = claimed.json()
+            if self._pause(*self.temperament.pace):
+                return
+            if self.rng.random() < self.temperament.skip_rate:
+                self.http.post(f"{self.url}/v1/tasks/{task['id']}/release", timeout=10)
+                self.tally.outcomes["skipped"] += 1
+                continue
+            self._submit(task["id"])
+
+    def _submit(self, item_id: str) -> None:
+        value = {"preferred": self._choose(self.items[item_id])}
+        reply = self.http.post(
+            f"{self.url}/v1/tasks/{item_id}/labels",
+            json={"value": value},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            timeout=10,
+        )
+        if reply.status_code == 429:
+            self._quota_reached(reply)
+            return
+        self.tally.outcomes[str(reply.status_code)] += 1
+
+    def _quota_reached(self, reply: requests.Response) -> bool:
+        """Daily quota: stop for the day. Lease limit: wait as told by Retry-After."""
+        problem = reply.json()
+        if "daily" in str(problem.get("reason", "")) + str(problem.get("type", "")):
+            self.tally.outcomes["429 daily quota"] += 1
+            self.tally.note = problem.get("detail", "daily quota reached")
+            return True
+        self.tally.outcomes["429 leases"] += 1
+        self._pause(1.0, 1.0 + min(5.0, float(reply.headers.get("Retry-After", "1"))))
+        return False
