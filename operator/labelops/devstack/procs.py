@@ -102,7 +102,17 @@ def pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        # Not ours: once `up` has exited, init adopts it and may reap it only seconds later.
+        return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the command name, which is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def wait_until(
