@@ -8,6 +8,9 @@
 # bump is one command:
 #
 #   stack/k8s-tools/gen-replaces.sh v1.37.2
+#
+# go.mod is rewritten from scratch (header comment, module, tools), so a downgrade does not
+# keep the newer release's dependency versions.
 set -euo pipefail
 
 version=${1:?usage: gen-replaces.sh v1.N.P}
@@ -26,15 +29,26 @@ mapfile -t staging < <(go mod edit -json "$release_gomod" | tr -d ' \t\n' \
   | grep -o '"Old":{"Path":"k8s.io/[^"]*"},"New":{"Path":"./staging/src/' \
   | sed 's/"Old":{"Path":"\([^"]*\)".*/\1/')
 [[ ${#staging[@]} -gt 0 ]] || { echo "no staging replaces found in $release_gomod" >&2; exit 1; }
+release_go=$(go mod edit -json "$release_gomod" | tr -d ' \t\n' | sed -n 's/.*"Go":"\([^"]*\)".*/\1/p')
 
-# Drop every earlier k8s.io replace, then write the new ones.
-for old in $(go mod edit -json | tr -d ' \t\n' | grep -o '"Old":{"Path":"k8s.io/[^"]*"' \
-  | sed 's/.*"Path":"\([^"]*\)"/\1/'); do
-  go mod edit -dropreplace="$old"
-done
+module=$(go mod edit -json | tr -d ' \t\n' | sed -n 's/.*"Module":{"Path":"\([^"]*\)".*/\1/p')
+mapfile -t tools < <(go mod edit -json | tr -d ' \t\n' | grep -o '"Tool":\[[^]]*\]' \
+  | grep -o '"Path":"[^"]*"' | sed 's/"Path":"\([^"]*\)"/\1/')
+[[ ${#tools[@]} -gt 0 ]] || { echo "go.mod lists no tool directives to keep" >&2; exit 1; }
+
+{
+  sed -n '/^\/\//p;/^[^\/]/q' go.mod  # the leading comment block
+  printf 'module %s\n\ngo %s\n' "$module" "$release_go"
+} > go.mod.new
+mv go.mod.new go.mod
+rm -f go.sum
+
 args=(-require="k8s.io/kubernetes@${version}")
 for mod in "${staging[@]}"; do
   args+=(-replace="${mod}=${mod}@${staging_version}")
+done
+for tool in "${tools[@]}"; do
+  args+=(-tool="$tool")
 done
 go mod edit "${args[@]}"
 go mod tidy

@@ -146,13 +146,15 @@ class Target(Model):
     )
 
 
+_QUANTITY_MAP: dict[str, Any] = {
+    "additionalProperties": {"type": "string", "pattern": QUANTITY_PATTERN}
+}
+
+
 class ResourceRequirements(Model):
-    requests: dict[str, str] | None = Field(
-        default=None, json_schema_extra={"additionalProperties": {"pattern": QUANTITY_PATTERN}}
-    )
-    limits: dict[str, str] | None = Field(
-        default=None, json_schema_extra={"additionalProperties": {"pattern": QUANTITY_PATTERN}}
-    )
+    # A structural schema needs the type next to the pattern, or the API server refuses it.
+    requests: dict[str, str] | None = Field(default=None, json_schema_extra=_QUANTITY_MAP)
+    limits: dict[str, str] | None = Field(default=None, json_schema_extra=_QUANTITY_MAP)
 
 
 DEFAULT_WORKER_IMAGE = "labelops:0.1.0"

@@ -1,0 +1,229 @@
+"""Postgres as the admin: observe, then create or alter a campaign's role and schema, migrate,
+read progress, and drop both on reclaim.
+
+Isolation between campaigns rests on ownership: each schema is owned by its own role and
+nothing is granted to PUBLIC on it, so one campaign's role cannot even look up a table in
+another's schema. Every identifier goes through sql.Identifier and the password through
+sql.Literal; nothing user-controlled is ever formatted into SQL text.
+
+Calls block, so the public coroutines run them in worker threads. Connections come from a
+small pool; a pool that cannot connect within the timeout raises PostgresUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from labelops.clients.errors import PostgresUnavailable
+from labelops.store.migrations import migrate
+from labelops.store.progress import ProgressCounts, read_progress
+
+log = logging.getLogger(__name__)
+
+# GRANT/REVOKE on the database and on schema public, and DROP OWNED, rewrite one catalog row
+# shared by all campaigns; two sessions doing it at once fail with "tuple concurrently
+# updated". A transaction-scoped advisory lock makes role provisioning and dropping take
+# turns (across operator replicas too); each holds it for milliseconds.
+_CATALOG_LOCK = (0x4C50, 1)  # "LP"
+
+
+@dataclass(frozen=True)
+class ObservedRole:
+    connection_limit: int
+    can_login: bool
+
+
+@dataclass(frozen=True)
+class ObservedDatabase:
+    role: ObservedRole | None
+    schema_owner: str | None
+
+
+@dataclass(frozen=True)
+class RoleChanges:
+    """What to do to the role and schema; computed by the operator's diff, applied here."""
+
+    create_role: bool = False
+    alter_role: bool = False
+    set_password: bool = False
+    create_schema: bool = False
+    set_schema_owner: bool = False
+
+
+class PostgresAdmin:
+    def __init__(self, dsn: str, timeout: float = 5.0, max_connections: int = 8) -> None:
+        self.timeout = timeout
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+            timeout=timeout,
+            open=False,
+            name="labelops-admin",
+        )
+        self._opened = False
+        self.where = _describe_dsn(dsn)
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        if not self._opened:
+            # Not in __init__: the pool's background connector must start inside the
+            # running operator, and opening without waiting lets startup proceed while
+            # Postgres is still down.
+            self._pool.open(wait=False)
+            self._opened = True
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as err:
+            raise PostgresUnavailable(
+                f"Postgres at {self.where} accepted no connection within {self.timeout:.0f}s "
+                f"({what})"
+            ) from err
+        except psycopg.OperationalError as err:
+            raise PostgresUnavailable(
+                f"Postgres at {self.where} is unreachable ({what}): {err}"
+            ) from err
+
+    # --- observe ---------------------------------------------------------------------
+
+    def _observe(self, role: str, schema: str) -> ObservedDatabase:
+        with self._connection(f"observe role {role}") as conn:
+            row = conn.execute(
+                "SELECT rolconnlimit, rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone()
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                (schema,),
+            ).fetchone()
+        return ObservedDatabase(
+            role=ObservedRole(int(row[0]), bool(row[1])) if row else None,
+            schema_owner=str(owner[0]) if owner else None,
+        )
+
+    async def observe(self, role: str, schema: str) -> ObservedDatabase:
+        return await asyncio.to_thread(self._observe, role, schema)
+
+    # --- act -------------------------------------------------------------------------
+
+    def _apply(
+        self, role: str, schema: str, connection_limit: int, password: str, changes: RoleChanges
+    ) -> None:
+        r, s = sql.Identifier(role), sql.Identifier(schema)
+        limit, secret = sql.Literal(connection_limit), sql.Literal(password)
+        with self._connection(f"provision role {role}") as conn, conn.transaction():
+            # One transaction: a crash leaves either no role or a role with its grants
+            # and schema, never a half-configured one.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CATALOG_LOCK)
+            if changes.create_role:
+                conn.execute(
+                    sql.SQL(
+                        "CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {} "
+                        "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+                    ).format(r, secret, limit)
+                )
+                database = sql.Identifier(conn.info.dbname)
+                # Only what workers need: connect to this database. Nothing else is granted,
+                # and PUBLIC cannot create in the public schema (the default since PG 15;
+                # enforced for older servers and for databases where someone re-granted it).
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(database, r))
+                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, r))
+                conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+                if not _is_superuser(conn):
+                    # A CREATEROLE admin must be a member to SET ROLE for migrations.
+                    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(r))
+            if changes.alter_role:
+                conn.execute(sql.SQL("ALTER ROLE {} LOGIN CONNECTION LIMIT {}").format(r, limit))
+            if changes.set_password:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(r, secret))
+            if changes.create_schema:
+                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(s, r))
+            if changes.set_schema_owner:
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(s, r))
+
+    async def apply(
+        self, role: str, schema: str, connection_limit: int, password: str, changes: RoleChanges
+    ) -> None:
+        await asyncio.to_thread(self._apply, role, schema, connection_limit, password, changes)
+
+    def _migrate(self, role: str, schema: str) -> list[str]:
+        with self._connection(f"migrate schema {schema}") as conn:
+            # As the campaign's role, so every table the migrations create is owned by it.
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            try:
+                return migrate(conn, schema)
+            finally:
+                conn.execute("RESET ROLE")
+
+    async def migrate(self, role: str, schema: str) -> list[str]:
+        """Apply the worker's pending migrations; returns their labels (empty: up to date)."""
+        return await asyncio.to_thread(self._migrate, role, schema)
+
+    def _progress(self, schema: str) -> ProgressCounts | None:
+        with self._connection(f"read progress of {schema}") as conn:
+            try:
+                return read_progress(conn, schema)
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                return None
+
+    async def read_progress(self, schema: str) -> ProgressCounts | None:
+        """O(1) counters of the campaign, None while its schema is not migrated."""
+        return await asyncio.to_thread(self._progress, schema)
+
+    def _drop(self, role: str, schema: str) -> list[str]:
+        r = sql.Identifier(role)
+        dropped = []
+        with self._connection(f"drop schema {schema}") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if exists:
+                # No new sessions, then end the workers' ones: they would hold locks that
+                # DROP SCHEMA waits on, and a role with sessions cannot be dropped cleanly.
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(r))
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (role,),
+                )
+            present = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CATALOG_LOCK)
+                if present:
+                    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+                    dropped.append(f"schema {schema}")
+                if exists:
+                    # Revokes its database grants (and drops anything it still owns here).
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(r))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(r))
+                    dropped.append(f"role {role}")
+        return dropped
+
+    async def drop(self, role: str, schema: str) -> list[str]:
+        """Drop the schema (with all labels) and the role; returns what existed."""
+        return await asyncio.to_thread(self._drop, role, schema)
+
+
+def _is_superuser(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+def _describe_dsn(dsn: str) -> str:
+    """host:port/dbname for messages; never the password."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    host, port = params.get("host", "localhost"), params.get("port", 5432)
+    return f"{host}:{port}/{params.get('dbname', '')}"

@@ -1,0 +1,210 @@
+"""Conditions in metav1.Condition form and the kstatus summary derived from them.
+
+Reconcile steps report one verdict per component condition (TopicsReady, SchemaReady,
+WorkersReady, TargetMet) and whether the campaign is Stalled. Ready and Reconciling are
+never set directly: `summarize` derives them, so they cannot disagree with the components.
+
+kstatus reading (what Flux, Argo CD and `kubectl wait` see):
+  - Stalled=True: a person must act (bad spec, missing Secret, unsupported change).
+  - Reconciling=True: the operator is still working or waiting on a backend.
+  - Ready=True: everything exists as specified for the current generation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from labelops.api.campaign import Condition, ConditionStatus, Phase
+
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+TOPICS_READY = "TopicsReady"
+SCHEMA_READY = "SchemaReady"
+WORKERS_READY = "WorkersReady"
+TARGET_MET = "TargetMet"
+
+# Ready requires all of these; TargetMet is informational (a completed campaign is healthy).
+COMPONENTS = (TOPICS_READY, SCHEMA_READY, WORKERS_READY)
+
+
+class Reason(StrEnum):
+    # healthy
+    PROVISIONED = "Provisioned"
+    TOPICS_IN_SYNC = "TopicsInSync"
+    SCHEMA_MIGRATED = "SchemaMigrated"
+    AVAILABLE = "Available"
+    SCALED_TO_ZERO = "ScaledToZero"
+    TARGET_MET = "TargetMet"
+    LABELING = "Labeling"
+    AS_EXPECTED = "AsExpected"
+    # in progress
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    ROLLING_OUT = "RollingOut"
+    DELETING = "Deleting"
+    # transient: retried with backoff
+    KAFKA_UNAVAILABLE = "KafkaUnavailable"
+    POSTGRES_UNAVAILABLE = "PostgresUnavailable"
+    # permanent: a person must act
+    NOT_SUPPORTED = "NotSupported"
+    INVALID_SPEC = "InvalidSpec"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    STALLED = "Stalled"
+
+
+TRANSIENT = frozenset({Reason.KAFKA_UNAVAILABLE, Reason.POSTGRES_UNAVAILABLE})
+PERMANENT = frozenset({Reason.NOT_SUPPORTED, Reason.INVALID_SPEC, Reason.SECRET_NOT_FOUND})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One condition as a reconcile step concluded it."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+
+    @classmethod
+    def true(cls, type_: str, reason: str, message: str = "") -> Verdict:
+        return cls(type_, ConditionStatus.TRUE, reason, message)
+
+    @classmethod
+    def false(cls, type_: str, reason: str, message: str = "") -> Verdict:
+        return cls(type_, ConditionStatus.FALSE, reason, message)
+
+    @classmethod
+    def unknown(cls, type_: str, reason: str, message: str = "") -> Verdict:
+        return cls(type_, ConditionStatus.UNKNOWN, reason, message)
+
+
+def not_stalled() -> Verdict:
+    return Verdict.false(STALLED, Reason.AS_EXPECTED, "no action needed")
+
+
+def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def is_true(conditions: Iterable[Condition], type_: str) -> bool:
+    found = find(conditions, type_)
+    return found is not None and found.status is ConditionStatus.TRUE
+
+
+def apply_verdicts(
+    conditions: Sequence[Condition],
+    verdicts: Iterable[Verdict],
+    generation: int,
+    now: dt.datetime,
+) -> list[Condition]:
+    """Set each verdict's condition; lastTransitionTime moves only when the status changes."""
+    by_type = {c.type: c for c in conditions}
+    for verdict in verdicts:
+        previous = by_type.get(verdict.type)
+        keep_time = previous is not None and previous.status == verdict.status
+        by_type[verdict.type] = Condition(
+            type=verdict.type,
+            status=verdict.status,
+            reason=verdict.reason,
+            message=verdict.message,
+            last_transition_time=previous.last_transition_time if keep_time and previous else now,
+            observed_generation=generation,
+        )
+    return list(by_type.values())
+
+
+def summary_verdicts(
+    conditions: Sequence[Condition], generation: int, observed_generation: int | None
+) -> tuple[Verdict, Verdict]:
+    """Ready and Reconciling, derived from Stalled, the components and observedGeneration."""
+    stalled = find(conditions, STALLED)
+    if stalled is not None and stalled.status is ConditionStatus.TRUE:
+        return (
+            Verdict.false(READY, stalled.reason, stalled.message),
+            Verdict.false(RECONCILING, Reason.STALLED, "waiting for a change to the campaign"),
+        )
+    for type_ in COMPONENTS:
+        component = find(conditions, type_)
+        if component is None:
+            message = f"{type_} has not been evaluated yet"
+            return (
+                Verdict.false(READY, Reason.PENDING, message),
+                Verdict.true(RECONCILING, Reason.PENDING, message),
+            )
+        if component.status is not ConditionStatus.TRUE:
+            message = f"{type_}: {component.message}" if component.message else type_
+            return (
+                Verdict.false(READY, component.reason, message),
+                Verdict.true(RECONCILING, component.reason, message),
+            )
+    if observed_generation != generation:
+        message = f"generation {generation} is being reconciled (last done: {observed_generation})"
+        return (
+            Verdict.false(READY, Reason.PROGRESSING, message),
+            Verdict.true(RECONCILING, Reason.PROGRESSING, message),
+        )
+    message = "topics, schema and workers match the spec"
+    return (
+        Verdict.true(READY, Reason.PROVISIONED, message),
+        Verdict.false(RECONCILING, Reason.PROVISIONED, message),
+    )
+
+
+def phase_of(
+    conditions: Sequence[Condition], paused: bool, observed_generation: int | None
+) -> Phase:
+    if is_true(conditions, STALLED):
+        return Phase.FAILED
+    if is_true(conditions, TARGET_MET):
+        return Phase.COMPLETED
+    if paused and observed_generation is not None:
+        return Phase.PAUSED
+    if is_true(conditions, READY):
+        return Phase.RUNNING
+    if observed_generation is None and not any(find(conditions, t) for t in COMPONENTS):
+        return Phase.PENDING
+    return Phase.PROVISIONING
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition that changed status or reason: each one becomes a Kubernetes Event."""
+
+    condition: Condition
+    warning: bool
+
+    @property
+    def event_reason(self) -> str:
+        return self.condition.reason
+
+    @property
+    def event_message(self) -> str:
+        c = self.condition
+        text = f"{c.type}={c.status.value}"
+        return f"{text}: {c.message}" if c.message else text
+
+
+def transitions(before: Sequence[Condition], after: Sequence[Condition]) -> list[Transition]:
+    old = {c.type: c for c in before}
+    found = []
+    for condition in after:
+        previous = old.get(condition.type)
+        if previous is not None and (previous.status, previous.reason) == (
+            condition.status,
+            condition.reason,
+        ):
+            continue
+        if (
+            previous is None
+            and condition.type in (RECONCILING, STALLED)
+            and (condition.status is ConditionStatus.FALSE)
+        ):
+            # A first "nothing wrong" says nothing worth an Event.
+            continue
+        warning = condition.reason in TRANSIENT or condition.reason in PERMANENT
+        found.append(Transition(condition, warning))
+    return found

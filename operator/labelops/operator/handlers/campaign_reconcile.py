@@ -1,0 +1,51 @@
+"""Reconcile a campaign when it is created, when its spec changes, when the operator starts,
+and every few minutes in case something drifted outside the operator's view (a topic
+deleted by hand, a quota removed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.operator.metrics import measured
+from labelops.operator.reconcile import reconcile
+
+RESYNC_SECONDS = 300.0
+# An unexpected exception (a bug, an API server hiccup) is retried this often.
+UNEXPECTED_ERROR_BACKOFF = 10.0
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="campaign-create", backoff=UNEXPECTED_ERROR_BACKOFF)
+async def on_create(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    with measured("create"):
+        await reconcile(memo.runtime, body, retry)
+
+
+@kopf.on.update(
+    GROUP, VERSION, PLURAL, id="campaign-update", field="spec", backoff=UNEXPECTED_ERROR_BACKOFF
+)
+async def on_update(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    with measured("update"):
+        await reconcile(memo.runtime, body, retry)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="campaign-resume", backoff=UNEXPECTED_ERROR_BACKOFF)
+async def on_resume(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    with measured("resume"):
+        await reconcile(memo.runtime, body, retry)
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    id="campaign-resync",
+    interval=RESYNC_SECONDS,
+    initial_delay=RESYNC_SECONDS,
+    idle=RESYNC_SECONDS / 10,
+)
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with measured("resync"):
+        await reconcile(memo.runtime, body)

@@ -1,0 +1,104 @@
+"""The operator's Kopf entry: settings, handler registration (by import) and `run()`.
+
+Runs as `labelops operator`. Plain `kopf run -m labelops.operator.main` is not enough:
+handlers need the Runtime (config and clients) that run() builds and hands over as memo.
+
+RBAC the operator needs (verified against the real API server with a ServiceAccount bound
+to exactly this ClusterRole; the Helm chart's ClusterRole is made from this list):
+
+  apiGroup              resource                      verbs
+  labelops.dev          labelingcampaigns             get, list, watch, patch
+  labelops.dev          labelingcampaigns/status      get, patch
+  labelops.dev          labelingcampaigns/finalizers  update  (children's blockOwnerDeletion)
+  ""                    secrets                       get, create, patch
+  ""                    configmaps                    create, patch
+  ""                    services                      create, patch
+  ""                    resourcequotas                get, create, patch, delete
+  apps                  deployments                   get, list, watch, create, patch, delete
+  ""                    events                        create  (Kopf posts core/v1 Events)
+  apiextensions.k8s.io  customresourcedefinitions     list, watch  (Kopf's resource scanning)
+
+Server-side apply is a PATCH that creates a missing object, hence create next to patch.
+finalizers/update is only checked where the OwnerReferencesPermissionEnforcement admission
+plugin is on (not in the local stack), but such clusters refuse blockOwnerDeletion without it.
+Secrets get: the campaign's db Secret (to keep its password) and the labelers' tokens
+Secret (to check it exists and roll workers when tokens change). Kopf peering is off
+(standalone), so no peering resources. Namespaced mode (`--namespace`) can use a Role with
+the same rules; it additionally wants namespaces list/watch (cluster-scoped: Kopf discovers
+the namespace by watching; without it Kopf assumes the namespace exists and logs a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from labelops.api.campaign import GROUP
+from labelops.operator import metrics
+from labelops.operator.config import ConfigError, OperatorConfig
+from labelops.operator.handlers import (  # noqa: F401  (importing registers the handlers)
+    campaign_progress,
+    campaign_reclaim,
+    campaign_reconcile,
+    worker_rollout,
+)
+from labelops.operator.runtime import Runtime
+
+# Blocking client calls run in threads; 100 campaigns reconciling at once need more than
+# asyncio's default of cpu+4.
+CLIENT_THREADS = 32
+
+
+@kopf.on.startup(id="labelops-settings")
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Annotations, not status.kopf: the structural schema would prune unknown status fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Only warnings of Kopf's own logs become Events; condition transitions are posted
+    # explicitly by the status writer.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "labelops-operator"
+    # The API server ends a watch after server_timeout; the client gives up a little later
+    # so a silently dropped connection is noticed instead of waiting forever.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.peering.standalone = True
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=CLIENT_THREADS, thread_name_prefix="labelops-client")
+    )
+
+
+def run(namespace: str | None = None, verbose: bool = False) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    kopf.configure(verbose=verbose)
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as err:
+        print(f"labelops operator: {err}", file=sys.stderr)
+        return 2
+    runtime = Runtime.create(config)
+    metrics_server = metrics.serve(config.metrics_port)
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=namespace is None,
+                namespaces=[namespace] if namespace else [],
+                standalone=True,
+                liveness_endpoint=config.liveness_endpoint,
+                memo=kopf.Memo(runtime=runtime),
+            )
+        )
+    finally:
+        metrics_server.shutdown()
+        runtime.close()
+    return 0

@@ -1,0 +1,348 @@
+"""What should exist for a campaign: pure functions from the campaign to desired objects.
+
+Nothing here performs I/O. The reconcile steps observe the world, ask these functions what
+it should look like, and hand the difference (see diff.py) to the clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from labelops.api.campaign import (
+    DEFAULT_WORKER_IMAGE,
+    GROUP,
+    KIND,
+    VERSION,
+    CampaignSpec,
+)
+from labelops.api.naming import CampaignNames
+from labelops.api.workerconfig import (
+    CONFIG_KEY,
+    DSN_KEY,
+    ENV_CAMPAIGN,
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_POSTGRES_DSN,
+    ENV_TOKEN_PREFIX,
+    PASSWORD_KEY,
+    USERNAME_KEY,
+    WORKER_PORT,
+    WorkerConfig,
+    WorkerTopics,
+)
+from labelops.clients.kafka import TopicSpec
+
+CAMPAIGN_API_VERSION = f"{GROUP}/{VERSION}"
+CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+# Workers run as this unprivileged user; the image must not need root.
+WORKER_UID = 10001
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class CampaignRef:
+    """Which campaign we act for: enough to name its children and to own them."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CampaignRef:
+        meta = body["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation", 1)))
+
+    @property
+    def names(self) -> CampaignNames:
+        return CampaignNames(self.namespace, self.name)
+
+    def owner_reference(self) -> dict[str, Any]:
+        # controller=true makes the campaign the one object responsible for each child;
+        # blockOwnerDeletion keeps foreground deletion of the campaign waiting for them.
+        return {
+            "apiVersion": CAMPAIGN_API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": self.names.labels(),
+            "ownerReferences": [self.owner_reference()],
+        }
+
+
+@dataclass(frozen=True)
+class PostgresEndpoint:
+    """Where workers reach Postgres (host, port, database); credentials are per campaign."""
+
+    host: str
+    port: int
+    dbname: str
+
+    @classmethod
+    def from_admin_dsn(cls, dsn: str, host_override: str | None = None) -> PostgresEndpoint:
+        params = conninfo_to_dict(dsn)
+        host = str(params.get("host") or "localhost")
+        port = int(params.get("port") or 5432)
+        dbname = str(params.get("dbname") or params.get("user") or "postgres")
+        if host_override:
+            # "host" or "host:port"; a bare host keeps the admin port.
+            override_host, _, override_port = host_override.rpartition(":")
+            if override_host and override_port.isdigit():
+                host, port = override_host, int(override_port)
+            else:
+                host = host_override
+        return cls(host, port, dbname)
+
+
+@dataclass(frozen=True)
+class WorkerEnvironment:
+    """Operator-wide inputs to every worker Deployment."""
+
+    default_image: str
+    kafka_bootstrap: str
+    postgres: PostgresEndpoint
+
+
+@dataclass(frozen=True)
+class DatabasePlan:
+    role: str
+    schema: str
+    connection_limit: int
+
+
+def retention_ms(duration: str) -> int:
+    """'7d' -> 604800000; the CRD pattern guarantees <digits><unit>."""
+    for unit in sorted(_DURATION_MS, key=len, reverse=True):
+        if duration.endswith(unit) and duration[: -len(unit)].isdigit():
+            return int(duration[: -len(unit)]) * _DURATION_MS[unit]
+    raise ValueError(f"kafka.retention {duration!r} is not <number><ms|s|m|h|d>")
+
+
+def desired_topics(names: CampaignNames, spec: CampaignSpec) -> list[TopicSpec]:
+    configs = {
+        "retention.ms": str(retention_ms(spec.kafka.retention)),
+        "cleanup.policy": "delete",
+    }
+    return [
+        TopicSpec(topic, spec.kafka.partitions, spec.kafka.replication_factor, configs)
+        for topic in (names.items_topic, names.labels_topic)
+    ]
+
+
+def desired_database(names: CampaignNames, spec: CampaignSpec) -> DatabasePlan:
+    return DatabasePlan(names.role, names.schema, spec.quotas.postgres.connection_limit)
+
+
+def desired_replicas(spec: CampaignSpec, target_met: bool) -> int:
+    return 0 if spec.paused or target_met else spec.workers.replicas
+
+
+def worker_image(spec: CampaignSpec, env: WorkerEnvironment) -> str:
+    # The CRD defaults workers.image to DEFAULT_WORKER_IMAGE, so "left at the default" is
+    # the only signal that the operator's configured image should be used instead.
+    if spec.workers.image == DEFAULT_WORKER_IMAGE:
+        return env.default_image
+    return spec.workers.image
+
+
+def worker_dsn(plan: DatabasePlan, password: str, endpoint: PostgresEndpoint) -> str:
+    return make_conninfo(
+        host=endpoint.host,
+        port=str(endpoint.port),
+        dbname=endpoint.dbname,
+        user=plan.role,
+        password=password,
+    )
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def database_secret(
+    ref: CampaignRef, plan: DatabasePlan, password: str, dsn: str
+) -> dict[str, Any]:
+    # `data` rather than `stringData`: the API server never returns stringData, so applying it
+    # would look like a change on every pass.
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": ref.metadata(ref.names.database_secret),
+        "type": "Opaque",
+        "data": {
+            USERNAME_KEY: _b64(plan.role),
+            PASSWORD_KEY: _b64(password),
+            DSN_KEY: _b64(dsn),
+        },
+    }
+
+
+def worker_config(ref: CampaignRef, spec: CampaignSpec) -> WorkerConfig:
+    names = ref.names
+    return WorkerConfig(
+        namespace=ref.namespace,
+        name=ref.name,
+        task=spec.task,
+        target=spec.target,
+        quotas=spec.quotas,
+        schema=names.schema,
+        topics=WorkerTopics(items=names.items_topic, labels=names.labels_topic),
+        consumer_group=names.consumer_group,
+        paused=spec.paused,
+    )
+
+
+def worker_config_json(ref: CampaignRef, spec: CampaignSpec) -> str:
+    config = worker_config(ref, spec)
+    return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, indent=2)
+
+
+def config_map(ref: CampaignRef, spec: CampaignSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.metadata(ref.names.config_map),
+        "data": {CONFIG_KEY: worker_config_json(ref, spec)},
+    }
+
+
+def config_hash(*parts: str) -> str:
+    """Stamped on the pod template so workers restart when their config or credentials change."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def worker_deployment(
+    ref: CampaignRef,
+    spec: CampaignSpec,
+    env: WorkerEnvironment,
+    replicas: int,
+    pod_config_hash: str,
+) -> dict[str, Any]:
+    names = ref.names
+    resources = spec.workers.resources.model_dump(exclude_none=True)
+    container = {
+        "name": "worker",
+        "image": worker_image(spec, env),
+        "command": ["labelops", "worker"],
+        "env": [
+            {
+                "name": ENV_CAMPAIGN,
+                "valueFrom": {"configMapKeyRef": {"name": names.config_map, "key": CONFIG_KEY}},
+            },
+            {
+                "name": ENV_POSTGRES_DSN,
+                "valueFrom": {"secretKeyRef": {"name": names.database_secret, "key": DSN_KEY}},
+            },
+            {"name": ENV_KAFKA_BOOTSTRAP, "value": env.kafka_bootstrap},
+        ],
+        "envFrom": [
+            {"prefix": ENV_TOKEN_PREFIX, "secretRef": {"name": spec.labelers.token_secret_ref.name}}
+        ],
+        "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": resources,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": ref.metadata(names.worker),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": names.selector_labels()},
+            "template": {
+                "metadata": {
+                    "labels": names.labels(),
+                    "annotations": {CONFIG_HASH_ANNOTATION: pod_config_hash},
+                },
+                "spec": {
+                    # Workers never talk to the Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": WORKER_UID,
+                        "runAsGroup": WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def worker_service(ref: CampaignRef) -> dict[str, Any]:
+    names = ref.names
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": ref.metadata(names.worker),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector_labels(),
+            "ports": [{"name": "http", "port": WORKER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def resource_quota(ref: CampaignRef, spec: CampaignSpec) -> dict[str, Any] | None:
+    """The namespace's ResourceQuota, or None when the campaign sets no Kubernetes quota.
+
+    A ResourceQuota limits the whole namespace, not just this campaign's pods; the API docs
+    of quotas.kubernetes say so. Requests (not limits) are capped, because workers always
+    declare requests while a cpu limit is optional.
+    """
+    quota = spec.quotas.kubernetes
+    if quota is None:
+        return None
+    hard = {
+        key: value
+        for key, value in (
+            ("requests.cpu", quota.cpu),
+            ("requests.memory", quota.memory),
+            ("pods", str(quota.pods) if quota.pods is not None else None),
+        )
+        if value is not None
+    }
+    if not hard:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": ref.metadata(ref.names.resource_quota),
+        "spec": {"hard": hard},
+    }

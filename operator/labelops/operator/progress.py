@@ -1,0 +1,136 @@
+"""Progress arithmetic: from O(1) counters to status.progress, the label rate and an ETA.
+
+Pure. The rate is measured over a sliding window of samples the operator keeps in memory;
+after a restart it is unknown until two samples exist, and the last published rate stands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from dataclasses import dataclass, field
+
+from labelops.api.campaign import Counters, Progress, Target
+from labelops.store.progress import ProgressCounts
+
+RATE_WINDOW = dt.timedelta(minutes=15)
+# A rate over less time than this is noise (two reads a few seconds apart).
+MIN_RATE_SPAN = dt.timedelta(seconds=20)
+# Unchanged counters still refresh rate and ETA this often, so a stalled campaign's rate decays.
+REFRESH_UNCHANGED = dt.timedelta(minutes=1)
+# Idle-awareness: how often to read a campaign whose counters have not moved for a while.
+ACTIVE_READ_INTERVAL = dt.timedelta(seconds=5)
+IDLE_READ_INTERVAL = dt.timedelta(seconds=30)
+IDLE_AFTER = dt.timedelta(minutes=2)
+
+
+@dataclass
+class RateWindow:
+    """(time, labels) samples of one campaign within RATE_WINDOW."""
+
+    samples: deque[tuple[dt.datetime, int]] = field(default_factory=deque)
+
+    def add(self, now: dt.datetime, labels: int) -> None:
+        if self.samples and labels < self.samples[-1][1]:
+            # counters went backwards (schema recreated): old samples are meaningless
+            self.samples.clear()
+        self.samples.append((now, labels))
+        while self.samples and now - self.samples[0][0] > RATE_WINDOW:
+            self.samples.popleft()
+
+    def per_hour(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        (t0, l0), (t1, l1) = self.samples[0], self.samples[-1]
+        span = t1 - t0
+        if span < MIN_RATE_SPAN:
+            return None
+        return (l1 - l0) * 3600.0 / span.total_seconds()
+
+
+def labels_target(target: Target) -> int:
+    return target.items * target.labels_per_item
+
+
+def target_met(counts: ProgressCounts, target: Target) -> bool:
+    return counts.items_completed >= target.items
+
+
+def build_progress(
+    counts: ProgressCounts,
+    target: Target,
+    rate_per_hour: float | None,
+    previous: Progress | None,
+    now: dt.datetime,
+) -> Progress:
+    goal = labels_target(target)
+    if rate_per_hour is None:
+        rate_per_hour = previous.labels_per_hour if previous is not None else 0.0
+    remaining = max(goal - counts.labels, 0)
+    eta: dt.datetime | None = None
+    if remaining == 0:
+        eta = None
+    elif rate_per_hour > 0:
+        eta = (now + dt.timedelta(hours=remaining / rate_per_hour)).replace(microsecond=0)
+    percent = min(100.0, round(100.0 * counts.labels / goal, 1)) if goal else 100.0
+    return Progress(
+        items_total=counts.items_total,
+        items_completed=counts.items_completed,
+        labels=counts.labels,
+        labels_target=goal,
+        percent=percent,
+        labels_per_hour=round(rate_per_hour, 1),
+        eta=eta,
+        summary=f"{counts.labels}/{goal}",
+    )
+
+
+def build_counters(counts: ProgressCounts) -> Counters:
+    return Counters(
+        human_labeled=counts.human_labeled,
+        machine_labeled=counts.machine_labeled,
+        rejected=counts.rejected,
+    )
+
+
+def _counts_of(progress: Progress) -> tuple[int, int, int, int]:
+    return (progress.items_total, progress.items_completed, progress.labels, progress.labels_target)
+
+
+def should_write(
+    old: Progress | None,
+    old_counters: Counters | None,
+    new: Progress,
+    new_counters: Counters,
+    last_written: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Write when a counter moved; refresh rate/ETA of an unchanged campaign only rarely."""
+    if old is None or old_counters != new_counters or _counts_of(old) != _counts_of(new):
+        return True
+    if old == new:
+        return False
+    return last_written is None or now - last_written >= REFRESH_UNCHANGED
+
+
+@dataclass
+class ReadSchedule:
+    """Idle-aware pacing of progress reads for one campaign."""
+
+    last_read: dt.datetime | None = None
+    last_change: dt.datetime | None = None
+    last_labels: int | None = None
+
+    def due(self, now: dt.datetime) -> bool:
+        if self.last_read is None:
+            return True
+        idle = self.last_change is None or now - self.last_change >= IDLE_AFTER
+        interval = IDLE_READ_INTERVAL if idle else ACTIVE_READ_INTERVAL
+        # A little slack so a timer firing every ACTIVE_READ_INTERVAL is never skipped by jitter.
+        return now - self.last_read >= interval - dt.timedelta(milliseconds=500)
+
+    def record(self, now: dt.datetime, labels: int) -> None:
+        if self.last_labels is None or labels != self.last_labels:
+            self.last_change = now
+        self.last_labels = labels
+        self.last_read = now

@@ -1,0 +1,317 @@
+"""One reconcile pass of a campaign: topics, then schema, then workers, each observed first.
+
+A pass ends in one status write with a verdict per component. Three kinds of trouble:
+  - a backend is unreachable: the component's condition says so (Unknown, with reason
+    KafkaUnavailable / PostgresUnavailable), observedGeneration stays, and the pass is
+    retried with backoff (kopf.TemporaryError) until the backend answers;
+  - a person must act (bad labelSchema, missing tokens Secret, partition decrease):
+    Stalled=True with the reason, observedGeneration advances (the generation was fully
+    judged), and only a spec change - or, for a Secret that may appear, a slow retry -
+    brings the next pass;
+  - otherwise the world now matches the spec and observedGeneration advances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from labelops.api.campaign import CampaignSpec, Topics
+from labelops.api.tasktypes import check_label_schema
+from labelops.api.workerconfig import PASSWORD_KEY
+from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
+from labelops.clients.kafka import TopicSpec
+from labelops.clients.postgres import RoleChanges
+from labelops.operator import plan
+from labelops.operator.conditions import (
+    PERMANENT,
+    SCHEMA_READY,
+    STALLED,
+    TARGET_MET,
+    TOPICS_READY,
+    WORKERS_READY,
+    Reason,
+    Verdict,
+    not_stalled,
+)
+from labelops.operator.diff import diff_database, diff_topics
+from labelops.operator.progress import target_met
+from labelops.operator.runtime import Runtime
+from labelops.operator.status import StatusUpdate
+
+log = logging.getLogger(__name__)
+
+# Kafka applies metadata changes asynchronously; a pass waits this long to see them.
+TOPIC_SETTLE_SECONDS = 5.0
+# A missing Secret may be created any moment; look again this often.
+SECRET_RETRY_SECONDS = 20.0
+# Kafka did not report applied changes within TOPIC_SETTLE_SECONDS: look again soon.
+PROGRESSING_RETRY_SECONDS = 3.0
+
+
+def backoff(retry: int) -> float:
+    """1, 2, 4, ... 30 seconds between passes while a backend is unreachable."""
+    return float(min(30, 2 ** min(retry, 5)))
+
+
+@dataclass
+class Pass:
+    """What one pass found so far; written even when the pass stops early."""
+
+    ref: plan.CampaignRef
+    verdicts: list[Verdict] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    step: str = TOPICS_READY
+    retry_after: float | None = None
+    complete: bool = False
+    # set once the worker Deployment was applied: WorkersReady comes from its live state
+    workers_deployment: str | None = None
+
+    def stall(self, reason: str, message: str) -> None:
+        """A problem of the spec itself: nothing to provision until it changes."""
+        self.verdicts.append(Verdict.true(STALLED, reason, message))
+        self.complete = True
+
+    def update(self) -> StatusUpdate:
+        verdicts = list(self.verdicts)
+        if self.complete and not any(v.type == STALLED for v in verdicts):
+            # A component that needs a person (NotSupported, SecretNotFound) stalls the whole.
+            problems = [v for v in verdicts if v.reason in PERMANENT]
+            if problems:
+                verdicts.append(Verdict.true(STALLED, problems[0].reason, problems[0].message))
+            else:
+                verdicts.append(not_stalled())
+        return StatusUpdate(
+            verdicts=tuple(verdicts),
+            observed_generation=self.ref.generation if self.complete else None,
+            fields=dict(self.fields),
+            workers_deployment=self.workers_deployment,
+        )
+
+
+async def reconcile(rt: Runtime, body: Mapping[str, Any], retry: int = 0) -> None:
+    """Bring one campaign's world to its spec and write the status; raise to be retried."""
+    ref = plan.CampaignRef.from_body(body)
+    async with rt.lock(ref):
+        status = body.get("status") or {}
+        if status.get("observedGeneration") != ref.generation:
+            # Say "Reconciling" before the work, so GitOps tools never read a new
+            # generation as healthy from an old status.
+            await rt.status.write(ref.namespace, ref.name, StatusUpdate())
+        state = Pass(ref)
+        try:
+            await _run(rt, body, state)
+        except BackendUnavailable as err:
+            reason = (
+                Reason.KAFKA_UNAVAILABLE
+                if isinstance(err, KafkaUnavailable)
+                else Reason.POSTGRES_UNAVAILABLE
+            )
+            state.verdicts.append(Verdict.unknown(state.step, reason, str(err)))
+            await rt.status.write(ref.namespace, ref.name, state.update())
+            raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
+        await rt.status.write(ref.namespace, ref.name, state.update())
+        if state.retry_after is not None:
+            raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
+
+
+async def _run(rt: Runtime, body: Mapping[str, Any], state: Pass) -> None:
+    ref = state.ref
+    try:
+        spec = CampaignSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        # The API server validates the same schema; reaching this means the CRD is older
+        # than the operator. Say which field, and wait for a spec change.
+        state.stall(Reason.INVALID_SPEC, _first_error(err))
+        return
+    violation = check_label_schema(spec.task)
+    if violation is not None:
+        state.stall(
+            Reason.INVALID_SPEC,
+            f"{violation.pointer}: {violation.message} (spec.task.labelSchema must be a "
+            "valid JSON Schema, draft 2020-12)",
+        )
+        return
+
+    names = ref.names
+    state.fields.update(
+        topics=Topics(items=names.items_topic, labels=names.labels_topic),
+        schema_=names.schema,
+        database_secret=names.database_secret,
+    )
+
+    state.step = TOPICS_READY
+    topics = await converge_topics(rt, plan.desired_topics(names, spec))
+    state.verdicts.append(topics)
+
+    state.step = SCHEMA_READY
+    schema, dsn = await converge_database(rt, ref, spec)
+    state.verdicts.append(schema)
+
+    counts = await rt.postgres.read_progress(names.schema)
+    met = counts is not None and target_met(counts, spec.target)
+    completed = counts.items_completed if counts is not None else 0
+    if met:
+        state.verdicts.append(
+            Verdict.true(
+                TARGET_MET,
+                Reason.TARGET_MET,
+                f"{completed}/{spec.target.items} items completed; workers scaled to 0",
+            )
+        )
+    else:
+        state.verdicts.append(
+            Verdict.false(
+                TARGET_MET, Reason.LABELING, f"{completed}/{spec.target.items} items completed"
+            )
+        )
+    state.step = WORKERS_READY
+    problem = await converge_workers(rt, ref, spec, plan.desired_replicas(spec, met), dsn)
+    if problem is None:
+        state.workers_deployment = names.worker
+    else:
+        state.verdicts.append(problem)
+        state.retry_after = SECRET_RETRY_SECONDS
+    if topics.reason == Reason.PROGRESSING:
+        state.retry_after = PROGRESSING_RETRY_SECONDS
+    state.complete = True
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = "spec." + ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+# --- topics -----------------------------------------------------------------------------
+
+
+async def converge_topics(rt: Runtime, desired: list[TopicSpec]) -> Verdict:
+    names = [t.name for t in desired]
+    observed = await rt.kafka.describe(names)
+    changes = diff_topics(desired, observed)
+    if changes.refusals:
+        return Verdict.false(
+            TOPICS_READY,
+            Reason.NOT_SUPPORTED,
+            "; ".join(changes.refusals) + ". The live topics were left unchanged.",
+        )
+    if not changes.empty:
+        await rt.kafka.create(changes.create)
+        await rt.kafka.grow_partitions(changes.grow_partitions)
+        await rt.kafka.set_configs(changes.set_configs)
+        if not await _topics_settled(rt, desired):
+            return Verdict.false(
+                TOPICS_READY, Reason.PROGRESSING, "Kafka has not reported the changes yet"
+            )
+    first = desired[0]
+    return Verdict.true(
+        TOPICS_READY,
+        Reason.TOPICS_IN_SYNC,
+        f"{', '.join(names)}: {first.partitions} partitions, replication factor "
+        f"{first.replication_factor}, retention.ms {first.configs['retention.ms']}",
+    )
+
+
+async def _topics_settled(rt: Runtime, desired: list[TopicSpec]) -> bool:
+    """Wait until Kafka reports what was just applied, so the verdict is not a guess."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TOPIC_SETTLE_SECONDS
+    delay = 0.05
+    while True:
+        observed = await rt.kafka.describe([t.name for t in desired])
+        if diff_topics(desired, observed).empty:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+async def converge_database(
+    rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec
+) -> tuple[Verdict, str]:
+    names = ref.names
+    desired = plan.desired_database(names, spec)
+    existing = await rt.kube.get("v1", "Secret", ref.namespace, names.database_secret)
+    stored = ((existing or {}).get("data") or {}).get(PASSWORD_KEY)
+    password = base64.b64decode(stored).decode() if stored else secrets.token_urlsafe(24)
+    dsn = plan.worker_dsn(desired, password, rt.workers.postgres)
+    # The Secret first: a password must be stored before any role carries it, or a crash
+    # in between would leave a role nobody knows the password of.
+    await rt.kube.apply(plan.database_secret(ref, desired, password, dsn))
+
+    observed = await rt.postgres.observe(desired.role, desired.schema)
+    changes = diff_database(desired, observed, password_is_new=stored is None)
+    if changes != RoleChanges():
+        await rt.postgres.apply(
+            desired.role, desired.schema, desired.connection_limit, password, changes
+        )
+    applied = await rt.postgres.migrate(desired.role, desired.schema)
+    if applied:
+        log.info("%s: applied migrations %s", names.key, ", ".join(applied))
+    return (
+        Verdict.true(
+            SCHEMA_READY,
+            Reason.SCHEMA_MIGRATED,
+            f"schema {desired.schema} owned by role {desired.role} (connection limit "
+            f"{desired.connection_limit}), migrations up to date",
+        ),
+        dsn,
+    )
+
+
+# --- workers ----------------------------------------------------------------------------
+
+
+async def converge_workers(
+    rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec, replicas: int, dsn: str
+) -> Verdict | None:
+    """Apply the worker objects; a verdict only when they cannot be applied.
+
+    Whether the workers are ready is read from the live Deployment by the status writer.
+    """
+    tokens_name = spec.labelers.token_secret_ref.name
+    tokens = await rt.kube.get("v1", "Secret", ref.namespace, tokens_name)
+    if tokens is None:
+        return Verdict.false(
+            WORKERS_READY,
+            Reason.SECRET_NOT_FOUND,
+            f"spec.labelers.tokenSecretRef: Secret {ref.namespace}/{tokens_name} not found; "
+            "create it with one key per labeler id and the labeler's token as value",
+        )
+    config_map = plan.config_map(ref, spec)
+    await rt.kube.apply(config_map)
+    await rt.kube.apply(plan.worker_service(ref))
+    await _converge_quota(rt, ref, spec)
+    pod_hash = plan.config_hash(
+        *config_map["data"].values(),
+        dsn,
+        *sorted(f"{k}={v}" for k, v in (tokens.get("data") or {}).items()),
+    )
+    await rt.kube.apply(plan.worker_deployment(ref, spec, rt.workers, replicas, pod_hash))
+    return None
+
+
+async def _converge_quota(rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec) -> None:
+    quota = plan.resource_quota(ref, spec)
+    if quota is not None:
+        await rt.kube.apply(quota)
+        return
+    name = ref.names.resource_quota
+    live = await rt.kube.get("v1", "ResourceQuota", ref.namespace, name)
+    owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+    if any(owner.get("uid") == ref.uid for owner in owners):
+        # quotas.kubernetes was removed from the spec: remove the quota we made, only ours.
+        await rt.kube.delete("v1", "ResourceQuota", ref.namespace, name)

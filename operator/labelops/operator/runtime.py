@@ -1,0 +1,74 @@
+"""Everything handlers share for the life of the operator process: config, clients, the
+status writer, per-campaign locks and the in-memory progress trackers.
+
+Built once by main.run() and handed to every handler through kopf's memo, so no module
+keeps global state and tests can build one against any backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+
+from labelops.clients.kafka import KafkaAdmin
+from labelops.clients.kube import KubeClient
+from labelops.clients.postgres import PostgresAdmin
+from labelops.operator.config import OperatorConfig
+from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
+from labelops.operator.progress import RateWindow, ReadSchedule
+from labelops.operator.status import StatusWriter
+
+
+@dataclass
+class ProgressTracker:
+    window: RateWindow = field(default_factory=RateWindow)
+    schedule: ReadSchedule = field(default_factory=ReadSchedule)
+    last_written: dt.datetime | None = None
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    kube: KubeClient
+    kafka: KafkaAdmin
+    postgres: PostgresAdmin
+    status: StatusWriter
+    workers: WorkerEnvironment
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _trackers: dict[str, ProgressTracker] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, config: OperatorConfig) -> Runtime:
+        kube = KubeClient.from_environment()
+        return cls(
+            config=config,
+            kube=kube,
+            kafka=KafkaAdmin(config.kafka_bootstrap, timeout=config.kafka_timeout_seconds),
+            postgres=PostgresAdmin(config.postgres_dsn, timeout=config.postgres_timeout_seconds),
+            status=StatusWriter(kube),
+            workers=WorkerEnvironment(
+                default_image=config.worker_image,
+                kafka_bootstrap=config.kafka_bootstrap_for_workers,
+                postgres=PostgresEndpoint.from_admin_dsn(
+                    config.postgres_dsn, config.worker_postgres_host
+                ),
+            ),
+        )
+
+    def lock(self, ref: CampaignRef) -> asyncio.Lock:
+        """Serialises reconcile passes and reclaim of one campaign (handlers and timers)."""
+        return self._locks.setdefault(ref.names.key, asyncio.Lock())
+
+    def tracker(self, ref: CampaignRef) -> ProgressTracker:
+        return self._trackers.setdefault(ref.names.key, ProgressTracker())
+
+    def forget(self, ref: CampaignRef) -> None:
+        """Drop in-memory state of a campaign that is gone."""
+        self._locks.pop(ref.names.key, None)
+        self._trackers.pop(ref.names.key, None)
+        self.status.forget(ref.namespace, ref.name)
+
+    def close(self) -> None:
+        self.postgres.close()
+        self.kube.close()

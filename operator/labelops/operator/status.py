@@ -1,0 +1,166 @@
+"""The one writer of LabelingCampaign status.
+
+Handlers, timers and watches never patch status themselves: they describe what they found
+as a StatusUpdate and hand it here. The writer reads the live object, merges the update,
+derives Ready / Reconciling and the phase (conditions.py), patches the status subresource
+only when something changed, and posts one Event per condition transition.
+
+Writes for one campaign are serialised by a lock and guarded by resourceVersion, so a
+reconcile and the Deployment watch never overwrite each other's conditions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+import kopf
+
+from labelops.api.campaign import CONDITION_TYPES, CampaignStatus
+from labelops.clients.kube import Conflict, KubeClient
+from labelops.operator.conditions import (
+    Transition,
+    Verdict,
+    apply_verdicts,
+    phase_of,
+    summary_verdicts,
+    transitions,
+)
+from labelops.operator.rollout import workers_verdict
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 5
+
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    verdicts: tuple[Verdict, ...] = ()
+    # Set only by a reconcile pass that reached a verdict for this generation.
+    observed_generation: int | None = None
+    # Other CampaignStatus fields by their Python name (topics, schema_, progress, ...).
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    # Name of the worker Deployment whose live state decides WorkersReady. Read inside the
+    # write, under the campaign's lock: whoever writes last has read last, so a slower
+    # reconcile can never overwrite a newer rollout state seen by the Deployment watch.
+    workers_deployment: str | None = None
+
+
+def now_utc() -> dt.datetime:
+    # metav1.Time has second precision; keep what we write equal to what we read back.
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _parse(current: Mapping[str, Any]) -> CampaignStatus:
+    try:
+        return CampaignStatus.model_validate(current)
+    except ValueError:
+        # A status we cannot read (hand-edited, older operator) is rebuilt from scratch.
+        log.warning("ignoring unreadable status %r", current)
+        return CampaignStatus()
+
+
+def _dump(status: CampaignStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def render_status(
+    current: Mapping[str, Any],
+    generation: int,
+    paused: bool,
+    update: StatusUpdate,
+    now: dt.datetime,
+) -> tuple[dict[str, Any] | None, list[Transition]]:
+    """The new status (None when nothing changed) and the condition transitions it makes."""
+    before = _parse(current)
+    observed = (
+        update.observed_generation
+        if update.observed_generation is not None
+        else before.observed_generation
+    )
+    conditions = apply_verdicts(before.conditions, update.verdicts, generation, now)
+    summary = summary_verdicts(conditions, generation, observed)
+    conditions = apply_verdicts(conditions, summary, generation, now)
+    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
+    conditions.sort(key=lambda c: order.get(c.type, len(order)))
+    after = before.model_copy(
+        update={
+            **update.fields,
+            "conditions": conditions,
+            "observed_generation": observed,
+            "phase": phase_of(conditions, paused, observed),
+        }
+    )
+    rendered = _dump(after)
+    if rendered == _dump(before):
+        return None, []
+    return rendered, transitions(before.conditions, conditions)
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    # kopf.event, not kopf.info: posting.level is WARNING so that kopf's own log lines stay
+    # out of Events, while every condition transition must still become one.
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, dict(body))), type=type_, reason=reason, message=message
+    )
+
+
+class StatusWriter:
+    def __init__(self, kube: KubeClient, sink: EventSink = post_event) -> None:
+        self._kube = kube
+        self._sink = sink
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop(f"{namespace}/{name}", None)
+
+    async def _with_workers(self, namespace: str, update: StatusUpdate) -> StatusUpdate:
+        if update.workers_deployment is None:
+            return update
+        deployment = await self._kube.get(
+            "apps/v1", "Deployment", namespace, update.workers_deployment
+        )
+        return replace(update, verdicts=(*update.verdicts, workers_verdict(deployment)))
+
+    async def write(self, namespace: str, name: str, update: StatusUpdate) -> dict[str, Any] | None:
+        """Apply the update; returns the campaign's status afterwards (None if it is gone)."""
+        lock = self._locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
+        async with lock:
+            for _ in range(MAX_CONFLICT_RETRIES):
+                body = await self._kube.get_campaign(namespace, name)
+                if body is None:
+                    return None
+                current = body.get("status") or {}
+                rendered, changes = render_status(
+                    current,
+                    generation=int(body["metadata"].get("generation", 1)),
+                    paused=bool(body.get("spec", {}).get("paused", False)),
+                    update=await self._with_workers(namespace, update),
+                    now=now_utc(),
+                )
+                if rendered is None:
+                    return dict(current)
+                try:
+                    await self._kube.patch_campaign_status(
+                        namespace, name, rendered, body["metadata"]["resourceVersion"]
+                    )
+                except Conflict:
+                    continue
+                for change in changes:
+                    self._sink(
+                        body,
+                        "Warning" if change.warning else "Normal",
+                        change.event_reason,
+                        change.event_message,
+                    )
+                return rendered
+        raise kopf.TemporaryError(
+            f"status of {namespace}/{name} kept changing under {MAX_CONFLICT_RETRIES} writes",
+            delay=1,
+        )

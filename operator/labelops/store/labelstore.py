@@ -1,0 +1,283 @@
+"""LabelStore: what the worker's HTTP API does to a campaign's labels, and the rules it keeps.
+
+    store = LabelStore(pool, config)   # pool: psycopg_pool.ConnectionPool on the campaign DB
+    store.claim(labeler)     -> ClaimedTask | None
+    store.submit(labeler, item_id, value, idempotency_key=None, origin=LabelOrigin.HUMAN)
+                             -> SubmitResult
+    store.release(labeler, item_id) -> bool
+    store.me(labeler)        -> LabelerStats
+    store.progress()         -> ProgressCounts
+    store.ping()             -> None (raises psycopg.Error when the database is unreachable)
+
+claim, submit and release each run as one statement (a function of the campaign's schema,
+migrations/0002_claim_and_submit.sql) in its own transaction: one round trip, and no row
+lock is ever held while this process waits. Refusals are exceptions from
+labelops.store.errors, each with a `reason` and a human `message`: NotFound (404),
+Conflict / LeaseRequired (409), InvalidLabel (422, `violations` name JSON pointers),
+QuotaExceeded (429, `retry_after` in seconds).
+
+claim(labeler)
+  - The first claim of a LabelStore reopens items completed under a smaller labelsPerItem
+    (sync_labels_per_item; the CRD lets labelsPerItem only grow).
+  - None when the campaign is paused (config.paused) or no task is available for this
+    labeler. Submissions of tasks already leased are still accepted while paused.
+  - Never an item the labeler labeled, holds a lease on, or released (skipped).
+  - Never more live leases + accepted labels on an item than target.labelsPerItem.
+  - Highest priority first, then oldest (ingest order).
+  - A lease lasts quotas.leaseSeconds; an expired lease gives its slot back to the pool
+    (reaped by later claims). A labeler may claim again an item whose lease lapsed.
+  - A labeler may hold several leases, at most quotas.maxLeasesPerLabeler live ones:
+    beyond, QuotaExceeded("max_leases_per_labeler", retry_after = until their earliest
+    lease expires).
+  - perLabelerDaily: QuotaExceeded("per_labeler_daily", retry_after = until 00:00 UTC)
+    when today's labels reached it; also (retry_after = earliest lease expiry) when today's
+    labels + held leases reached it, so nobody holds a task they could not submit today.
+
+submit(labeler, item_id, value, idempotency_key=None, origin=HUMAN)
+  Checked in this order:
+  1. Unknown item: NotFound.
+  2. Idempotency-Key (per labeler) seen before: the same item and value -> the original
+     result (same label_id, created_at; replayed=True), whatever happened since; a
+     different item or value -> Conflict("idempotency_key_reused"). Only accepted labels
+     are remembered: a retry of a refused submission is evaluated afresh.
+  3. Value validated (task type, campaign labelSchema, item-specific rules, no NUL
+     characters, nesting at most 64 deep): InvalidLabel. The refusal is counted in the
+     `rejected` counter; the lease is kept.
+  Then, under a row lock on the item:
+  4. Labeler already labeled the item: Conflict("already_labeled").
+  5. Item has its labelsPerItem labels: Conflict("item_full").
+  6. Leases: a live lease (or one that expired but was not yet reaped, so its slot is still
+     reserved) is consumed by the label. A lapsed lease whose slot went back to the pool
+     is still accepted when the item has a slot nobody else holds (labels + live leases <
+     labelsPerItem), else Conflict("lease_expired"). No lease at all (never claimed, or
+     released): LeaseRequired (409, reason "lease_required").
+  7. perLabelerDaily reached: QuotaExceeded("per_labeler_daily", until 00:00 UTC).
+  8. Accepted, all in one transaction: the label (unique per item and labeler, ordinal
+     1..N unique per item), its outbox row, the item's counts (completed at N), the
+     labeler's daily count, the lease removed, the progress counters.
+  Exactly N: the item row lock serialises submissions to one item, and the database
+  refuses a second label per (item, labeler) and a second label per (item, ordinal).
+  `origin` says whether the label counts as humanLabeled or machineLabeled.
+  created_at is the database's clock when the submission arrived.
+
+release(labeler, item_id) -> bool
+    store.me(labeler)        -> LabelerStats
+    store.progress()         -> ProgressCounts
+    store.ping()             -> None (raises psycopg.Error when the database is unreachable)
+
+Every method is one short transaction. Refusals are exceptions from labelops.store.errors,
+each with a `reason` and a human `message`: NotFound (404), Conflict / LeaseRequired (409),
+InvalidLabel (422, `violations` name JSON pointers), QuotaExceeded (429, `retry_after`).
+
+claim(labeler)
+  - The first claim of a LabelStore reopens items completed under a smaller labelsPerItem
+    (sync_labels_per_item; the CRD lets labelsPerItem only grow).
+  - None when the campaign is paused (config.paused) or no task is available for this
+    labeler. Submissions of tasks already leased are still accepted while paused.
+  - Never an item the labeler labeled, holds a lease on, or released (skipped).
+  - Never more live leases + accepted labels on an item than target.labelsPerItem.
+  - Highest priority first, then oldest (ingest order).
+  - A lease lasts quotas.leaseSeconds; an expired lease gives its slot back to the pool
+    (reaped by later claims).
+  - A labeler may hold several leases, at most quotas.maxLeasesPerLabeler live ones:
+    beyond, QuotaExceeded("max_leases_per_labeler", retry_after = until their earliest
+    lease expires).
+  - perLabelerDaily: QuotaExceeded("per_labeler_daily", retry_after = until 00:00 UTC)
+    when today's labels reached it; also (retry_after = earliest lease expiry) when today's
+    labels + held leases reached it, so nobody holds a task they could not submit today.
+
+submit(labeler, item_id, value, idempotency_key=None, origin=HUMAN)
+  Checked in this order, under a row lock on the item:
+  1. Unknown item: NotFound.
+  2. Idempotency-Key (per labeler) seen before: the same item and value -> the original
+     result (same label_id, created_at; replayed=True), whatever happened since; a
+     different item or value -> Conflict("idempotency_key_reused"). Only accepted labels
+     are remembered: a retry of a refused submission is evaluated afresh.
+  3. Labeler already labeled the item: Conflict("already_labeled").
+  4. Item has its labelsPerItem labels: Conflict("item_full").
+  5. Leases: a live lease (or one that expired but was not yet reaped, so its slot is still
+     reserved) is consumed by the label. A lapsed lease whose slot went back to the pool
+     is still accepted when the item has a slot nobody else holds (label_count +
+     live leases < labelsPerItem), else Conflict("lease_expired"). No lease at all (never
+     claimed, or released): LeaseRequired (409, reason "lease_required").
+  6. Value validated (task type, campaign labelSchema, item-specific rules): InvalidLabel.
+     The refusal is counted in the `rejected` counter; the lease is kept.
+  7. perLabelerDaily reached: QuotaExceeded("per_labeler_daily", until 00:00 UTC).
+  8. Accepted, all in one transaction: the label (unique per item and labeler, ordinal
+     1..N unique per item), its outbox row, the item's counts (completed at N), the
+     labeler's daily count, the lease removed, the progress counters.
+  Exactly N: the item row lock serialises submissions to one item, and the database
+  refuses a second label per (item, labeler) and a second label per (item, ordinal).
+  `origin` says whether the label counts as humanLabeled or machineLabeled.
+
+release(labeler, item_id) -> bool
+  Returns the lease's slot to the pool and records the skip (claim will not offer the
+  item to this labeler again). False when the labeler held no lease on it; NotFound for
+  an unknown item.
+
+me(labeler): labels today and in total, daily quota and what is left, live leases.
+progress(): the campaign counters, O(1) (labelops.store.progress).
+
+Locks, and why they cannot form a cycle: claim locks the labeler's labeler_days row first,
+then locks items only with SKIP LOCKED (it never waits on an item). submit and release lock
+the item first, then (submit) the labeler's labeler_days row, then one progress shard as
+the last write; ingest locks items in id order, then one shard. Lease rows are only touched
+while their item is locked. Deadlocks, serialisation failures and lost races on the labels'
+unique constraints are retried anyway (ATTEMPTS times), as a safety net.
+
+The pool's connections are switched to autocommit while the store uses them and handed
+back as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg_pool import ConnectionPool
+
+from labelops.api.tasktypes import LabelValidator
+from labelops.api.workerconfig import WorkerConfig
+from labelops.store.claims import claim_next, next_utc_midnight, release_item
+from labelops.store.errors import InvalidLabel
+from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
+from labelops.store.queries import Queries
+from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
+from labelops.store.submissions import Submission, submit_label
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ATTEMPTS = 3
+# Losing a race on these constraints means a concurrent transaction got there first; the
+# retry sees its result (e.g. answers a duplicate Idempotency-Key as a replay).
+_RETRY_ON_CONSTRAINTS = frozenset(
+    {"labels_idempotency_key_unique", "labels_item_labeler_unique", "labels_item_ordinal_unique"}
+)
+
+
+class LabelStore:
+    def __init__(self, pool: ConnectionPool[Any], config: WorkerConfig) -> None:
+        self._pool = pool
+        self._config = config
+        self._queries = Queries(config.schema_)
+        self._validator = LabelValidator(config.task)
+        self._synced = threading.Event()
+        self._sync_lock = threading.Lock()
+
+    @property
+    def config(self) -> WorkerConfig:
+        return self._config
+
+    def claim(self, labeler: str) -> ClaimedTask | None:
+        if self._config.paused:
+            return None
+        if not self._synced.is_set():
+            with self._sync_lock:
+                if not self._synced.is_set():
+                    self.sync_labels_per_item()
+        return self._transact(lambda conn: claim_next(conn, self._queries, self._config, labeler))
+
+    def submit(
+        self,
+        labeler: str,
+        item_id: str,
+        value: Any,
+        idempotency_key: str | None = None,
+        *,
+        origin: LabelOrigin = LabelOrigin.HUMAN,
+    ) -> SubmitResult:
+        submission = Submission(labeler, item_id, value, idempotency_key, origin)
+        outcome = self._transact(
+            lambda conn: submit_label(
+                conn, self._queries, self._config, self._validator, submission
+            )
+        )
+        if isinstance(outcome, list):
+            raise InvalidLabel(outcome)
+        return outcome
+
+    def release(self, labeler: str, item_id: str) -> bool:
+        return self._transact(lambda conn: release_item(conn, self._queries, labeler, item_id))
+
+    def me(self, labeler: str) -> LabelerStats:
+        quotas = self._config.quotas
+        with self._pool.connection() as conn:
+            row = conn.execute(self._queries.labeler_stats, {"labeler": labeler}).fetchone()
+        assert row is not None
+        today, total, leases, now = row
+        return LabelerStats(
+            labeler=labeler,
+            labels_today=today,
+            labels_total=total,
+            daily_quota=quotas.per_labeler_daily,
+            daily_left=max(0, quotas.per_labeler_daily - today),
+            active_leases=leases,
+            max_leases=quotas.max_leases_per_labeler,
+            quota_resets_at=next_utc_midnight(now),
+        )
+
+    def progress(self) -> ProgressCounts:
+        with self._pool.connection() as conn:
+            return read_progress(conn, self._config.schema_)
+
+    def ping(self) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(self._queries.ping).fetchone()
+
+    def sync_labels_per_item(self) -> int:
+        """Reopen items completed under a smaller target.labelsPerItem (the CRD only lets
+        it grow); returns how many. The first claim runs it; it is idempotent, and cheap
+        only in the sense of once per worker (it reads the completed items)."""
+
+        def reopen(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                reopened = len(
+                    conn.execute(
+                        self._queries.reopen_items,
+                        {"labels_per_item": self._config.target.labels_per_item},
+                    ).fetchall()
+                )
+                if reopened:
+                    delta = CounterDelta(items_completed=-reopened)
+                    conn.execute(self._queries.bump_progress, bump_params(delta))
+            return reopened
+
+        reopened = self._transact(reopen)
+        self._synced.set()
+        return reopened
+
+    def _transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run work on a pooled connection in autocommit mode (each statement is its own
+        transaction: claim, submit and release are one statement each), retrying lost
+        races."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._pool.connection() as conn, _autocommit(conn):
+                    return work(conn)
+            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as err:
+                if attempt == ATTEMPTS:
+                    raise
+                log.warning("retrying after %s (attempt %d)", type(err).__name__, attempt)
+            except pgerrors.UniqueViolation as err:
+                if attempt == ATTEMPTS or err.diag.constraint_name not in _RETRY_ON_CONSTRAINTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+@contextmanager
+def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Autocommit while the store uses the connection; the pool gets it back as it was."""
+    saved = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.autocommit = saved

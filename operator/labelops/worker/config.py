@@ -1,0 +1,148 @@
+"""The worker's settings, read from the environment the operator's Deployment sets.
+
+Every error names the variable that is wrong and what it should hold, and never echoes a
+token: a worker that cannot start says why in its first log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from labelops.api.workerconfig import (
+    ENV_CAMPAIGN,
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_POSTGRES_DSN,
+    ENV_TOKEN_PREFIX,
+    WORKER_PORT,
+    WorkerConfig,
+)
+
+ENV_PORT = "LABELOPS_WORKER_PORT"
+ENV_HOST = "LABELOPS_WORKER_HOST"
+ENV_THREADS = "LABELOPS_WORKER_THREADS"
+ENV_RESPONSE_VALIDATION = "LABELOPS_RESPONSE_VALIDATION"
+
+DEFAULT_HOST = "0.0.0.0"  # a pod serves its Service on every interface
+# With the ingest and relay connections a replica opens threads + 2 connections; the
+# default keeps two replicas and the operator within the default connectionLimit of 20.
+DEFAULT_THREADS = 6
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The environment cannot run a worker; the message names the variable."""
+
+
+class ResponseValidation(StrEnum):
+    """What to do when a response does not match the OpenAPI document.
+
+    `log` reports it (log line and metric) and still sends the response, because by then a
+    label may already be committed; `strict` turns it into a 500 so tests fail loudly.
+    """
+
+    OFF = "off"
+    LOG = "log"
+    STRICT = "strict"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    campaign: WorkerConfig
+    tokens: Mapping[str, str]  # labeler id -> bearer token
+    postgres_dsn: str
+    kafka_bootstrap: str
+    host: str = DEFAULT_HOST
+    port: int = WORKER_PORT
+    threads: int = DEFAULT_THREADS
+    response_validation: ResponseValidation = ResponseValidation.LOG
+
+
+def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
+    return WorkerSettings(
+        campaign=campaign_from_env(environ),
+        tokens=tokens_from_env(environ),
+        postgres_dsn=_required(environ, ENV_POSTGRES_DSN, "a libpq connection string"),
+        kafka_bootstrap=_required(environ, ENV_KAFKA_BOOTSTRAP, "host:port[,host:port...]"),
+        host=environ.get(ENV_HOST, DEFAULT_HOST).strip() or DEFAULT_HOST,
+        port=_integer(environ, ENV_PORT, WORKER_PORT, low=0, high=65535),
+        threads=_integer(environ, ENV_THREADS, DEFAULT_THREADS, low=1, high=256),
+        response_validation=_response_validation(environ),
+    )
+
+
+def campaign_from_env(environ: Mapping[str, str]) -> WorkerConfig:
+    raw = _required(environ, ENV_CAMPAIGN, "the JSON of the campaign's worker ConfigMap")
+    try:
+        return WorkerConfig.model_validate_json(raw)
+    except ValidationError as err:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{ENV_CAMPAIGN} is not a valid worker config: {reasons}") from None
+
+
+def tokens_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """LABELOPS_TOKEN_<labeler id>=<token>, as envFrom with that prefix writes the Secret."""
+    tokens: dict[str, str] = {}
+    owner_of: dict[str, str] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_TOKEN_PREFIX):
+            continue
+        labeler = variable.removeprefix(ENV_TOKEN_PREFIX)
+        # Secrets created from files often end in a newline the labeler never types.
+        token = environ[variable].strip()
+        if not labeler:
+            raise ConfigError(f"{variable} names no labeler: use {ENV_TOKEN_PREFIX}<labeler id>")
+        if not token:
+            raise ConfigError(f"{variable} is empty: every labeler needs a non-empty token")
+        if token in owner_of:
+            raise ConfigError(
+                f"{variable} and {ENV_TOKEN_PREFIX}{owner_of[token]} hold the same token: "
+                "each labeler needs their own, or labels would be credited to the wrong one"
+            )
+        owner_of[token] = labeler
+        tokens[labeler] = token
+    if not tokens:
+        log.warning(
+            "no labeler tokens in the environment (%s<labeler id>=<token>): every API call "
+            "will get 401 until the tokens Secret has entries",
+            ENV_TOKEN_PREFIX,
+        )
+    return tokens
+
+
+def _required(environ: Mapping[str, str], variable: str, what: str) -> str:
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(f"{variable} is not set: it must hold {what}")
+    return value
+
+
+def _integer(environ: Mapping[str, str], variable: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not an integer ({low}..{high})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{variable}={value} is out of range: allowed {low}..{high}")
+    return value
+
+
+def _response_validation(environ: Mapping[str, str]) -> ResponseValidation:
+    raw = environ.get(ENV_RESPONSE_VALIDATION, "").strip().lower()
+    if not raw:
+        return ResponseValidation.LOG
+    try:
+        return ResponseValidation(raw)
+    except ValueError:
+        allowed = ", ".join(m.value for m in ResponseValidation)
+        raise ConfigError(f"{ENV_RESPONSE_VALIDATION}={raw!r}: allowed {allowed}") from None

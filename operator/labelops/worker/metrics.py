@@ -1,0 +1,75 @@
+"""Prometheus metrics of one worker's HTTP API.
+
+Each app gets its own registry, so several apps in one process (tests) never collide, and
+routes are labelled by their template (`/v1/tasks/<path:item_id>/labels`), never by the raw
+path, so item ids cannot blow up the series count.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Most calls take a few milliseconds; the tail buckets catch lock waits and slow disks.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class WorkerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self._request_counters: dict[tuple[str, str, int], Counter] = {}
+        self._latency_histograms: dict[str, Histogram] = {}
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "labelops_worker_http_requests",
+            "HTTP requests served, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "labelops_worker_http_request_duration_seconds",
+            "Time to serve an HTTP request, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.labels_accepted = Counter(
+            "labelops_worker_labels_accepted",
+            "Labels committed (idempotent replays are not counted again).",
+            registry=self.registry,
+        )
+        self.labels_rejected = Counter(
+            "labelops_worker_labels_rejected",
+            "Label submissions refused, by reason (invalid-label, item-full, quota-exceeded...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.claims = Counter(
+            "labelops_worker_claims",
+            "Claim calls, by outcome: leased, empty (nothing to label), refused (quota).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.contract_violations = Counter(
+            "labelops_worker_openapi_response_violations",
+            "Responses that did not match the served OpenAPI document, by route template.",
+            ["route"],
+            registry=self.registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        # Children are looked up once per label set: labels() takes a lock and builds a key
+        # on every call, which is measurable at thousands of requests per second.
+        key = (route, method, status)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(route, method, str(status))
+        histogram = self._latency_histograms.get(route)
+        if histogram is None:
+            histogram = self._latency_histograms[route] = self.latency.labels(route)
+        counter.inc()
+        histogram.observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,7 @@
+output "namespace" {
+  value = module.labelops.namespace
+}
+
+output "next_step" {
+  value = "kubectl apply -f examples/helpfulness-pairwise.yaml && kubectl get labelingcampaigns -A -w"
+}

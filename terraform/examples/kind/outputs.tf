@@ -1,0 +1,3 @@
+output "next_step" {
+  value = "kubectl apply -f ../../../examples/helpfulness-pairwise.yaml && kubectl get labelingcampaigns -A -w"
+}

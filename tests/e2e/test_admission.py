@@ -1,0 +1,182 @@
+"""Invalid campaigns never reach the operator: the API server refuses them at admission,
+with a message naming the field (OpenAPI schema, enums, defaults and CEL rules of the CRD).
+
+No operator runs here; only the CRD from crds/ is installed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from test_operator_harness import (
+    apply,
+    campaign_documents,
+    delete_campaign,
+    delete_namespace,
+    get_campaign,
+    install_crd,
+    new_namespace,
+)
+
+from labelops.api.campaign import GROUP, PLURAL, VERSION
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    install_crd(kube_api)
+    name = new_namespace(kube_api, "e2e-admission")
+    yield name
+    delete_namespace(kube_api, name)
+
+
+def campaign(namespace: str, name: str = "bad", **changes: Any) -> dict[str, Any]:
+    _, body = campaign_documents(namespace, name, **changes)
+    return body
+
+
+def create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+def rejection(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
+    with pytest.raises(client.ApiException) as caught:
+        create(api, namespace, body)
+    assert caught.value.status == 422, caught.value.body
+    return str(json.loads(caught.value.body or "{}")["message"])
+
+
+def without(body: dict[str, Any], dotted: str) -> dict[str, Any]:
+    node = body["spec"]
+    *path, last = dotted.split(".")
+    for key in path:
+        node = node[key]
+    del node[last]
+    return body
+
+
+INVALID_ON_CREATE = [
+    pytest.param({"task.type": "essay"}, ["spec.task.type", "pairwise"], id="unknown task type"),
+    pytest.param({"task.instructions": ""}, ["spec.task.instructions"], id="empty instructions"),
+    pytest.param({"target.items": 0}, ["spec.target.items", "1"], id="zero items"),
+    pytest.param({"target.labelsPerItem": 101}, ["spec.target.labelsPerItem"], id="overlap >100"),
+    pytest.param(
+        {"task.type": "classification"},
+        ["spec.task.choices", "at least 2 choices"],
+        id="classification without choices",
+    ),
+    pytest.param(
+        {"task.type": "rating"}, ["spec.task.scale", "is required"], id="rating without scale"
+    ),
+    pytest.param(
+        {"task.type": "rating", "task.scale": {"min": 5, "max": 1}},
+        ["spec.task.scale", "min must be less than"],
+        id="inverted scale",
+    ),
+    pytest.param(
+        {"task.type": "free-text", "task.minLength": 50, "task.maxLength": 10},
+        ["spec.task.minLength", "must not exceed"],
+        id="minLength above maxLength",
+    ),
+    pytest.param({"kafka.partitions": 0}, ["spec.kafka.partitions"], id="zero partitions"),
+    pytest.param(
+        {"kafka.retention": "7 days"}, ["spec.kafka.retention"], id="retention not a duration"
+    ),
+    pytest.param({"reclaimPolicy": "Keep"}, ["spec.reclaimPolicy", "Retain"], id="bad policy"),
+    pytest.param({"workers.replicas": -1}, ["spec.workers.replicas"], id="negative replicas"),
+    pytest.param(
+        {"quotas.kubernetes": {"cpu": "lots"}},
+        ["spec.quotas.kubernetes.cpu"],
+        id="cpu not a quantity",
+    ),
+    pytest.param(
+        {"quotas.leaseSeconds": 1}, ["spec.quotas.leaseSeconds", "10"], id="lease too short"
+    ),
+    pytest.param(
+        {"labelers.tokenSecretRef.name": "Not_A_Name"},
+        ["spec.labelers.tokenSecretRef.name"],
+        id="secret name not DNS",
+    ),
+    pytest.param({"deadline": "next tuesday"}, ["spec.deadline"], id="deadline not RFC 3339"),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), INVALID_ON_CREATE)
+def test_invalid_campaign_is_rejected_naming_the_field(
+    kube_api: client.ApiClient, namespace: str, changes: dict[str, Any], expected: list[str]
+) -> None:
+    message = rejection(kube_api, namespace, campaign(namespace, **changes))
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+
+
+def test_missing_labelers_is_rejected(kube_api: client.ApiClient, namespace: str) -> None:
+    message = rejection(kube_api, namespace, without(campaign(namespace), "labelers"))
+    assert "spec.labelers" in message and "Required" in message
+
+
+def test_too_long_name_is_rejected(kube_api: client.ApiClient, namespace: str) -> None:
+    message = rejection(kube_api, namespace, campaign(namespace, name="n" * 49))
+    assert "metadata.name must be at most 48 characters" in message
+
+
+def test_nothing_was_created_by_the_rejections(kube_api: client.ApiClient, namespace: str) -> None:
+    assert get_campaign(kube_api, namespace, "bad") is None
+
+
+def test_defaults_are_applied_by_the_api_server(kube_api: client.ApiClient, namespace: str) -> None:
+    body = without(without(campaign(namespace, "defaults"), "kafka"), "reclaimPolicy")
+    create(kube_api, namespace, body)
+    try:
+        stored = get_campaign(kube_api, namespace, "defaults")
+        assert stored is not None
+        spec = stored["spec"]
+        assert spec["reclaimPolicy"] == "Retain"
+        assert spec["kafka"] == {"partitions": 3, "replicationFactor": 1, "retention": "7d"}
+        assert spec["paused"] is False
+    finally:
+        delete_campaign(kube_api, namespace, "defaults")
+
+
+IMMUTABLE = [
+    pytest.param(
+        {"task": {"type": "rating", "scale": {"min": 1, "max": 5}}},
+        ["spec.task.type", "immutable"],
+        id="task type",
+    ),
+    pytest.param(
+        {"target": {"labelsPerItem": 1}},
+        ["spec.target.labelsPerItem", "may not decrease"],
+        id="overlap decrease",
+    ),
+    pytest.param(
+        {"kafka": {"replicationFactor": 3}},
+        ["spec.kafka.replicationFactor", "immutable"],
+        id="replication factor",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "expected"), IMMUTABLE)
+def test_changes_that_cannot_be_made_are_rejected_on_update(
+    kube_api: client.ApiClient, namespace: str, patch: dict[str, Any], expected: list[str]
+) -> None:
+    apply(kube_api, [campaign(namespace, "immutable")])
+    try:
+        with pytest.raises(client.ApiException) as caught:
+            client.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "immutable", {"spec": patch}
+            )
+        assert caught.value.status == 422
+        message = json.loads(caught.value.body or "{}")["message"]
+        for fragment in expected:
+            assert fragment in message, f"{fragment!r} not in: {message}"
+    finally:
+        delete_campaign(kube_api, namespace, "immutable")

@@ -1,0 +1,83 @@
+"""Go programs the tests run, built on first use into the stack's binary cache.
+
+`stack_tool` finds a binary of the local stack (helm, kstatus, kubectl, ...) where
+labelops.devstack.kube keeps it, building only that one when it is missing, so a test that
+needs helm does not wait for the whole control plane to compile. `go_tool` builds the
+project's own test helpers (stack/gitops-tools), again whenever their sources change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labelops.devstack import kube
+from labelops.devstack.procs import StackError
+from labelops.devstack.stack import REPO_ROOT, default_cache_dir, default_state_dir
+
+BUILD_TIMEOUT_SECONDS = 900
+
+
+def stack_tool(component: str) -> Path:
+    binary = next((b for b in kube.BINARIES if b.component == component), None)
+    assert binary is not None, f"labelops.devstack.kube builds no {component!r}"
+    cache = default_cache_dir()
+    target = kube.binary_path(cache, binary)
+    if os.access(target, os.X_OK):
+        return target
+    log = default_state_dir() / "kube-deps-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with kube._build_lock(cache / "bin"):
+            if not os.access(target, os.X_OK):  # another process may have built it meanwhile
+                kube._go_build(kube.go_tool(), binary, target, log)
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return target
+
+
+def _stale(binary: Path, module_dir: Path) -> bool:
+    if not binary.exists():
+        return True
+    built = binary.stat().st_mtime
+    sources = [*module_dir.rglob("*.go"), module_dir / "go.mod", module_dir / "go.sum"]
+    return any(src.exists() and src.stat().st_mtime > built for src in sources)
+
+
+def go_tool(name: str, module: str, package: str = ".", test_binary: bool = False) -> Path:
+    """Path of tool `name`, built from `package` of the Go module at REPO_ROOT/`module`.
+
+    test_binary: compile the package's tests (`go test -c`) instead of its command.
+    """
+    module_dir = REPO_ROOT / module
+    binary = default_cache_dir() / "bin" / name
+    if not _stale(binary, module_dir):
+        return binary
+    try:
+        go = kube.go_tool()
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{name}.{os.getpid()}")  # rename: never a half-written binary
+    build = subprocess.run(
+        [
+            go,
+            *(["test", "-c"] if test_binary else ["build"]),
+            "-trimpath",
+            "-o",
+            str(partial),
+            package,
+        ],
+        cwd=module_dir,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"building {name} from {module} failed:\n{build.stderr}", pytrace=False)
+    partial.replace(binary)
+    return binary

@@ -1,0 +1,300 @@
+"""The labeling page in headless Chromium (Debian's package, driven by Playwright): a labeler
+signs in, labels with keys and clicks, skips, watches their progress, until nothing is left.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from worker_harness import (
+    TOKENS,
+    Campaign,
+    LiveApi,
+    campaign_config,
+    live_api,
+    provisioned,
+    unique_name,
+)
+
+from labelops.store.items import ItemRecord
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+        ".ci/run does",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """One labeler's tab, recording console errors and every URL the page asked for."""
+
+    def __init__(self, browser: Browser, api: LiveApi) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page: Page = self.context.new_page()
+        self.requested: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requested.append(_url(r)))
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.api = api
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # A 4xx the page handled (a refused token) is logged by Chromium; that is expected.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.errors.append(message.text)
+
+    def sign_in(self, token: str) -> None:
+        self.page.goto(self.api.url + "/")
+        self.page.fill("#token", token)
+        self.page.click("#signin-form button[type=submit]")
+
+    def expect_item(self, previous: str | None = None) -> str:
+        item = self.page.locator("#item-id")
+        expect(self.page.locator("#task")).to_be_visible()
+        if previous is not None:
+            expect(item).not_to_have_text(previous)
+        return item.inner_text()
+
+    def expect_toast(self, text: str) -> None:
+        expect(self.page.locator("#toast")).to_have_text(text)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _url(request: Request) -> str:
+    return request.url
+
+
+def stored_labels(campaign: Campaign) -> dict[str, Any]:
+    query = sql.SQL(
+        "SELECT i.external_id, l.value FROM {labels} l JOIN {items} i ON i.id = l.item_id"
+    ).format(
+        labels=sql.Identifier(campaign.config.schema_, "labels"),
+        items=sql.Identifier(campaign.config.schema_, "items"),
+    )
+    with campaign.pool.connection() as conn:
+        return dict(conn.execute(query).fetchall())
+
+
+@pytest.fixture
+def campaign_with(postgres_dsn: str, kafka_bootstrap: str) -> Iterator[Any]:
+    opened: list[Any] = []
+
+    def open_campaign(task: dict[str, Any], items: list[ItemRecord]) -> tuple[Campaign, LiveApi]:
+        config = campaign_config(unique_name("page"), task, items=len(items))
+        provisioning = provisioned(postgres_dsn, kafka_bootstrap, config)
+        campaign = provisioning.__enter__()
+        opened.append(provisioning)
+        campaign.seed(items)
+        serving = live_api(campaign)
+        api = serving.__enter__()
+        opened.append(serving)
+        return campaign, api
+
+    yield open_campaign
+    for context in reversed(opened):
+        context.__exit__(None, None, None)
+
+
+def pair(n: int) -> dict[str, Any]:
+    return {
+        "prompt": f"Question {n}: how do vaccines work?",
+        "responses": [
+            {
+                "id": f"model-a-{n}",
+                "text": f"They train the immune system to recognise a pathogen ({n}).",
+            },
+            {"id": f"model-b-{n}", "text": f"They contain tiny magnets ({n})."},
+        ],
+    }
+
+
+def test_a_full_pairwise_round_with_keys_clicks_and_a_skip(
+    browser: Browser, campaign_with: Any
+) -> None:
+    campaign, api = campaign_with(
+        {"type": "pairwise"}, [ItemRecord(f"q/{n}", pair(n), priority=10 - n) for n in range(4)]
+    )
+    visit = Visit(browser, api)
+    page = visit.page
+    try:
+        visit.sign_in("not-a-token")
+        expect(page.locator("#signin-error")).to_contain_text("not accepted")
+
+        visit.sign_in(TOKENS["alice"])
+        expect(page.locator("#labeler")).to_have_text("alice")
+        expect(page.locator("#instructions")).to_have_text(campaign.config.task.instructions)
+        expect(page.locator("#shortcut-list")).to_contain_text("Response A is better")
+        expect(page.locator(".pair .option")).to_have_count(2)
+
+        first = visit.expect_item()
+        assert first == "q/0"  # highest priority first
+        page.keyboard.press("1")
+        expect(page.locator(".pair .option").first).to_have_attribute("aria-pressed", "true")
+        page.keyboard.press("Enter")
+        visit.expect_toast("Label saved")
+        expect(page.locator("#me-today")).to_have_text("1 / 1000")
+
+        second = visit.expect_item(previous=first)
+        page.click(".pair .option >> nth=1")
+        page.click("#submit")
+        visit.expect_toast("Label saved")
+        expect(page.locator("#me-today")).to_have_text("2 / 1000")
+
+        skipped = visit.expect_item(previous=second)
+        page.keyboard.press("s")
+        visit.expect_toast("Skipped")
+
+        last = visit.expect_item(previous=skipped)
+        page.keyboard.press("t")
+        page.fill("#rationale", "Both are fine.")
+        page.keyboard.press("Control+Enter")  # submits from inside the text box
+        visit.expect_toast("Label saved")
+
+        expect(page.locator("#empty")).to_be_visible()
+        expect(page.locator("#me-today")).to_have_text("3 / 1000")
+        expect(page.locator("#me-left")).to_have_text("997")
+        expect(page.locator("#campaign-counts")).to_contain_text("3 of 4 labels")
+        expect(page.locator("#campaign-percent")).to_have_text("75%")
+        if screenshots := os.environ.get("LABELOPS_SCREENSHOT_DIR"):
+            page.screenshot(path=f"{screenshots}/labeling-page-done.png", full_page=True)
+    finally:
+        visit.close()
+
+    assert stored_labels(campaign) == {
+        first: {"preferred": "model-a-0"},
+        second: {"preferred": "model-b-1"},
+        last: {"preferred": "tie", "rationale": "Both are fine."},
+    }
+    assert skipped not in stored_labels(campaign)
+    assert visit.errors == []
+    assert all(url.startswith(api.url + "/") for url in visit.requested), visit.requested
+
+
+TYPE_ROUNDS: dict[str, tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any]]] = {
+    # task, payload, what the labeler does (keys, or "click:<selector>"), the stored value
+    "rating": (
+        {"type": "rating", "scale": {"min": 1, "max": 7}},
+        {"prompt": "Summarise the article.", "text": "A fine summary."},
+        ["6", "Enter"],
+        {"score": 6},
+    ),
+    "classification": (
+        {"type": "classification", "choices": ["positive", "negative", "neutral"]},
+        {"text": "I loved it."},
+        ["3", "click:.choices .option >> nth=0", "Enter"],
+        {"choice": "positive"},
+    ),
+    "classification-multiple": (
+        {"type": "classification", "choices": ["spam", "toxic", "off-topic"], "multiple": True},
+        {"text": "Buy now!!!"},
+        ["3", "1", "click:.choices .option >> nth=2", "2", "Enter"],
+        {"choices": ["spam", "toxic"]},
+    ),
+    "ranking": (
+        {"type": "ranking"},
+        {
+            "prompt": "Rank the answers.",
+            "responses": [{"id": r, "text": f"answer {r}"} for r in ("x", "y", "z")],
+        },
+        [
+            "3",
+            "ArrowUp",
+            "ArrowUp",
+            "click:.ranking li >> nth=2 >> button[aria-label='Move up']",
+            "Enter",
+        ],
+        {"order": ["z", "y", "x"]},
+    ),
+    "free-text": (
+        {"type": "free-text", "minLength": 5, "maxLength": 40},
+        {"prompt": "Describe the image."},
+        ["type:A cat", "type: on a mat", "Control+Enter"],
+        {"text": "A cat on a mat"},
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", TYPE_ROUNDS)
+def test_each_task_type_is_labeled_from_the_page(
+    variant: str, browser: Browser, campaign_with: Any
+) -> None:
+    task, payload, actions, expected = TYPE_ROUNDS[variant]
+    campaign, api = campaign_with(task, [ItemRecord("only", payload)])
+    visit = Visit(browser, api)
+    page = visit.page
+    try:
+        visit.sign_in(TOKENS["bob"])
+        visit.expect_item()
+        if variant == "free-text":
+            expect(page.locator("#submit")).to_be_disabled()  # nothing typed yet
+        for action in actions:
+            if action.startswith("click:"):
+                page.click(action.removeprefix("click:"))
+            elif action.startswith("type:"):
+                page.keyboard.type(action.removeprefix("type:"))
+            else:
+                page.keyboard.press(action)
+        visit.expect_toast("Label saved")
+        expect(page.locator("#empty")).to_be_visible()
+        if screenshots := os.environ.get("LABELOPS_SCREENSHOT_DIR"):
+            page.screenshot(path=f"{screenshots}/labeling-page-{variant}.png", full_page=True)
+    finally:
+        visit.close()
+    assert stored_labels(campaign) == {"only": expected}
+    assert visit.errors == []
+
+
+def test_a_refused_label_shows_the_problem_and_keeps_the_task(
+    browser: Browser, campaign_with: Any
+) -> None:
+    custom = {"properties": {"text": {"pattern": "^[^0-9]*$"}}}
+    campaign, api = campaign_with(
+        {"type": "free-text", "labelSchema": custom}, [ItemRecord("t", {"prompt": "No digits."})]
+    )
+    visit = Visit(browser, api)
+    page = visit.page
+    try:
+        visit.sign_in(TOKENS["carol"])
+        visit.expect_item()
+        page.keyboard.type("route 66")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator("#error")).to_be_visible()
+        expect(page.locator("#error-title")).to_have_text(
+            "The label does not fit the campaign's label schema"
+        )
+        expect(page.locator("#error-list")).to_contain_text("/value/text")
+        expect(page.locator("#item-id")).to_have_text("t")  # still on the same task
+    finally:
+        visit.close()
+    assert stored_labels(campaign) == {}

@@ -1,0 +1,203 @@
+"""submit: validation, conflicts, idempotency, quotas, and what one accepted label writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg_pool import ConnectionPool
+from test_store_support import add_items, make_config, migrated_schema, open_pool, query
+
+from labelops.store import LabelOrigin, LabelStore
+from labelops.store.errors import (
+    Conflict,
+    InvalidLabel,
+    LeaseRequired,
+    NotFound,
+    QuotaExceeded,
+)
+from labelops.store.progress import ProgressCounts
+
+pytestmark = pytest.mark.integration
+
+HELPFUL = {"choice": "helpful"}
+UNHELPFUL = {"choice": "unhelpful"}
+
+
+@pytest.fixture
+def schema(postgres_dsn: str) -> Iterator[str]:
+    with migrated_schema(postgres_dsn, "submit") as name:
+        yield name
+
+
+@pytest.fixture
+def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
+    with open_pool(postgres_dsn, size=12) as opened:
+        yield opened
+
+
+def claimed(store: LabelStore, labeler: str) -> str:
+    task = store.claim(labeler)
+    assert task is not None, f"no task for {labeler}"
+    return task.item_id
+
+
+def test_an_accepted_label_writes_label_outbox_counters_and_frees_the_lease(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=2))
+    [item_id] = add_items(pool, schema, 1)
+    claimed(store, "ann")
+    before = dt.datetime.now(dt.UTC)
+    result = store.submit("ann", item_id, HELPFUL)
+    assert (result.item_id, result.labeler, result.replayed) == (item_id, "ann", False)
+    assert not result.item_completed, "1 of 2 labels"
+    assert abs((result.created_at - before).total_seconds()) < 5
+
+    [(message_key, message)] = query(
+        pool, schema, "SELECT message_key, message FROM {schema}.outbox"
+    )
+    assert message_key == item_id
+    assert message == {
+        "labelId": result.label_id,
+        "campaign": {"namespace": "tests", "name": schema.replace("_", "-")},
+        "itemId": item_id,
+        "labeler": "ann",
+        "origin": "human",
+        "value": HELPFUL,
+        "ordinal": 1,
+        "labelsPerItem": 2,
+        "createdAt": result.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+    assert query(pool, schema, "SELECT label_count, lease_count FROM {schema}.items") == [(1, 0)]
+    stats = store.me("ann")
+    assert (stats.labels_today, stats.labels_total, stats.active_leases) == (1, 1, 0)
+
+    claimed(store, "bob")
+    assert store.submit("bob", item_id, UNHELPFUL, origin=LabelOrigin.MACHINE).item_completed
+    assert store.progress() == ProgressCounts(
+        items_total=1, items_completed=1, labels=2, human_labeled=1, machine_labeled=1
+    )
+
+
+def test_an_invalid_label_is_refused_counted_and_keeps_the_lease(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema))
+    [item_id] = add_items(pool, schema, 1)
+    claimed(store, "ann")
+    with pytest.raises(InvalidLabel) as refused:
+        store.submit("ann", item_id, {"choice": "maybe"})
+    assert [v.pointer for v in refused.value.violations] == ["/value/choice"]
+    assert "'maybe' is not one of ['helpful', 'unhelpful']" in refused.value.message
+    with pytest.raises(InvalidLabel) as refused:
+        store.submit("ann", item_id, {"choice": "helpful\x00"})
+    assert "NUL" in refused.value.message
+    assert store.progress().rejected == 2
+    assert store.me("ann").active_leases == 1, "a refused label does not consume the lease"
+    assert store.submit("ann", item_id, HELPFUL).item_completed
+
+
+def test_conflicts_name_what_went_wrong(pool: ConnectionPool[Any], schema: str) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1))
+    first, second = add_items(pool, schema, 2)
+    claimed(store, "ann")
+    store.submit("ann", first, HELPFUL)
+
+    with pytest.raises(Conflict) as already:
+        store.submit("ann", first, HELPFUL)
+    assert already.value.reason == "already_labeled"
+
+    with pytest.raises(Conflict) as full:
+        store.submit("bob", first, HELPFUL)
+    assert full.value.reason == "item_full"
+    assert "labelsPerItem" in full.value.message
+
+    with pytest.raises(LeaseRequired) as unclaimed:
+        store.submit("bob", second, HELPFUL)
+    assert unclaimed.value.reason == "lease_required"
+
+    with pytest.raises(NotFound):
+        store.submit("ann", "no-such-item", HELPFUL)
+
+
+def test_a_retry_with_the_same_idempotency_key_returns_the_original_result(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=2))
+    first, second = add_items(pool, schema, 2)
+    claimed(store, "ann")
+    original = store.submit("ann", first, HELPFUL, idempotency_key="k-1")
+
+    # The item fills up meanwhile; the retry is still answered with the original result.
+    claimed(store, "bob")
+    store.submit("bob", first, HELPFUL)
+    replay = store.submit("ann", first, dict(HELPFUL), idempotency_key="k-1")
+    assert replay.replayed
+    assert (replay.label_id, replay.created_at) == (original.label_id, original.created_at)
+    assert store.progress().labels == 2, "a replay adds nothing"
+
+    with pytest.raises(Conflict) as other_value:
+        store.submit("ann", first, UNHELPFUL, idempotency_key="k-1")
+    assert other_value.value.reason == "idempotency_key_reused"
+    claimed(store, "ann")
+    with pytest.raises(Conflict) as other_item:
+        store.submit("ann", second, HELPFUL, idempotency_key="k-1")
+    assert other_item.value.reason == "idempotency_key_reused"
+    # Keys are per labeler.
+    claimed(store, "bob")
+    assert not store.submit("bob", second, HELPFUL, idempotency_key="k-1").replayed
+
+
+def test_concurrent_retries_with_one_key_make_one_label(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1))
+    [item_id] = add_items(pool, schema, 1)
+    claimed(store, "ann")
+    start = threading.Barrier(8)
+    results = []
+
+    def retry() -> None:
+        start.wait()
+        results.append(store.submit("ann", item_id, HELPFUL, idempotency_key="same"))
+
+    threads = [threading.Thread(target=retry) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8
+    assert len({r.label_id for r in results}) == 1
+    assert sorted(r.replayed for r in results) == [False] + [True] * 7
+    assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(1,)]
+
+
+def test_submissions_beyond_the_daily_quota_are_refused(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, daily=2, max_leases=5))
+    add_items(pool, schema, 3)
+    held = [claimed(store, "ann") for _ in range(2)]
+    for item_id in held:
+        store.submit("ann", item_id, HELPFUL)
+    # A lease taken before the quota filled up (here: added behind the store's back, as a
+    # second worker replica racing would).
+    [(last,)] = query(
+        pool,
+        schema,
+        "WITH lease AS ("
+        "  INSERT INTO {schema}.leases (item_id, labeler, claimed_at, expires_at)"
+        "  SELECT id, 'ann', now(), now() + interval '1 hour' FROM {schema}.items"
+        "  WHERE label_count = 0 RETURNING item_id)"
+        " UPDATE {schema}.items SET lease_count = lease_count + 1"
+        " WHERE id IN (SELECT item_id FROM lease) RETURNING external_id",
+    )
+    with pytest.raises(QuotaExceeded) as refused:
+        store.submit("ann", last, HELPFUL)
+    assert refused.value.reason == "per_labeler_daily"
+    assert refused.value.retry_after >= 1
+    assert store.progress().labels == 2

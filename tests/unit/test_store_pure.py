@@ -1,0 +1,160 @@
+"""The store's pure parts: item message parsing, quota clocks, SQL composition, messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import pytest
+
+from labelops.api.campaign import TaskType
+from labelops.api.tasktypes import Violation
+from labelops.api.workerconfig import WorkerConfig
+from labelops.store.claims import model_hint, next_utc_midnight, seconds_until_utc_midnight
+from labelops.store.errors import InvalidLabel, QuotaExceeded
+from labelops.store.jsoncheck import storage_violations
+from labelops.store.migrations import available_migrations
+from labelops.store.progress import PROGRESS_SHARDS
+from labelops.store.queries import Queries
+from labelops.store.results import LabelOrigin
+from labelops.store.submissions import Submission, label_message
+from labelops.worker.ingest import parse_item_message
+
+
+def message(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_a_well_formed_item_message_becomes_an_item() -> None:
+    item = parse_item_message(
+        TaskType.RATING,
+        b"i-1",
+        message(
+            id="i-1",
+            payload={"text": "t"},
+            priority=4,
+            model={"prediction": 3, "confidence": 0.5},
+            extra="ignored",
+        ),
+    )
+    assert (item.id, item.payload, item.priority) == ("i-1", {"text": "t"}, 4)
+    assert (item.model_prediction, item.model_confidence) == (3, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"a", None, "no value"),
+        (b"a", b"\xff", "not UTF-8"),
+        (b"a", b"[1,", "not JSON"),
+        (b"a", b"[]", "not an item message: /: [] is not of type 'object'"),
+        (b"a", message(id="", payload={"text": "t"}), "/id: '' should be non-empty"),
+        (b"a", message(id="a", payload={"text": "t"}, priority=2**31), "/priority"),
+        (b"a", message(id="a", payload={"text": "t"}, priority=True), "/priority"),
+        (b"a", message(id="a", payload={"text": "t"}, model=[]), "/model"),
+        (None, message(id="a", payload={"text": "t"}), "no key"),
+        (b"b", message(id="a", payload={"text": "t"}), "key 'b' does not match id 'a'"),
+        (b"a", message(id="a", payload={"prompt": "p"}), "/payload: 'text' is a required"),
+        (b"a", message(id="a", payload={"text": "\x00"}), "/payload/text: contains the NUL"),
+        (b"a", b'{"id": "a", "payload": {"text": "t"}, "priority": Infinity}', "Infinity"),
+        (b"a", b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+    ],
+)
+def test_a_malformed_item_message_is_refused_with_its_reason(
+    key: bytes | None, value: bytes | None, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_item_message(TaskType.CLASSIFICATION, key, value)
+
+
+def test_deep_nesting_is_refused_at_its_pointer() -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    [violation] = storage_violations({"a": deep}, "/payload")
+    assert violation.pointer == "/payload/a" + "/0" * 64
+    assert violation.message == "nests deeper than 64 levels"
+
+
+def test_nul_characters_are_found_with_their_pointer() -> None:
+    value = {"a/b": ["ok", "bad\x00"], "k\x00": 1}
+    assert storage_violations(value, "/value") == [
+        Violation("/value/a~1b/1", "contains the NUL character (\\u0000), which cannot be stored"),
+        Violation(
+            "/value/k\x00", "key contains the NUL character (\\u0000), which cannot be stored"
+        ),
+    ]
+    assert storage_violations({"fine": [1, "x"]}, "/value") == []
+
+
+def test_the_daily_quota_resets_at_the_next_utc_midnight() -> None:
+    now = dt.datetime(2026, 3, 1, 23, 59, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert next_utc_midnight(now) == dt.datetime(2026, 3, 3, tzinfo=dt.UTC)
+    almost = dt.datetime(2026, 3, 1, 23, 59, 59, 500000, tzinfo=dt.UTC)
+    assert seconds_until_utc_midnight(almost) == 1
+
+
+def test_quota_errors_never_ask_to_retry_immediately() -> None:
+    assert QuotaExceeded("max_leases_per_labeler", 0, "m").retry_after == 1
+
+
+def test_invalid_label_names_each_pointer() -> None:
+    err = InvalidLabel([Violation("/value/choice", "bad"), Violation("/value", "worse")])
+    assert str(err) == "the label does not fit the task: /value/choice: bad; /value: worse"
+
+
+def test_model_hint_keeps_only_what_the_item_had() -> None:
+    assert model_hint(None, None) is None
+    assert model_hint("x", None) == {"prediction": "x"}
+    assert model_hint(None, 0.0) == {"confidence": 0.0}
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    versions = [m.version for m in available_migrations()]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_the_initial_migration_creates_as_many_shards_as_the_code_spreads_over() -> None:
+    initial = available_migrations()[0].sql_text
+    match = re.search(
+        r"INSERT INTO progress_shards \(shard\) SELECT generate_series\(0, (\d+)\)", initial
+    )
+    assert match is not None
+    assert int(match.group(1)) + 1 == PROGRESS_SHARDS
+
+
+def test_statements_quote_the_schema_name() -> None:
+    queries = Queries('we"ird')
+    assert b'"we""ird"."items"' in queries.item_to_label
+    assert b'"we""ird"."submit_label"(' in queries.submit_label
+    assert b'"we""ird"."progress_shards"' in queries.bump_progress
+
+
+def test_the_label_message_carries_the_label_and_where_it_belongs() -> None:
+    """(The database adds "ordinal" when it assigns it.)"""
+    config = WorkerConfig.model_validate(
+        {
+            "namespace": "ns",
+            "name": "camp",
+            "task": {"type": "free-text", "instructions": "Answer"},
+            "target": {"items": 10, "labelsPerItem": 2},
+            "quotas": {},
+            "schema": "lc_ns_camp",
+            "topics": {"items": "i", "labels": "l"},
+            "consumerGroup": "g",
+        }
+    )
+    sub = Submission("ann", "item-1", {"text": "hi"}, None, LabelOrigin.HUMAN)
+    created = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert label_message(config, sub, "L-1", created) == {
+        "labelId": "L-1",
+        "campaign": {"namespace": "ns", "name": "camp"},
+        "itemId": "item-1",
+        "labeler": "ann",
+        "origin": "human",
+        "value": {"text": "hi"},
+        "labelsPerItem": 2,
+        "createdAt": "2026-01-02T02:04:05Z",
+    }

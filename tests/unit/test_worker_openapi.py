@@ -1,0 +1,96 @@
+"""The worker's OpenAPI document: built per campaign, and the validator that holds the API to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from labelops.api.tasktypes import label_schema
+from labelops.api.workerconfig import WorkerConfig
+from labelops.worker.contract import SpecValidator
+from labelops.worker.openapi import build_document
+
+TASKS: list[dict[str, Any]] = [
+    {"type": "pairwise"},
+    {"type": "ranking"},
+    {"type": "rating", "scale": {"min": 0, "max": 10}},
+    {"type": "classification", "choices": ["a", "b"], "multiple": True},
+    {"type": "free-text", "minLength": 1, "maxLength": 50},
+]
+
+
+def config(task: dict[str, Any]) -> WorkerConfig:
+    return WorkerConfig.model_validate(
+        {
+            "namespace": "ns",
+            "name": "c",
+            "task": {"instructions": "x", **task},
+            "target": {"items": 5, "labelsPerItem": 2},
+            "quotas": {},
+            "schema": "lc_ns_c",
+            "topics": {"items": "i", "labels": "l"},
+            "consumerGroup": "g",
+        }
+    )
+
+
+@pytest.mark.parametrize("task", TASKS, ids=[t["type"] for t in TASKS])
+def test_every_schema_in_the_document_is_valid_json_schema(task: dict[str, Any]) -> None:
+    document = build_document(config(task))
+    assert document["openapi"] == "3.1.0"
+    for schema in document["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    value = dict(document["components"]["schemas"]["LabelValue"])
+    value.pop("description")
+    assert value == label_schema(config(task).task)
+
+
+def test_every_operation_documents_its_errors() -> None:
+    document = build_document(config(TASKS[0]))
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            codes = set(operation["responses"])
+            assert "503" in codes, (method, path)
+            if operation["security"]:
+                assert "401" in codes, (method, path)
+                assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+
+
+def test_campaign_label_schema_is_added_with_all_of_and_keeps_its_own_references() -> None:
+    own = {
+        "$defs": {"odd": {"enum": [1, 3, 5]}},
+        "properties": {"score": {"$ref": "#/$defs/odd"}},
+    }
+    task = {"type": "rating", "scale": {"min": 1, "max": 5}, "labelSchema": own}
+    document = build_document(config(task))
+    assert document["components"]["schemas"]["LabelValue"]["allOf"][1]["$defs"] == own["$defs"]
+    spec = SpecValidator(document)
+    assert spec.request_violations("submitLabel", {"value": {"score": 3}}) == []
+    refused = spec.request_violations("submitLabel", {"value": {"score": 4}})
+    assert [v.pointer for v in refused] == ["/value/score"]
+
+
+def test_request_violations_point_at_the_member_that_is_wrong() -> None:
+    spec = SpecValidator(build_document(config(TASKS[2])))
+    found = spec.request_violations("submitLabel", {"value": {"score": 11, "extra": 1}, "x": 2})
+    assert [v.pointer for v in found] == ["/value/extra", "/value/score", "/x"]
+    assert [v.pointer for v in spec.request_violations("submitLabel", {"value": {}})] == [
+        "/value/score"
+    ]
+    assert spec.request_violations("submitLabel", {"value": {"score": 10}}) == []
+
+
+def test_response_violations_catch_undocumented_statuses_headers_and_shapes() -> None:
+    spec = SpecValidator(build_document(config(TASKS[0])))
+    assert spec.response_violations("getMe", 418, "application/json", {}, {}) == [
+        "status 418 is not documented for getMe"
+    ]
+    unauthorized = {"type": "https://x", "title": "t", "status": 401, "detail": "d"}
+    assert spec.response_violations("getMe", 401, "application/problem+json", {}, unauthorized) == [
+        "header WWW-Authenticate is missing"
+    ]
+    shapes = spec.response_violations("getHealth", 200, "application/json", {}, {"status": "x"})
+    assert shapes and shapes[0].startswith("/status")
+    assert spec.response_violations("claimTask", 204, "", {}, None) == []
