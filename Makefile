@@ -53,3 +53,11 @@ test-unit: install
 lint: install
 	$(PY) -m ruff check operator tests
 	$(PY) -m mypy
+
+.PHONY: demo crds
+# The main job: one RLHF campaign from kubectl apply to exported preference pairs.
+demo: install
+	$(PY) -m labelops.devstack.demo
+
+crds: install
+	$(PY) -m labelops.api.crd > crds/labelingcampaigns.labelops.dev.yaml

@@ -79,6 +79,7 @@ def main() -> None:
         pool.close()
         if not args.keep:
             drop_schemas(dsn, schemas)
+    results["machine"]["loadAverage1mAtEnd"] = round(os.getloadavg()[0], 2)
     print(json.dumps(results, indent=2))
 
 
@@ -224,6 +225,8 @@ def machine(dsn: str) -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        # The machine may be shared: figures under load are worse than the code's own.
+        "loadAverage1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "postgres": version[0] if version else None,
         "postgresSettings": settings,

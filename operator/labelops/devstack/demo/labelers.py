@@ -31,7 +31,15 @@ NOISY = Temperament(accuracy=0.65, tie_rate=0.08, skip_rate=0.03, pace=(0.1, 0.3
 SKIPPER = Temperament(accuracy=0.9, tie_rate=0.02, skip_rate=0.2, pace=(0.15, 0.4))
 EAGER = Temperament(accuracy=0.85, tie_rate=0.0, skip_rate=0.0, pace=(0.02, 0.06))
 
-TEMPERAMENTS = {"alice": CAREFUL, "bob": CAREFUL, "carol": NOISY, "dave": EAGER, "erin": SKIPPER}
+TEMPERAMENTS = {
+    "alice": CAREFUL,
+    "bob": CAREFUL,
+    "carol": NOISY,
+    "dave": EAGER,
+    "erin": SKIPPER,
+    "frank": CAREFUL,
+    "grace": NOISY,
+}
 
 
 @dataclass
