@@ -59,5 +59,7 @@ lint: install
 demo: install
 	$(PY) -m labelops.devstack.demo
 
+# The CRD is generated from the pydantic models; the chart carries the same file.
 crds: install
 	$(PY) -m labelops.api.crd > crds/labelingcampaigns.labelops.dev.yaml
+	cp crds/labelingcampaigns.labelops.dev.yaml charts/labelops/crds/

@@ -312,9 +312,12 @@ class Progress(Model):
 
 
 class Counters(Model):
-    human_labeled: int = 0
-    machine_labeled: int = 0
-    rejected: int = 0
+    human_labeled: int = Field(default=0, description="Accepted labels from people.")
+    machine_labeled: int = Field(default=0, description="Accepted labels from models.")
+    rejected: int = Field(default=0, description="Label submissions refused as invalid.")
+    dead_lettered: int = Field(
+        default=0, description="Item messages refused at ingest (see the dead_letters table)."
+    )
 
 
 class Topics(Model):

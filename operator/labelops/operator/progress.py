@@ -90,6 +90,7 @@ def build_counters(counts: ProgressCounts) -> Counters:
         human_labeled=counts.human_labeled,
         machine_labeled=counts.machine_labeled,
         rejected=counts.rejected,
+        dead_lettered=counts.dead_lettered,
     )
 
 
