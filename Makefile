@@ -63,3 +63,8 @@ demo: install
 crds: install
 	$(PY) -m labelops.api.crd > crds/labelingcampaigns.labelops.dev.yaml
 	cp crds/labelingcampaigns.labelops.dev.yaml charts/labelops/crds/
+
+.PHONY: bench
+# Benchmarks on the real local stack; figures and machine details go to bench/results/.
+bench: install
+	$(PY) bench/run.py

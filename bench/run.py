@@ -1,0 +1,137 @@
+"""`make bench`: every benchmark on the real local stack, one results file.
+
+Runs bench_store.py, bench_worker.py and bench_operator.py (each writes its own JSON under
+bench/results/), then writes bench/results/SUMMARY.md: each figure the issues set a target
+for, the target, what was measured, and the machine it was measured on, including its load
+while the benchmarks ran (this machine is shared; figures move with its load).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "operator"))
+
+from labelops.devstack import stack  # noqa: E402  (needs the path above when run as a script)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memoryGiB": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_script(name: str, env: dict[str, str], args: list[str]) -> dict[str, Any]:
+    out = RESULTS / f"{name}.json"
+    script = REPO / "bench" / f"bench_{name}.py"
+    print(f"==> {script.name} {' '.join(args)}", flush=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    sys.stderr.write(proc.stderr[-4000:])
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-2000:]}
+    start = proc.stdout.find("{")
+    result: dict[str, Any] = json.loads(proc.stdout[start:])
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _get(doc: dict[str, Any], *path: str) -> Any:
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def summary_rows(store: dict[str, Any], worker: dict[str, Any], op: dict[str, Any]) -> list[
+    tuple[str, str, Any, str]
+]:  # fmt: skip
+    return [
+        ("operator: apply to Ready, median of 10", "< 3 s",
+         _get(op, "applyToReady", "medianSeconds"), "s"),
+        ("operator: 100 campaigns applied at once, all Ready", "< 60 s",
+         _get(op, "bulk", "allReadySeconds"), "s"),
+        ("operator: resident memory with 100 campaigns", "(report)",
+         _get(op, "operatorRss", "rssMiB"), "MiB"),
+        ("store: progress read at 1,000,000 labels, p99", "< 5 ms",
+         _get(store, "progress", "p99Ms"), "ms"),
+        ("store: claim p99 with 100,000 pending items (one labeler)", "< 20 ms",
+         _get(store, "claim", "sequential", "p99Ms"), "ms"),
+        ("worker: claim p99 over HTTP, one labeler, 100,000 pending", "< 20 ms",
+         _get(worker, "oneLabeler", "claimLatencyMs", "p99"), "ms"),
+        ("worker: accepted labels/s, 32 labelers, committed and relayed", ">= 1,500/s",
+         _get(worker, "labeling", "labelsPerSecond"), "/s"),
+        ("worker: every accepted label relayed to Kafka", "yes",
+         _get(worker, "relay", "allRelayed"), ""),
+        ("worker: progress read over HTTP, p99", "< 5 ms (store read)",
+         _get(worker, "progress", "latencyMs", "p99"), "ms"),
+    ]  # fmt: skip
+
+
+def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> Path:
+    rows = summary_rows(results["store"], results["worker"], results["operator"])
+    lines = [
+        "# labelops benchmarks",
+        "",
+        f"Measured {info['date']} on {info['cpu']}, {info['cpus']} CPUs, "
+        f"{info['memoryGiB']} GiB, kernel {info['kernel']}, Python {info['python']}. "
+        f"Load average at start {info['loadAverageAtStart']}, at end "
+        f"{info['loadAverageAtEnd']}. Raw figures: store.json, worker.json, operator.json.",
+        "",
+        "| figure | target | measured |",
+        "|---|---|---|",
+    ]
+    for name, target, value, unit in rows:
+        shown = "not measured (see the JSON for the error)" if value is None else f"{value}{unit}"
+        lines.append(f"| {name} | {target} | {shown} |")
+    path = RESULTS / "SUMMARY.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    env = stack.up()
+    results = {
+        "store": run_script("store", env, []),
+        "worker": run_script("worker", env, []),
+        "operator": run_script("operator", env, []),
+    }
+    info["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
+    (RESULTS / "machine.json").write_text(json.dumps(info, indent=2) + "\n")
+    path = write_summary(info, results)
+    print(path.read_text())
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
