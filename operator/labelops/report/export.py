@@ -18,8 +18,8 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, TextIO
@@ -43,7 +43,7 @@ class LabelRow:
     created_at: str
 
 
-def stream_labels(conn: psycopg.Connection[Any], schema: str) -> Iterator[LabelRow]:
+def stream_labels(conn: psycopg.Connection[Any], schema: str) -> Generator[LabelRow]:
     query = sql.SQL(
         "SELECT l.id, i.external_id, i.payload, l.labeler, l.value, l.origin, l.created_at"
         " FROM {s}.labels l JOIN {s}.items i ON i.id = l.item_id"
@@ -122,17 +122,18 @@ def rlhf_lines(rows: Iterable[LabelRow], tally: RlhfTally) -> Iterator[str]:
 def write_export(
     conn: psycopg.Connection[Any], schema: str, fmt: str, out: TextIO
 ) -> RlhfTally | int:
-    rows = stream_labels(conn, schema)
-    if fmt == "rlhf":
-        tally = RlhfTally()
-        for line in rlhf_lines(rows, tally):
+    # closing(): the cursor's transaction ends here even when the reader stops early.
+    with closing(stream_labels(conn, schema)) as rows:
+        if fmt == "rlhf":
+            tally = RlhfTally()
+            for line in rlhf_lines(rows, tally):
+                out.write(line + "\n")
+            return tally
+        count = 0
+        for line in jsonl_lines(rows):
             out.write(line + "\n")
-        return tally
-    count = 0
-    for line in jsonl_lines(rows):
-        out.write(line + "\n")
-        count += 1
-    return count
+            count += 1
+        return count
 
 
 def _campaign_database(name: str, namespace: str | None) -> tuple[str, str, str]:
@@ -173,7 +174,12 @@ def export(name: str, namespace: str | None, fmt: str, out: str = "-") -> int:
             sys.stdout if out == "-" else stack.enter_context(open(out, "w", encoding="utf-8"))
         )
         conn = stack.enter_context(psycopg.connect(dsn))
-        result = write_export(conn, schema, fmt, target)
+        try:
+            result = write_export(conn, schema, fmt, target)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, like any Unix filter.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     if isinstance(result, RlhfTally):
         print(
             f"exported {result.written} preference pairs ({result.ties} ties left out)",

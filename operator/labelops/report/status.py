@@ -31,6 +31,8 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 
 def _eta(progress: Mapping[str, Any], now: dt.datetime) -> str:
     eta = progress.get("eta")
+    if progress.get("labelsTarget") and progress.get("labels", 0) >= progress["labelsTarget"]:
+        return "done"
     if not eta:
         return "-"
     when = dt.datetime.fromisoformat(str(eta).replace("Z", "+00:00"))

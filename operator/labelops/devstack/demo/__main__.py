@@ -14,11 +14,12 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from kubernetes import client, config
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
@@ -84,6 +85,31 @@ def _wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float
     )
 
 
+def _remove_earlier_run(api: client.ApiClient, namespace: str, name: str) -> None:
+    """A campaign left by an earlier demo is deleted with its data, so this run starts clean."""
+    objects = client.CustomObjectsApi(api)
+    try:
+        _campaign(api, namespace, name)
+    except client.ApiException as err:
+        if err.status == 404:
+            return
+        raise
+    _step(f"Deleting {namespace}/{name} from an earlier demo run (reclaimPolicy Delete)")
+    patch = {"spec": {"reclaimPolicy": "Delete"}}
+    objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+    objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            _campaign(api, namespace, name)
+        except client.ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise SystemExit(f"{namespace}/{name} was not deleted within 120s (see .stack/operator.log)")
+
+
 def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for item in items:
@@ -93,6 +119,30 @@ def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
     remaining = producer.flush(30)
     if remaining:
         raise SystemExit(f"{remaining} items were not acknowledged by Kafka within 30s")
+
+
+def _relayed_label_ids(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> int:
+    """Read the labels topic back: how many distinct labels the outbox relay delivered."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"labelops-demo-check-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=1.0):
+                value = message.value()
+                if message.error() is None and value is not None:
+                    seen.add(json.loads(value)["labelId"])
+    finally:
+        consumer.close()
+    return len(seen)
 
 
 def _tokens(docs: list[dict[str, Any]], secret_name: str) -> dict[str, str]:
@@ -118,6 +168,7 @@ def run(timeout: float) -> int:
     docs = kubeapply.load_documents(EXAMPLE)
     campaign = next(d for d in docs if d["kind"] == "LabelingCampaign")
     namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
+    _remove_earlier_run(api, namespace, name)
     _step(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}")
     kubeapply.apply(api, docs)
     obj = _wait_ready(api, namespace, name, timeout=120)
@@ -197,7 +248,12 @@ def _export(
     _step("Done: the campaign is Completed")
     progress = status.get("progress") or {}
     print(f"  accepted labels: {progress.get('labels')} in Postgres schema {status['schema']}")
-    print(f"  relayed to Kafka topic {status['topics']['labels']}")
+    relayed = _relayed_label_ids(
+        os.environ["LABELOPS_KAFKA_BOOTSTRAP"],
+        status["topics"]["labels"],
+        progress.get("labels", 0),
+    )
+    print(f"  relayed to Kafka topic {status['topics']['labels']}: {relayed} distinct labels")
     print(f"  RLHF pairs: {target} ({tally.written} pairs, {tally.ties} ties left out)")
     with target.open() as f:
         first = f.readline().strip()
