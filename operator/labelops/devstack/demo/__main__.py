@@ -45,11 +45,13 @@ def _step(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def _start_operator(state_dir: Path, env: dict[str, str]) -> None:
+def _start_operator(state_dir: Path, env: dict[str, str], namespace: str) -> None:
     health = free_port()
     started = start_process(
         "operator",
-        [sys.executable, "-m", "labelops.cli", "operator"],
+        # Watching only the demo's namespace: other campaigns on this control plane (the
+        # tests' ones, say) belong to other operators.
+        [sys.executable, "-m", "labelops.cli", "operator", "--namespace", namespace],
         state_dir,
         env={**env, "LABELOPS_HEALTH_PORT": str(health), "LABELOPS_METRICS_PORT": str(free_port())},
     )
@@ -160,14 +162,15 @@ def run(timeout: float) -> int:
     config.load_kube_config(config_file=env["KUBECONFIG"])
     api = client.ApiClient()
 
-    _step("Installing the LabelingCampaign CRD and starting the operator")
-    kubeapply.install_crds(api, REPO / "crds")
-    stop_pidfile(state_dir / "operator.pid")  # one left by an earlier, interrupted demo
-    _start_operator(state_dir, env)
-
     docs = kubeapply.load_documents(EXAMPLE)
     campaign = next(d for d in docs if d["kind"] == "LabelingCampaign")
     namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
+
+    _step("Installing the LabelingCampaign CRD and starting the operator")
+    kubeapply.install_crds(api, REPO / "crds")
+    kubeapply.ensure_namespace(api, namespace)
+    stop_pidfile(state_dir / "operator.pid")  # one left by an earlier, interrupted demo
+    _start_operator(state_dir, env, namespace)
     _remove_earlier_run(api, namespace, name)
     _step(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}")
     kubeapply.apply(api, docs)
