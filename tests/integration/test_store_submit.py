@@ -20,6 +20,7 @@ from labelops.store.errors import (
     QuotaExceeded,
 )
 from labelops.store.progress import ProgressCounts
+from labelops.worker.wire import timestamp
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +202,53 @@ def test_submissions_beyond_the_daily_quota_are_refused(
     assert refused.value.reason == "per_labeler_daily"
     assert refused.value.retry_after >= 1
     assert store.progress().labels == 2
+
+
+def test_a_label_is_accepted_whichever_replica_leased_its_task(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    """Each store remembers the payloads of the tasks it leased; another one reads the item."""
+    config = make_config(schema, labels_per_item=1)
+    leasing, other = LabelStore(pool, config), LabelStore(pool, config)
+    first, second = add_items(pool, schema, 2)
+    assert claimed(leasing, "ann") == first
+    assert not other.submit("ann", first, HELPFUL).replayed
+    assert claimed(leasing, "ann") == second
+    with pytest.raises(InvalidLabel):
+        other.submit("ann", second, {"choice": "maybe"})
+    assert leasing.submit("ann", second, HELPFUL).item_completed
+    assert store_counts(leasing) == (2, 1)
+
+
+def test_a_reused_key_is_reported_before_the_value_is_validated(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1))
+    first, second = add_items(pool, schema, 2)
+    claimed(store, "ann")
+    store.submit("ann", first, HELPFUL, idempotency_key="k-1")
+    claimed(store, "ann")
+    with pytest.raises(Conflict) as reused:
+        store.submit("ann", second, {"choice": "maybe"}, idempotency_key="k-1")
+    assert reused.value.reason == "idempotency_key_reused"
+    assert store.progress().rejected == 0
+
+
+def test_message_times_are_written_as_the_api_writes_them(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    """createdAt of the labels topic (built by the database) and of the receipt agree, also
+    on a whole second, where RFC 3339 leaves the fraction out."""
+    moments = [
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+    ]
+    for moment in moments:
+        [(written,)] = query(pool, schema, "SELECT {schema}.rfc3339_utc(%s)", moment)
+        assert written == timestamp(moment)
+
+
+def store_counts(store: LabelStore) -> tuple[int, int]:
+    progress = store.progress()
+    return progress.labels, progress.rejected

@@ -235,6 +235,33 @@ def test_label_is_accepted_once_and_a_retry_with_its_key_replays_the_result(
     assert problem(reused, 409, "idempotency-key-reused")["reason"] == "idempotency_key_reused"
 
 
+def test_a_receipt_can_carry_the_next_task(make_api: MakeApi) -> None:
+    """?next=true: one request per label; the receipt holds the next lease, null at the end."""
+    campaign, api = make_api(items=3)
+    alice = api.session("alice")
+    task = claim(alice, api)
+    labeled = []
+    while task is not None:
+        response = alice.post(
+            labels_url(api, task["id"]), params={"next": "true"}, json=preferred_first(task)
+        )
+        assert response.status_code == 201, response.text
+        receipt = response.json()
+        assert receipt["itemId"] == task["id"]
+        labeled.append(task["id"])
+        task = receipt["next"]
+        assert task is None or task["id"] not in labeled
+    assert sorted(labeled) == ["item-0", "item-1", "item-2"]
+    assert campaign.count("leases") == 0
+    assert alice.post(f"{api.url}/v1/tasks/claim").status_code == 204
+
+    without = alice.post(labels_url(api, "item-0"), params={"next": "false"}, json=PAIR_VALUE)
+    assert "next" not in problem(without, 409, "already-labeled")
+    for bad in ({"next": "yes"}, {"next": ["true", "true"]}):
+        malformed = alice.post(labels_url(api, "item-0"), params=bad, json=PAIR_VALUE)
+        assert "next" in problem(malformed, 400, "invalid-request")["detail"]
+
+
 def test_invalid_labels_are_422_naming_each_failing_field(make_api: MakeApi) -> None:
     campaign, api = make_api(RATING)
     alice = api.session("alice")

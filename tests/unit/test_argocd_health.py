@@ -19,6 +19,9 @@ from gotools import go_tool
 from labelops.api.campaign import CampaignSpec, CampaignStatus
 from labelops.devstack.stack import REPO_ROOT
 
+# The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
+pytestmark = pytest.mark.timeout(1800)
+
 CHECK_DIR = REPO_ROOT / "gitops" / "argocd" / "labelops.dev" / "LabelingCampaign"
 CASES: list[dict[str, Any]] = yaml.safe_load((CHECK_DIR / "health_test.yaml").read_text())["tests"]
 

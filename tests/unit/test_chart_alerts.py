@@ -17,6 +17,9 @@ import yaml
 from gotools import go_tool, stack_tool
 from labelops.devstack.stack import REPO_ROOT
 
+# The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
+pytestmark = pytest.mark.timeout(1800)
+
 CHART = REPO_ROOT / "charts" / "labelops"
 
 # Deadlines are Unix seconds; the engine's clock starts at 0, so `at 10m` is time() == 600.

@@ -18,6 +18,9 @@ from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
 from labelops.devstack.stack import REPO_ROOT
 
+# The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
+pytestmark = pytest.mark.timeout(1800)
+
 CHART = REPO_ROOT / "charts" / "labelops"
 CRD_FILE = "labelingcampaigns.labelops.dev.yaml"
 

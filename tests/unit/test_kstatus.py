@@ -17,6 +17,9 @@ import yaml
 from gotools import stack_tool
 from labelops.devstack.stack import REPO_ROOT
 
+# The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
+pytestmark = pytest.mark.timeout(1800)
+
 TESTDATA = REPO_ROOT / "gitops" / "argocd" / "labelops.dev" / "LabelingCampaign" / "testdata"
 
 

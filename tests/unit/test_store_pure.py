@@ -1,4 +1,4 @@
-"""The store's pure parts: item message parsing, quota clocks, SQL composition, messages."""
+"""The store's pure parts: item message parsing, quota clocks, SQL composition, payloads."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ import pytest
 
 from labelops.api.campaign import TaskType
 from labelops.api.tasktypes import Violation
-from labelops.api.workerconfig import WorkerConfig
 from labelops.store.claims import model_hint, next_utc_midnight, seconds_until_utc_midnight
 from labelops.store.errors import InvalidLabel, QuotaExceeded
 from labelops.store.jsoncheck import storage_violations
 from labelops.store.migrations import available_migrations
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
-from labelops.store.results import LabelOrigin
-from labelops.store.submissions import Submission, label_message
 from labelops.worker.ingest import parse_item_message
 
 
@@ -128,33 +125,5 @@ def test_the_initial_migration_creates_as_many_shards_as_the_code_spreads_over()
 def test_statements_quote_the_schema_name() -> None:
     queries = Queries('we"ird')
     assert b'"we""ird"."items"' in queries.item_to_label
-    assert b'"we""ird"."submit_label"(' in queries.submit_label
+    assert b'"we""ird"."accept_label"(' in queries.accept_label
     assert b'"we""ird"."progress_shards"' in queries.bump_progress
-
-
-def test_the_label_message_carries_the_label_and_where_it_belongs() -> None:
-    """(The database adds "ordinal" when it assigns it.)"""
-    config = WorkerConfig.model_validate(
-        {
-            "namespace": "ns",
-            "name": "camp",
-            "task": {"type": "free-text", "instructions": "Answer"},
-            "target": {"items": 10, "labelsPerItem": 2},
-            "quotas": {},
-            "schema": "lc_ns_camp",
-            "topics": {"items": "i", "labels": "l"},
-            "consumerGroup": "g",
-        }
-    )
-    sub = Submission("ann", "item-1", {"text": "hi"}, None, LabelOrigin.HUMAN)
-    created = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    assert label_message(config, sub, "L-1", created) == {
-        "labelId": "L-1",
-        "campaign": {"namespace": "ns", "name": "camp"},
-        "itemId": "item-1",
-        "labeler": "ann",
-        "origin": "human",
-        "value": {"text": "hi"},
-        "labelsPerItem": 2,
-        "createdAt": "2026-01-02T02:04:05Z",
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Any
 
@@ -20,30 +21,32 @@ REAP_BATCH = 100
 
 def claim_next(
     conn: psycopg.Connection[Any], q: Queries, config: WorkerConfig, labeler: str
-) -> ClaimedTask | None:
+) -> tuple[ClaimedTask, int] | None:
+    """The task leased, with the size of its payload's JSON text (characters), or None."""
     quotas = config.quotas
     row = conn.execute(
         q.claim_task,
-        {
-            "labeler": labeler,
-            "labels_per_item": config.target.labels_per_item,
-            "lease_seconds": quotas.lease_seconds,
-            "daily_quota": quotas.per_labeler_daily,
-            "max_leases": quotas.max_leases_per_labeler,
-            "reap_limit": REAP_BATCH,
-        },
+        (
+            labeler,
+            config.target.labels_per_item,
+            quotas.lease_seconds,
+            quotas.per_labeler_daily,
+            quotas.max_leases_per_labeler,
+            REAP_BATCH,
+        ),
     ).fetchone()
     assert row is not None  # claim_task always returns one row
     verdict, labels_today, held, earliest_expiry, now = row[:5]
     if verdict == "claimed":
-        item_id, payload, priority, prediction, confidence, expires_at = row[5:]
-        return ClaimedTask(
+        item_id, payload_text, priority, prediction, confidence, expires_at = row[5:]
+        task = ClaimedTask(
             item_id=item_id,
-            payload=payload,
+            payload=json.loads(payload_text),
             priority=priority,
             lease_expires_at=expires_at,
             model=model_hint(prediction, confidence),
         )
+        return task, len(payload_text)
     if verdict == "none":
         return None
     if verdict == "per_labeler_daily":

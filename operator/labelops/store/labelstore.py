@@ -10,11 +10,12 @@
     store.ping()             -> None (raises psycopg.Error when the database is unreachable)
 
 claim, submit and release each run as one statement (a function of the campaign's schema,
-migrations/0002_claim_and_submit.sql) in its own transaction: one round trip, and no row
-lock is ever held while this process waits. Refusals are exceptions from
-labelops.store.errors, each with a `reason` and a human `message`: NotFound (404),
-Conflict / LeaseRequired (409), InvalidLabel (422, `violations` name JSON pointers),
-QuotaExceeded (429, `retry_after` in seconds).
+migrations/0002_claim_and_submit.sql, 0003_accept_label.sql) in its own transaction: one
+round trip, and no row lock is ever held while this process waits. A submission whose item
+this process did not lease to the labeler (labelops.store.leased) reads the item first.
+Refusals are exceptions from labelops.store.errors, each with a `reason` and a human
+`message`: NotFound (404), Conflict / LeaseRequired (409), InvalidLabel (422, `violations`
+name JSON pointers), QuotaExceeded (429, `retry_after` in seconds).
 
 claim(labeler)
   - The first claim of a LabelStore reopens items completed under a smaller labelsPerItem
@@ -126,7 +127,7 @@ while their item is locked. Deadlocks, serialisation failures and lost races on 
 unique constraints are retried anyway (ATTEMPTS times), as a safety net.
 
 The pool's connections are switched to autocommit while the store uses them and handed
-back as they were.
+back as they were (the worker's pool opens them in autocommit, so nothing is switched).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ from psycopg_pool import ConnectionPool
 from labelops.api.tasktypes import LabelValidator
 from labelops.api.workerconfig import WorkerConfig
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
-from labelops.store.errors import InvalidLabel
+from labelops.store.errors import InvalidLabel, StoreError
+from labelops.store.leased import LeasedPayloads
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
@@ -168,6 +170,7 @@ class LabelStore:
         self._config = config
         self._queries = Queries(config.schema_)
         self._validator = LabelValidator(config.task)
+        self._leased = LeasedPayloads()
         self._synced = threading.Event()
         self._sync_lock = threading.Lock()
 
@@ -182,7 +185,14 @@ class LabelStore:
             with self._sync_lock:
                 if not self._synced.is_set():
                     self.sync_labels_per_item()
-        return self._transact(lambda conn: claim_next(conn, self._queries, self._config, labeler))
+        claimed = self._transact(
+            lambda conn: claim_next(conn, self._queries, self._config, labeler)
+        )
+        if claimed is None:
+            return None
+        task, payload_chars = claimed
+        self._leased.remember(labeler, task.item_id, task.payload, payload_chars)
+        return task
 
     def submit(
         self,
@@ -194,16 +204,23 @@ class LabelStore:
         origin: LabelOrigin = LabelOrigin.HUMAN,
     ) -> SubmitResult:
         submission = Submission(labeler, item_id, value, idempotency_key, origin)
-        outcome = self._transact(
-            lambda conn: submit_label(
-                conn, self._queries, self._config, self._validator, submission
+        payload = self._leased.get(labeler, item_id)
+        try:
+            outcome = self._transact(
+                lambda conn: submit_label(
+                    conn, self._queries, self._config, self._validator, submission, payload
+                )
             )
-        )
+        except StoreError:
+            self._leased.forget(labeler, item_id)
+            raise
         if isinstance(outcome, list):
-            raise InvalidLabel(outcome)
+            raise InvalidLabel(outcome)  # the lease stays, and so does its payload
+        self._leased.forget(labeler, item_id)
         return outcome
 
     def release(self, labeler: str, item_id: str) -> bool:
+        self._leased.forget(labeler, item_id)
         return self._transact(lambda conn: release_item(conn, self._queries, labeler, item_id))
 
     def me(self, labeler: str) -> LabelerStats:
@@ -259,8 +276,11 @@ class LabelStore:
         races."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self._pool.connection() as conn, _autocommit(conn):
-                    return work(conn)
+                with self._pool.connection() as conn:
+                    if conn.autocommit:  # the worker's pool: nothing to switch
+                        return work(conn)
+                    with _autocommit(conn):
+                        return work(conn)
             except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as err:
                 if attempt == ATTEMPTS:
                     raise

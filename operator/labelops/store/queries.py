@@ -26,7 +26,7 @@ SCHEMA_OBJECTS = (
     "labeler_days",
     "progress_shards",
     "claim_task",
-    "submit_label",
+    "accept_label",
     "release_task",
 )
 
@@ -38,32 +38,32 @@ class Queries:
         self.schema = schema
         self.bump_progress = bump_statement(schema).as_bytes(None)
 
-        # --- claim, submit, release: functions of the schema (0002_claim_and_submit.sql),
-        # one statement each, so that every row lock is released by the server itself.
+        # --- claim, submit, release: functions of the schema (0002_claim_and_submit.sql,
+        # 0003_accept_label.sql), one statement each, so that every row lock is released by
+        # the server itself. The two that run for every label bind positional parameters
+        # (a tuple costs less to bind than a dict), in the order of the function's.
+        # The payload comes as text: the store parses it itself and so knows its size.
         self.claim_task = self._compose(
-            "SELECT verdict, labels_today, held, earliest_expiry, clock, item_id, payload,"
+            "SELECT verdict, labels_today, held, earliest_expiry, clock, item_id, payload::text,"
             "       priority, model_prediction, model_confidence, expires_at"
-            " FROM {claim_task}(%(labeler)s, %(labels_per_item)s, %(lease_seconds)s,"
-            "                   %(daily_quota)s, %(max_leases)s, %(reap_limit)s)"
+            " FROM {claim_task}(%s, %s, %s, %s, %s, %s)"
         )
-        # Read before submit_label, without a lock: the payload to validate against (it no
-        # longer changes once the item has a lease row, see update_untouched_items) and the
-        # clock, which becomes the label's created_at.
+        # The slow path of a submission (labelops.store.submissions): the payload to
+        # validate against, read without a lock (it no longer changes once the item has a
+        # lease row, see update_untouched_items), and an earlier label under the
+        # Idempotency-Key.
         self.item_to_label = self._compose(
-            "SELECT id, payload, now() FROM {items} WHERE external_id = %(item_id)s"
+            "SELECT payload FROM {items} WHERE external_id = %(item_id)s"
         )
         self.label_by_idempotency_key = self._compose(
             "SELECT l.id::text, i.external_id, l.value, l.created_at, l.ordinal"
             " FROM {labels} l JOIN {items} i ON i.id = l.item_id"
             " WHERE l.labeler = %(labeler)s AND l.idempotency_key = %(key)s"
         )
-        self.submit_label = self._compose(
-            "SELECT verdict, ordinal, replay_label_id::text, replay_item_id, replay_value,"
-            "       replay_created_at, replay_ordinal"
-            " FROM {submit_label}(%(item)s, %(labeler)s, %(labels_per_item)s,"
-            "                     %(daily_quota)s, %(label_id)s, %(value)s, %(origin)s,"
-            "                     %(idempotency_key)s::text, %(created_at)s, %(message)s,"
-            "                     %(shard)s::smallint)"
+        self.accept_label = self._compose(
+            "SELECT verdict, label_id::text, created_at, ordinal, replay_label_id::text,"
+            "       replay_item_id, replay_value, replay_created_at, replay_ordinal"
+            " FROM {accept_label}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s, %s::smallint)"
         )
         self.release_task = self._compose(
             "SELECT item_found, had_lease FROM {release_task}(%(item_id)s, %(labeler)s)"

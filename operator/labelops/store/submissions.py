@@ -1,11 +1,10 @@
 """Submitting a label: validation here, the decision and the writes in the schema's
-submit_label (migrations/0002_claim_and_submit.sql)."""
+accept_label (migrations/0003_accept_label.sql)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +36,23 @@ def submit_label(
     config: WorkerConfig,
     validator: LabelValidator,
     sub: Submission,
+    leased_payload: dict[str, Any] | None = None,
 ) -> SubmitResult | list[Violation]:
     """Accept the label, or raise why not; an invalid value is counted as `rejected` and
     returned as its violations (the caller raises InvalidLabel).
 
-    Two round trips on an autocommit connection: the item's payload (validated here) and
-    an earlier label under the Idempotency-Key, read without locks; then the schema's
-    submit_label, which decides and writes under the item's lock in one statement."""
+    leased_payload is the item's payload as the labeler's claim returned it (see
+    labelops.store.leased), when this process still has it. A value valid against it is
+    sent straight to accept_label: one round trip, which checks the Idempotency-Key, the
+    lease and the rest under the item's lock.
+
+    Otherwise (no payload at hand, or a value that is invalid against it) the checks run
+    in the documented order: the item's payload and an earlier label under the
+    Idempotency-Key are read first, without locks (one pipelined round trip); a replay or
+    a reused key is answered before the value is validated; then accept_label."""
+    if leased_payload is not None and not _violations(validator, leased_payload, sub.value):
+        return _accept(conn, q, config, sub)
+
     with conn.pipeline():
         found = conn.execute(q.item_to_label, {"item_id": sub.item_id})
         earlier = (
@@ -55,48 +64,60 @@ def submit_label(
         )
     item = found.fetchone()
     if item is None:
-        raise NotFound(f"no item with id {sub.item_id!r} in this campaign")
-    item_pk, payload, now = item
+        raise _not_found(sub)
     previous = earlier.fetchone() if earlier is not None else None
     if previous is not None:
         return _replay(config, sub, previous)
 
-    violations = storage_violations(sub.value, "/value") or validator.violations(payload, sub.value)
+    violations = _violations(validator, item[0], sub.value)
     if violations:
         conn.execute(q.bump_progress, bump_params(CounterDelta(rejected=1)))
         return violations
+    return _accept(conn, q, config, sub)
 
-    label_id = uuid.uuid4()
+
+def _violations(validator: LabelValidator, payload: dict[str, Any], value: Any) -> list[Violation]:
+    return storage_violations(value, "/value") or validator.violations(payload, value)
+
+
+def _accept(
+    conn: psycopg.Connection[Any], q: Queries, config: WorkerConfig, sub: Submission
+) -> SubmitResult:
     row = conn.execute(
-        q.submit_label,
-        {
-            "item": item_pk,
-            "labeler": sub.labeler,
-            "labels_per_item": config.target.labels_per_item,
-            "daily_quota": config.quotas.per_labeler_daily,
-            "label_id": label_id,
-            "value": Jsonb(sub.value),
-            "origin": sub.origin.value,
-            "idempotency_key": sub.idempotency_key,
-            "created_at": now,
-            "message": Jsonb(label_message(config, sub, str(label_id), now)),
-            "shard": random.randrange(PROGRESS_SHARDS),
-        },
+        q.accept_label,
+        (
+            sub.item_id,
+            sub.labeler,
+            config.target.labels_per_item,
+            config.quotas.per_labeler_daily,
+            Jsonb(sub.value),
+            sub.origin.value,
+            sub.idempotency_key,
+            config.namespace,
+            config.name,
+            random.randrange(PROGRESS_SHARDS),
+        ),
     ).fetchone()
-    assert row is not None  # submit_label always returns one row
-    verdict, ordinal = row[:2]
+    assert row is not None  # accept_label always returns one row
+    verdict, label_id, created_at, ordinal = row[:4]
     if verdict == "accepted":
         return SubmitResult(
-            label_id=str(label_id),
+            label_id=label_id,
             item_id=sub.item_id,
             labeler=sub.labeler,
-            created_at=now,
+            created_at=created_at,
             replayed=False,
             item_completed=ordinal >= config.target.labels_per_item,
         )
-    if verdict == "replay":  # a concurrent first try with this key got there first
-        return _replay(config, sub, tuple(row[2:]))
-    raise refusal(verdict, config, sub, now)
+    if verdict == "replay":  # this key was used before, perhaps by a concurrent first try
+        return _replay(config, sub, tuple(row[4:]))
+    if verdict == "not_found":
+        raise _not_found(sub)
+    raise refusal(verdict, config, sub, created_at)
+
+
+def _not_found(sub: Submission) -> NotFound:
+    return NotFound(f"no item with id {sub.item_id!r} in this campaign")
 
 
 def _replay(config: WorkerConfig, sub: Submission, previous: tuple[Any, ...]) -> SubmitResult:
@@ -121,7 +142,7 @@ def _replay(config: WorkerConfig, sub: Submission, previous: tuple[Any, ...]) ->
 def refusal(
     verdict: str, config: WorkerConfig, sub: Submission, now: dt.datetime
 ) -> Conflict | QuotaExceeded:
-    """The error for submit_label's verdict, in words the labeler can act on."""
+    """The error for accept_label's verdict, in words the labeler can act on."""
     per_item = config.target.labels_per_item
     if verdict == "already_labeled":
         return Conflict(
@@ -154,23 +175,4 @@ def refusal(
             f"labeler {sub.labeler!r} reached the daily quota (quotas.perLabelerDaily) of "
             f"{config.quotas.per_labeler_daily} labels; it resets at 00:00 UTC",
         )
-    raise AssertionError(f"submit_label returned an unknown verdict {verdict!r}")
-
-
-def label_message(
-    config: WorkerConfig, sub: Submission, label_id: str, created_at: dt.datetime
-) -> dict[str, Any]:
-    """The value published on the labels topic (key: the item id), without "ordinal",
-    which the database adds when it assigns it. labelId identifies the label: consumers
-    de-duplicate redeliveries by it. ordinal == labelsPerItem marks the label that
-    completed the item."""
-    return {
-        "labelId": label_id,
-        "campaign": {"namespace": config.namespace, "name": config.name},
-        "itemId": sub.item_id,
-        "labeler": sub.labeler,
-        "origin": sub.origin.value,
-        "value": sub.value,
-        "labelsPerItem": config.target.labels_per_item,
-        "createdAt": created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-    }
+    raise AssertionError(f"accept_label returned an unknown verdict {verdict!r}")

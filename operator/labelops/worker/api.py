@@ -34,6 +34,7 @@ from labelops.worker.problems import Problem
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+NEXT_PARAMETER = "next"
 # The longest label is a free-text answer of 100,000 characters (4 bytes each at worst).
 MAX_BODY_BYTES = 1024 * 1024
 # The labeling page runs only its own script and talks only to this worker.
@@ -246,6 +247,35 @@ def create_app(
                 f"no item can have this id: ids are 1 to {MAX_ID_LENGTH} characters without NUL",
             )
 
+    def next_requested() -> bool:
+        values = request.args.getlist(NEXT_PARAMETER)
+        if not values:
+            return False
+        if len(values) > 1 or values[0] not in ("true", "false"):
+            raise Problem(
+                400,
+                "invalid-request",
+                f"the query parameter {NEXT_PARAMETER} must be given once, as true or false",
+            )
+        return values[0] == "true"
+
+    def lease_next(labeler: str) -> dict[str, Any] | None:
+        """The labeler's next task for a receipt (?next=true), or None.
+
+        The label is committed by now: nothing here may turn its receipt into an error, so
+        a quota or even a database failure just means no task (the labeler's next
+        POST /v1/tasks/claim says why)."""
+        try:
+            task = store.claim(labeler)
+        except QuotaExceeded:
+            meter.claims.labels("refused").inc()
+            return None
+        except Exception:
+            log.exception("leasing the next task after a label failed; the receipt is sent")
+            return None
+        meter.claims.labels("empty" if task is None else "leased").inc()
+        return None if task is None else wire.task(task)
+
     def idempotency_key() -> str | None:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
@@ -279,15 +309,18 @@ def create_app(
         try:
             check_item_id(item_id)
             key = idempotency_key()
+            with_next = next_requested()
             body = submission_body()
             result = store.submit(g.labeler, item_id, body["value"], idempotency_key=key)
         except (Problem, StoreError) as err:
             meter.labels_rejected.labels(_rejection_reason(err)).inc()
             raise
-        if result.replayed:
-            return respond(wire.receipt(result), 200)
-        meter.labels_accepted.inc()
-        return respond(wire.receipt(result), 201)
+        if not result.replayed:
+            meter.labels_accepted.inc()
+        receipt = wire.receipt(result)
+        if with_next:
+            receipt["next"] = lease_next(g.labeler)
+        return respond(receipt, 200 if result.replayed else 201)
 
     @app.post("/v1/tasks/<item_id:item_id>/release", endpoint="releaseTask")
     def release_task(item_id: str) -> Response:

@@ -106,7 +106,9 @@ def serve(settings: WorkerSettings) -> int:
         max_size=settings.threads + 2,
         open=False,
         name=f"labelops-worker-{config.name}",
-        kwargs={"application_name": f"labelops-worker/{config.name}"},
+        # Autocommit: the store's statements are transactions of their own, and ingest and
+        # the relay open theirs explicitly; no statement waits for an implicit BEGIN/COMMIT.
+        kwargs={"application_name": f"labelops-worker/{config.name}", "autocommit": True},
     )
     try:
         pool.open(wait=True, timeout=DATABASE_WAIT_SECONDS)

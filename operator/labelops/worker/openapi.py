@@ -119,6 +119,14 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
                     "type": "boolean",
                     "description": "True when this label was the item's last one.",
                 },
+                "next": {
+                    "description": (
+                        "Only with ?next=true: the labeler's next task, leased as by "
+                        "POST /v1/tasks/claim, or null when none was leased (nothing left, "
+                        "or a quota: POST /v1/tasks/claim says which)."
+                    ),
+                    "oneOf": [_ref("Task"), {"type": "null"}],
+                },
             },
         ),
         "Release": _obj(["itemId", "released"], {"itemId": _STRING, "released": {"const": True}}),
@@ -302,6 +310,16 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _ITEM_ID,
                     {
+                        "name": "next",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "true: also lease this labeler's next task and return it in the "
+                            "receipt as `next`, saving a claim request per label."
+                        ),
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                    {
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
@@ -322,7 +340,8 @@ def _paths() -> dict[str, Any]:
                     "201": _json("The label was accepted.", "LabelReceipt"),
                     "200": _json("A replay: the original result for this key.", "LabelReceipt"),
                     "400": _problem(
-                        "The body is not JSON, a header is malformed or the item id impossible."
+                        "The body is not JSON, a header or `next` is malformed or the item id "
+                        "impossible."
                     ),
                     "401": _UNAUTHORIZED,
                     "404": _problem("No item with this id."),
