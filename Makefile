@@ -51,8 +51,18 @@ test-unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
-	$(PY) -m ruff check operator tests
+	$(PY) -m ruff check operator tests bench
+	$(PY) -m ruff format --check operator tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint Dockerfile
+	terraform fmt -check -recursive terraform
+
+.PHONY: image
+IMAGE ?= labelops:0.1.0
+# One image for the operator and the workers. Needs a Docker engine; this machine has none.
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is running here; on a machine with Docker: docker build -t $(IMAGE) ."; exit 1; }
+	docker build -t $(IMAGE) .
 
 .PHONY: demo crds
 # The main job: one RLHF campaign from kubectl apply to exported preference pairs.

@@ -22,6 +22,7 @@ import kopf
 
 from labelops.api.campaign import CONDITION_TYPES, CampaignStatus
 from labelops.clients.kube import Conflict, KubeClient
+from labelops.operator import metrics
 from labelops.operator.conditions import (
     Transition,
     Verdict,
@@ -119,6 +120,7 @@ class StatusWriter:
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop(f"{namespace}/{name}", None)
+        metrics.forget_campaign(namespace, name)
 
     async def _with_workers(self, namespace: str, update: StatusUpdate) -> StatusUpdate:
         if update.workers_deployment is None:
@@ -144,7 +146,9 @@ class StatusWriter:
                     update=await self._with_workers(namespace, update),
                     now=now_utc(),
                 )
+                spec = body.get("spec") or {}
                 if rendered is None:
+                    metrics.observe_campaign(namespace, name, spec, current)
                     return dict(current)
                 try:
                     await self._kube.patch_campaign_status(
@@ -152,6 +156,7 @@ class StatusWriter:
                     )
                 except Conflict:
                     continue
+                metrics.observe_campaign(namespace, name, spec, rendered)
                 for change in changes:
                     self._sink(
                         body,

@@ -7,6 +7,7 @@ token: a worker that cannot start says why in its first log line.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,16 +22,26 @@ from labelops.api.workerconfig import (
     WORKER_PORT,
     WorkerConfig,
 )
+from labelops.worker.cpus import usable_cpus
 
 ENV_PORT = "LABELOPS_WORKER_PORT"
 ENV_HOST = "LABELOPS_WORKER_HOST"
 ENV_THREADS = "LABELOPS_WORKER_THREADS"
+ENV_PROCESSES = "LABELOPS_WORKER_PROCESSES"
 ENV_RESPONSE_VALIDATION = "LABELOPS_RESPONSE_VALIDATION"
+# Set by a worker for the HTTP server processes it starts (see prefork.py), never by hand:
+# the listening socket they inherit.
+ENV_LISTEN_FD = "LABELOPS_WORKER_LISTEN_FD"
 
 DEFAULT_HOST = "0.0.0.0"  # a pod serves its Service on every interface
-# With the ingest and relay connections a replica opens threads + 2 connections; the
-# default keeps two replicas and the operator within the default connectionLimit of 20.
+# LABELOPS_WORKER_THREADS counts the HTTP threads of a replica, however many processes
+# share them: with the ingest and relay connections a replica opens about threads + 2
+# connections, and the default keeps two replicas and the operator within the default
+# connectionLimit of 20.
 DEFAULT_THREADS = 6
+# One HTTP server process per usable core (Python runs one thread at a time per process),
+# up to this many: each costs about 60 MB, and the default worker memory limit is 512Mi.
+MAX_DEFAULT_PROCESSES = 4
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +72,16 @@ class WorkerSettings:
     port: int = WORKER_PORT
     threads: int = DEFAULT_THREADS
     response_validation: ResponseValidation = ResponseValidation.LOG
+    processes: int = 1
+    listen_fd: int | None = None  # set in the HTTP processes of a multi-process worker
+
+    @property
+    def threads_per_process(self) -> int:
+        return max(1, math.ceil(self.threads / self.processes))
 
 
 def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
+    listen_fd = environ.get(ENV_LISTEN_FD, "").strip()
     return WorkerSettings(
         campaign=campaign_from_env(environ),
         tokens=tokens_from_env(environ),
@@ -73,6 +91,10 @@ def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
         port=_integer(environ, ENV_PORT, WORKER_PORT, low=0, high=65535),
         threads=_integer(environ, ENV_THREADS, DEFAULT_THREADS, low=1, high=256),
         response_validation=_response_validation(environ),
+        processes=_integer(
+            environ, ENV_PROCESSES, min(usable_cpus(), MAX_DEFAULT_PROCESSES), low=1, high=64
+        ),
+        listen_fd=_integer(environ, ENV_LISTEN_FD, 0, low=0, high=65535) if listen_fd else None,
     )
 
 

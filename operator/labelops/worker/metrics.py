@@ -3,12 +3,22 @@
 Each app gets its own registry, so several apps in one process (tests) never collide, and
 routes are labelled by their template (`/v1/tasks/<path:item_id>/labels`), never by the raw
 path, so item ids cannot blow up the series count.
+
+A worker with several HTTP processes (prefork.py) starts them with PROMETHEUS_MULTIPROC_DIR
+set: prometheus_client then keeps every process's values in files there, and /metrics,
+whichever process answers it, sums them over all of them (counters and histograms add up),
+so a scrape sees the replica's totals, as with one process.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Most calls take a few milliseconds; the tail buckets catch lock waits and slow disks.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -18,6 +28,8 @@ class WorkerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
+        # prometheus_client picked file-backed values at import if this was set then.
+        self._multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
         self._latency_histograms: dict[str, Histogram] = {}
         self.registry = CollectorRegistry()
@@ -72,4 +84,8 @@ class WorkerMetrics:
         histogram.observe(seconds)
 
     def exposition(self) -> bytes:
+        if self._multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self._multiprocess_dir)
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -14,6 +14,7 @@ SIGTERM during requests and fails if this stops working):
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -75,12 +76,22 @@ class InFlight:
 
 
 class GracefulServer:
-    def __init__(self, app: WSGIApp, host: str, port: int, threads: int) -> None:
+    """Serves on host:port, or on `sock`, a listening socket shared with other processes
+    (prefork.py); then closing it in _stop_accepting closes only this process's copy."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        host: str,
+        port: int,
+        threads: int,
+        sock: socket.socket | None = None,
+    ) -> None:
         self._in_flight = InFlight(app)
+        where: dict[str, Any] = {"sockets": [sock]} if sock else {"host": host, "port": port}
         self._server: Any = waitress.create_server(
             self._in_flight,
-            host=host,
-            port=port,
+            **where,
             threads=threads,
             ident="labelops-worker",
             # Never trust X-Forwarded-* from clients: nothing here depends on them.
