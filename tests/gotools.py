@@ -22,21 +22,10 @@ BUILD_TIMEOUT_SECONDS = 900
 
 
 def stack_tool(component: str) -> Path:
-    binary = next((b for b in kube.BINARIES if b.component == component), None)
-    assert binary is not None, f"labelops.devstack.kube builds no {component!r}"
-    cache = default_cache_dir()
-    target = kube.binary_path(cache, binary)
-    if os.access(target, os.X_OK):
-        return target
-    log = default_state_dir() / "kube-deps-build.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with kube._build_lock(cache / "bin"):
-            if not os.access(target, os.X_OK):  # another process may have built it meanwhile
-                kube._go_build(kube.go_tool(), binary, target, log)
+        return kube.ensure_binary(default_cache_dir(), default_state_dir(), component)
     except StackError as exc:
         pytest.fail(str(exc), pytrace=False)
-    return target
 
 
 def _stale(binary: Path, module_dir: Path) -> bool:
