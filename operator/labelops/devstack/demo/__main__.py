@@ -164,13 +164,29 @@ def run(timeout: float) -> int:
 
     docs = kubeapply.load_documents(EXAMPLE)
     campaign = next(d for d in docs if d["kind"] == "LabelingCampaign")
-    namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
+    namespace = campaign["metadata"]["namespace"]
 
     _step("Installing the LabelingCampaign CRD and starting the operator")
     kubeapply.install_crds(api, REPO / "crds")
     kubeapply.ensure_namespace(api, namespace)
     stop_pidfile(state_dir / "operator.pid")  # one left by an earlier, interrupted demo
     _start_operator(state_dir, env, namespace)
+    try:
+        return _label_the_campaign(api, env, docs, campaign, state_dir, timeout)
+    finally:
+        # The demo's operator and workers end with it, whatever happened; the stack stays.
+        stop_pidfile(state_dir / "operator.pid")
+
+
+def _label_the_campaign(
+    api: client.ApiClient,
+    env: dict[str, str],
+    docs: list[dict[str, Any]],
+    campaign: dict[str, Any],
+    state_dir: Path,
+    timeout: float,
+) -> int:
+    namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
     _remove_earlier_run(api, namespace, name)
     _step(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}")
     kubeapply.apply(api, docs)
@@ -265,7 +281,6 @@ def _export(
     print("  again any time: labelops export "
           f"{name} -n {namespace} --format rlhf   |   labelops status -n {namespace}")  # fmt: skip
     print("  the stack keeps running; stop it with: make stack-down")
-    stop_pidfile(state_dir / "operator.pid")
     return 0
 
 
