@@ -1,48 +1,74 @@
-"""Benchmark of one worker process over HTTP, with the real PostgreSQL and Kafka.
+"""Benchmark of a worker (`labelops worker`) over HTTP, with the real PostgreSQL and Kafka.
 
     LABELOPS_POSTGRES_DSN=... LABELOPS_KAFKA_BOOTSTRAP=... python bench/bench_worker.py
     (without them, the local stack is started, or reused, with labelops.devstack)
 
-What it does, and prints as JSON:
-  ingest     --items item messages are produced to the items topic first; the worker's
-             ingest consumer takes them in (items per second until all are claimable);
+One campaign with --items pending items, then one run per scenario, each against a freshly
+started worker (stopped with SIGTERM afterwards, which must exit 0):
+  default         the worker as the pod template starts it (one HTTP process per usable
+                  core, see labelops.worker.config); labelers claim, then submit;
+  default-next    the same worker; labelers submit with ?next=true, so the receipt carries
+                  the next leased task and a label takes one request instead of two;
+  1-process       LABELOPS_WORKER_PROCESSES=1: everything in one Python process;
+  1-process-next  the same with ?next=true.
+(--scenarios picks some, in the order given; --processes overrides the default worker's
+process count. The first scenario starts with all --items pending; later ones with what the
+earlier ones left: pendingItemsAtStart says how many.)
+
+What each scenario measures, and the JSON holds (the default one's also at the top level):
   oneLabeler a lone labeler claims and labels --sequential times: latency of the service
              itself, with no request waiting for another;
   labeling   --labelers concurrent labelers, each on its own keep-alive connection, loop
-             claim -> submit for --duration seconds after --warmup: accepted labels per
-             second, claim and submit latency percentiles (client-side, so they include the
-             client's own scheduling: client and server share the machine's cores);
-  relay      every accepted label must reach the labels topic: the labels are consumed back
-             and de-duplicated by labelId; reported is how long after the load stopped the
-             last one arrived, and the outbox backlog when the load stopped;
+             claim -> submit (or submit?next=true) for --duration seconds after --warmup:
+             accepted labels per second, claim and submit latency percentiles (client-side,
+             so they include the client's own scheduling: client and server share the
+             machine's cores);
+  cpuSecondsDuringRun  CPU seconds of the worker (all its processes), PostgreSQL (all its
+             processes), this client, and the whole machine (everybody's) during the run,
+             and the worker's and PostgreSQL's CPU milliseconds per accepted label: unlike
+             labels per second, these hardly depend on what else runs on the machine, but
+             they do on how fast its cores are at the time (a virtual machine's host is
+             shared too), which speedProbeSeconds, a fixed Python loop's CPU time before and
+             after each scenario, shows;
+  relay      every label committed so far must reach the labels topic: the labels are
+             consumed back and de-duplicated by labelId; reported is how long after the load
+             stopped the last one arrived, and the outbox backlog when the load stopped;
   progress   GET /v1/progress latency after the run.
+Before the first scenario, `ingest`: the items are produced to the items topic and the
+worker's ingest consumer takes them in (items per second until all are claimable).
 
 The client is a small asyncio HTTP/1.1 client (one coroutine per labeler, raw keep-alive
-sockets), so that it costs far less CPU than the server it measures; its CPU time and the
-worker's are reported, since both compete for the same cores.
+sockets, no HTTP library) so that it costs far less CPU than the server it measures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import platform
-import resource
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from cputime import (
+    machine_busy_seconds,
+    own_cpu_seconds,
+    postmaster_pid,
+    python_speed_probe,
+    spent,
+    tree_cpu_seconds,
+)
+from httpload import label_concurrently, label_sequentially, one_request, progress_latency
 from psycopg import sql
 
 from labelops.api.workerconfig import (
@@ -57,11 +83,20 @@ from labelops.store.migrations import migrate
 from labelops.worker.config import (
     ENV_HOST,
     ENV_PORT,
+    ENV_PROCESSES,
     ENV_RESPONSE_VALIDATION,
     ENV_THREADS,
 )
 
 QUIET_KAFKA = {"log_level": 0}
+# name -> (LABELOPS_WORKER_PROCESSES, or None for the worker's default; submit with ?next=true)
+SCENARIOS: dict[str, tuple[int | None, bool]] = {
+    "default": (None, False),
+    "default-next": (None, True),
+    "1-process": (1, False),
+    "1-process-next": (1, True),
+}
+HEADLINE = "default"
 
 
 def main() -> None:
@@ -82,48 +117,143 @@ def main() -> None:
             "warmupSeconds": args.warmup,
             "workerThreads": args.threads,
             "responseValidation": args.response_validation,
+            "scenarios": args.scenarios,
         },
     }
     provision(dsn, bootstrap, config, args.partitions)
-    worker: subprocess.Popen[bytes] | None = None
+    database = Database(dsn, config.schema_)
+    scenarios: dict[str, dict[str, Any]] = {}
     try:
         log(f"producing {args.items} items to {config.topics.items}")
         produce_items(bootstrap, config, args.items)
-        port = free_port()
-        worker = start_worker(args, config, dsn, bootstrap, tokens, port)
-        ingest_started = time.monotonic()
-        wait_ready(port, worker)
-        results["ingest"] = wait_ingested(port, tokens, args.items, ingest_started)
-        log(f"one labeler, {args.sequential} claims and labels one after the other")
-        results["oneLabeler"] = asyncio.run(label_sequentially(port, tokens, args.sequential))
-        log(f"{args.labelers} labelers for {args.warmup}s warmup + {args.duration}s")
-        cpu_before = cpu_seconds(worker.pid)
-        client_before = own_cpu_seconds()
-        run = asyncio.run(label_concurrently(port, tokens, args.warmup, args.duration))
-        load_ended = time.monotonic()
-        results["cpuSecondsDuringRun"] = {
-            "worker": round(cpu_seconds(worker.pid) - cpu_before, 2),
-            "benchClient": round(own_cpu_seconds() - client_before, 2),
-            "wallSeconds": round(run.wall_seconds, 2),
-        }
-        backlog = count_rows(dsn, config.schema_, "outbox")
-        results["labeling"] = run.summary(args.duration)
-        log("waiting for the relay to publish every accepted label")
-        results["relay"] = wait_relayed(
-            bootstrap, config, count_rows(dsn, config.schema_, "labels"), load_ended, backlog
-        )
-        results["progress"] = asyncio.run(progress_latency(port, tokens, args.progress_reads))
+        for scenario in args.scenarios:
+            processes, with_next = SCENARIOS[scenario]
+            if processes is None:
+                processes = args.processes
+            log(f"scenario {scenario}: worker processes {processes or 'default'}")
+            scenarios[scenario] = run_scenario(
+                args, config, dsn, bootstrap, tokens, database, processes, with_next, results
+            )
     finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            results["workerExitCode"] = worker.wait(60)
         if not args.keep:
             drop(dsn, bootstrap, config)
+    results["scenarios"] = scenarios
+    # bench/run.py reads the headline figures at the top level.
+    headline = scenarios.get(HEADLINE) or next(iter(scenarios.values()), {})
+    for key in ("oneLabeler", "labeling", "cpuSecondsDuringRun", "relay", "progress"):
+        if key in headline:
+            results[key] = headline[key]
+    results["workerExitCode"] = max(s.get("workerExitCode", 0) for s in scenarios.values())
     results["machine"]["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
     out = json.dumps(results, indent=2)
     print(out)
     if args.out:
         Path(args.out).write_text(out + "\n")
+
+
+def run_scenario(
+    args: argparse.Namespace,
+    config: WorkerConfig,
+    dsn: str,
+    bootstrap: str,
+    tokens: dict[str, str],
+    database: Database,
+    processes: int | None,
+    with_next: bool,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """One worker, started for this scenario and stopped (SIGTERM) after it."""
+    token = next(iter(tokens.values()))
+    port = free_port()
+    out: dict[str, Any] = {
+        "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()],
+        "speedProbeSecondsAtStart": python_speed_probe(),
+    }
+    worker = start_worker(args, config, dsn, bootstrap, tokens, port, processes)
+    try:
+        started = time.monotonic()
+        wait_ready(port, worker)
+        if "ingest" not in results:  # the first worker takes the items in
+            results["ingest"] = wait_ingested(port, token, args.items, started)
+        out["workerProcesses"] = http_processes(worker.pid)
+        out["submitWithNext"] = with_next
+        out["pendingItemsAtStart"] = database.pending_items()
+        log(f"one labeler, {args.sequential} claims and labels one after the other")
+        out["oneLabeler"] = asyncio.run(label_sequentially(port, token, args.sequential))
+        log(f"{args.labelers} labelers for {args.warmup}s warmup + {args.duration}s")
+        cpu = CpuMeter(worker.pid, database.postmaster)
+        run = asyncio.run(label_concurrently(port, tokens, args.warmup, args.duration, with_next))
+        load_ended = time.monotonic()
+        out["cpuSecondsDuringRun"] = cpu.report(run.wall_seconds, run.accepted_all)
+        backlog = database.count("outbox")
+        out["labeling"] = run.summary(args.duration)
+        log("waiting for the relay to publish every accepted label")
+        out["relay"] = wait_relayed(
+            bootstrap, config, database.count("labels"), load_ended, backlog
+        )
+        out["progress"] = asyncio.run(progress_latency(port, token, args.progress_reads))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out["workerExitCode"] = worker.wait(60)
+    out["outboxAfterStop"] = database.count("outbox")
+    out["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
+    out["speedProbeSecondsAtEnd"] = python_speed_probe()
+    return out
+
+
+class CpuMeter:
+    """CPU spent from now until report(): the worker's processes, PostgreSQL's, this client,
+    and the whole machine (everybody's work, for context)."""
+
+    def __init__(self, worker: int, postmaster: int | None) -> None:
+        self._worker_pid, self._postmaster = worker, postmaster
+        self._worker = tree_cpu_seconds(worker)
+        self._postgres = tree_cpu_seconds(postmaster) if postmaster else {}
+        self._client = own_cpu_seconds()
+        self._machine = machine_busy_seconds()
+
+    def report(self, wall_seconds: float, labels: int) -> dict[str, Any]:
+        worker = spent(self._worker, tree_cpu_seconds(self._worker_pid))
+        postgres = (
+            spent(self._postgres, tree_cpu_seconds(self._postmaster)) if self._postmaster else None
+        )
+        report: dict[str, Any] = {
+            "worker": round(worker, 2),
+            "postgres": None if postgres is None else round(postgres, 2),
+            "benchClient": round(own_cpu_seconds() - self._client, 2),
+            "machineAllProcesses": round(machine_busy_seconds() - self._machine, 2),
+            "wallSeconds": round(wall_seconds, 2),
+            "labelsAccepted": labels,
+        }
+        if labels:
+            report["workerMsPerLabel"] = round(1000 * worker / labels, 3)
+            if postgres is not None:
+                report["postgresMsPerLabel"] = round(1000 * postgres / labels, 3)
+        return report
+
+
+class Database:
+    def __init__(self, dsn: str, schema: str) -> None:
+        self._dsn, self._schema = dsn, schema
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        self.postmaster = postmaster_pid(row[0]) if row else None
+
+    def count(self, table: str) -> int:
+        return self._count(sql.SQL("SELECT count(*) FROM {}"), table)
+
+    def pending_items(self) -> int:
+        return self._count(sql.SQL("SELECT count(*) FROM {} WHERE completed_at IS NULL"), "items")
+
+    def _count(self, statement: sql.SQL, table: str) -> int:
+        with psycopg.connect(self._dsn) as conn:
+            row = conn.execute(statement.format(sql.Identifier(self._schema, table))).fetchone()
+        return int(row[0]) if row else 0
+
+
+def http_processes(worker: int) -> int:
+    """How many processes serve HTTP: the worker itself, or the processes it started."""
+    return max(1, len(tree_cpu_seconds(worker)) - 1)
 
 
 def parse_args() -> argparse.Namespace:
@@ -133,7 +263,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--labels-per-item", type=int, default=3)
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0)
-    p.add_argument("--threads", type=int, default=8, help="worker HTTP threads")
+    p.add_argument(
+        "--threads", type=int, default=8, help="worker HTTP threads (of each HTTP process)"
+    )
+    p.add_argument(
+        "--processes", type=int, default=None, help="HTTP processes of the default scenarios"
+    )
+    p.add_argument(
+        "--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS), metavar="S"
+    )
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--response-validation", choices=["off", "log", "strict"], default="log")
     p.add_argument(
@@ -215,14 +353,6 @@ def produce_items(bootstrap: str, config: WorkerConfig, count: int) -> None:
         raise RuntimeError("items were not all delivered to Kafka")
 
 
-def count_rows(dsn: str, schema: str, table: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
 # --- the worker -----------------------------------------------------------------------------
 
 
@@ -233,6 +363,7 @@ def start_worker(
     bootstrap: str,
     tokens: dict[str, str],
     port: int,
+    processes: int | None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -245,7 +376,10 @@ def start_worker(
         ENV_RESPONSE_VALIDATION: args.response_validation,
         **{f"{ENV_TOKEN_PREFIX}{labeler}": token for labeler, token in tokens.items()},
     }
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{config.name}-worker.log"
+    env.pop(ENV_PROCESSES, None)
+    if processes is not None:
+        env[ENV_PROCESSES] = str(processes)
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{config.name}-{port}-worker.log"
     log(f"worker log: {log_path}")
     return subprocess.Popen(
         [sys.executable, "-m", "labelops.cli", "worker"],
@@ -270,8 +404,7 @@ def wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float = 60.0
     raise RuntimeError("the worker did not become ready")
 
 
-def wait_ingested(port: int, tokens: dict[str, str], items: int, started: float) -> dict[str, Any]:
-    token = next(iter(tokens.values()))
+def wait_ingested(port: int, token: str, items: int, started: float) -> dict[str, Any]:
     while True:
         _, body = asyncio.run(one_request(port, "GET", "/v1/progress", token))
         total = json.loads(body)["itemsTotal"]
@@ -283,166 +416,6 @@ def wait_ingested(port: int, tokens: dict[str, str], items: int, started: float)
                 "itemsPerSecond": round(total / seconds),
             }
         time.sleep(0.5)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-# --- the client ---------------------------------------------------------------------------
-
-
-class HttpConnection:
-    """One keep-alive HTTP/1.1 connection: just enough protocol for this API."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str | None
-    ):
-        self._reader = reader
-        self._writer = writer
-        auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        self._headers = f"Host: 127.0.0.1\r\n{auth}"
-
-    @classmethod
-    async def open(cls, port: int, token: str | None) -> HttpConnection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, token)
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\n{self._headers}"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        else:
-            head += "Content-Length: 0\r\n"
-        self._writer.write(head.encode() + b"\r\n" + (body or b""))
-        status_line = await self._reader.readline()
-        status = int(status_line.split(b" ", 2)[1])
-        length = 0
-        while (line := await self._reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        return status, await self._reader.readexactly(length) if length else b""
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-async def one_request(port: int, method: str, path: str, token: str | None) -> tuple[int, bytes]:
-    connection = await HttpConnection.open(port, token)
-    try:
-        return await connection.request(method, path)
-    finally:
-        connection.close()
-
-
-@dataclass
-class Run:
-    claim_ms: list[float] = field(default_factory=list)
-    submit_ms: list[float] = field(default_factory=list)
-    accepted: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    wall_seconds: float = 0.0
-
-    def summary(self, duration: float) -> dict[str, Any]:
-        return {
-            "acceptedLabels": self.accepted,
-            "labelsPerSecond": round(self.accepted / duration, 1),
-            "claimLatencyMs": percentiles(self.claim_ms),
-            "submitLatencyMs": percentiles(self.submit_ms),
-            "responses": dict(self.outcomes),
-        }
-
-
-async def label_concurrently(
-    port: int, tokens: dict[str, str], warmup: float, duration: float
-) -> Run:
-    run = Run()
-    started = time.monotonic()
-    measure_from = started + warmup
-    stop_at = measure_from + duration
-    body = json.dumps({"value": {"preferred": "a"}}).encode()
-
-    async def labeler(token: str) -> None:
-        connection = await HttpConnection.open(port, token)
-        try:
-            while (now := time.monotonic()) < stop_at:
-                measuring = now >= measure_from
-                status, task = await connection.request("POST", "/v1/tasks/claim")
-                claimed = time.monotonic()
-                if measuring:
-                    run.claim_ms.append((claimed - now) * 1000)
-                    run.outcomes[f"claim {status}"] += 1
-                if status != 200:
-                    await asyncio.sleep(0.05)
-                    continue
-                item = json.loads(task)["id"]  # item-NNNNNNN: nothing to percent-encode
-                status, _ = await connection.request("POST", f"/v1/tasks/{item}/labels", body)
-                done = time.monotonic()
-                # A label counts in the window its submission completed in.
-                if measure_from <= done < stop_at:
-                    run.submit_ms.append((done - claimed) * 1000)
-                    run.outcomes[f"submit {status}"] += 1
-                    run.accepted += status == 201
-        finally:
-            connection.close()
-
-    await asyncio.gather(*(labeler(token) for token in tokens.values()))
-    run.wall_seconds = time.monotonic() - started
-    return run
-
-
-async def label_sequentially(port: int, tokens: dict[str, str], rounds: int) -> dict[str, Any]:
-    """Latency without queueing: one labeler, so nothing waits for a server thread."""
-    connection = await HttpConnection.open(port, next(iter(tokens.values())))
-    body = json.dumps({"value": {"preferred": "b"}}).encode()
-    claims, submits = [], []
-    try:
-        for _ in range(rounds):
-            began = time.monotonic()
-            status, task = await connection.request("POST", "/v1/tasks/claim")
-            claimed = time.monotonic()
-            assert status == 200, task
-            item = json.loads(task)["id"]
-            status, receipt = await connection.request("POST", f"/v1/tasks/{item}/labels", body)
-            assert status == 201, receipt
-            claims.append((claimed - began) * 1000)
-            submits.append((time.monotonic() - claimed) * 1000)
-    finally:
-        connection.close()
-    return {"claimLatencyMs": percentiles(claims), "submitLatencyMs": percentiles(submits)}
-
-
-async def progress_latency(port: int, tokens: dict[str, str], reads: int) -> dict[str, Any]:
-    connection = await HttpConnection.open(port, next(iter(tokens.values())))
-    samples = []
-    try:
-        for _ in range(reads):
-            began = time.monotonic()
-            status, _ = await connection.request("GET", "/v1/progress")
-            samples.append((time.monotonic() - began) * 1000)
-            assert status == 200
-    finally:
-        connection.close()
-    return {"reads": reads, "latencyMs": percentiles(samples)}
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    if not samples_ms:
-        return {}
-    ordered = sorted(samples_ms)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-    return {"count": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
 
 
 # --- the relay ------------------------------------------------------------------------------
@@ -499,12 +472,15 @@ def machine(dsn: str) -> dict[str, Any]:
         settings: dict[str, str] = dict(
             conn.execute(
                 "SELECT name, setting FROM pg_settings"
-                " WHERE name IN ('fsync', 'synchronous_commit', 'max_connections')"
+                " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
+                "                'max_connections')"
             ).fetchall()
         )
     return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "kernel": platform.release(),
         "memoryGiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "postgres": row[0] if row else "?",

@@ -24,6 +24,7 @@ from worker_harness import (
 )
 
 from labelops.api.workerconfig import ENV_CAMPAIGN
+from labelops.worker.config import ENV_PROCESSES
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +142,96 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
     )
     assert done.returncode == 2
     assert "LABELOPS_CAMPAIGN is not a valid worker config" in done.stderr
+
+
+def child_pids(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def healthz_requests(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("labelops_worker_http_requests_total{") and '"/healthz"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_several_http_processes_share_the_port_the_metrics_and_a_graceful_stop(
+    postgres_dsn: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    config = campaign_config(unique_name("prefork"), {"type": "pairwise"}, items=20)
+    with provisioned(postgres_dsn, kafka_bootstrap, config) as campaign:
+        campaign.seed([(f"i{n}", pairwise_payload(n)) for n in range(20)])
+        env = {**campaign.worker_env(), ENV_PROCESSES: "2"}
+        worker = WorkerProcess(env, tmp_path / "worker.log")
+        try:
+            worker.wait_ready()
+            http_processes = child_pids(worker.process.pid)
+            assert len(http_processes) == 2, worker.log()
+            # Each request on a connection of its own: either process may answer, and
+            # /metrics, whichever answers it, counts them all.
+            for _ in range(30):
+                assert requests.get(f"{worker.url}/healthz", timeout=5).status_code == 200
+            seen = {
+                healthz_requests(requests.get(f"{worker.url}/metrics", timeout=5).text)
+                for _ in range(10)
+            }
+            assert seen == {30.0}, seen
+
+            alice = requests.Session()
+            alice.headers["Authorization"] = f"Bearer {TOKENS['alice']}"
+            task = alice.post(f"{worker.url}/v1/tasks/claim").json()
+            accepted = []
+            while task is not None:
+                url = f"{worker.url}/v1/tasks/{quote(task['id'], safe='')}/labels?next=true"
+                response = alice.post(url, json={"value": {"preferred": "tie"}})
+                assert response.status_code == 201, response.text
+                accepted.append(response.json()["labelId"])
+                task = response.json()["next"]
+            assert len(accepted) == 20
+            assert worker.terminate() == 0, worker.log()
+        finally:
+            worker.kill()
+        wait_for(lambda: not any(running(pid) for pid in http_processes), 10)
+        assert campaign.count("outbox") == 0
+        relayed = campaign.relayed_labels(expected=20)
+        assert {m["labelId"] for m in relayed} == set(accepted)
+    assert "in 2 HTTP processes" in worker.log()
+
+
+def test_http_processes_stop_when_their_supervisor_is_killed(
+    postgres_dsn: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    config = campaign_config(unique_name("orphan"), {"type": "pairwise"})
+    with provisioned(postgres_dsn, kafka_bootstrap, config) as campaign:
+        worker = WorkerProcess(
+            {**campaign.worker_env(), ENV_PROCESSES: "2"}, tmp_path / "worker.log"
+        )
+        try:
+            worker.wait_ready()
+            http_processes = child_pids(worker.process.pid)
+            assert len(http_processes) == 2, worker.log()
+            worker.process.kill()  # SIGKILL: no chance to stop them itself
+            worker.process.wait(10)
+            # An HTTP process notices within half a second once it runs; one still starting
+            # (importing, connecting) when its supervisor died notices when it is up.
+            wait_for(lambda: not any(running(pid) for pid in http_processes), 30, worker.log)
+        finally:
+            worker.kill()
+    assert "is gone: draining" in worker.log()

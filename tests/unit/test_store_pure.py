@@ -14,6 +14,7 @@ from labelops.api.tasktypes import Violation
 from labelops.store.claims import model_hint, next_utc_midnight, seconds_until_utc_midnight
 from labelops.store.errors import InvalidLabel, QuotaExceeded
 from labelops.store.jsoncheck import storage_violations
+from labelops.store.leased import LeasedPayloads
 from labelops.store.migrations import available_migrations
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
@@ -127,3 +128,18 @@ def test_statements_quote_the_schema_name() -> None:
     assert b'"we""ird"."items"' in queries.item_to_label
     assert b'"we""ird"."accept_label"(' in queries.accept_label
     assert b'"we""ird"."progress_shards"' in queries.bump_progress
+
+
+def test_leased_payloads_are_bounded_and_keep_only_small_payloads() -> None:
+    leased = LeasedPayloads(max_entries=2, max_payload_chars=100)
+    leased.remember("ann", "i1", {"text": "one"}, 20)
+    leased.remember("ann", "i2", {"text": "two"}, 20)
+    leased.remember("bob", "i1", {"text": "one"}, 20)
+    assert leased.get("ann", "i1") is None, "the oldest entry made room"
+    assert leased.get("ann", "i2") == {"text": "two"}
+    assert leased.get("bob", "i2") is None, "entries are per labeler"
+    leased.remember("ann", "big", {"text": "x" * 200}, 210)
+    assert leased.get("ann", "big") is None
+    leased.forget("ann", "i2")
+    leased.forget("ann", "never-there")
+    assert len(leased) == 1

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labelops.worker.config import ConfigError, ResponseValidation, settings_from_env
+from labelops.worker.cpus import cgroup_cpu_quota, usable_cpus
 
 CAMPAIGN = {
     "namespace": "human-data",
@@ -69,3 +72,30 @@ def test_a_bad_environment_names_the_variable(overrides: dict[str, Any], message
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")) as err:
         settings_from_env(environ(**overrides))
     assert "secret-alice-1" not in str(err.value)
+
+
+def test_http_processes_default_to_the_usable_cores_and_share_the_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("labelops.worker.config.usable_cpus", lambda: 16)
+    settings = settings_from_env(environ(LABELOPS_WORKER_THREADS="6"))
+    assert settings.processes == 2, "capped: each process costs memory"
+    assert settings.listen_fd is None
+    # Six threads in each process, six connections between them (plus ingest and relay).
+    assert (settings.threads, settings.connections_per_process) == (6, 3)
+    monkeypatch.setattr("labelops.worker.config.usable_cpus", lambda: 1)
+    assert settings_from_env(environ()).processes == 1
+    assert settings_from_env(environ(LABELOPS_WORKER_PROCESSES="3")).processes == 3
+    with pytest.raises(ConfigError, match="LABELOPS_WORKER_PROCESSES=0 is out of range"):
+        settings_from_env(environ(LABELOPS_WORKER_PROCESSES="0"))
+
+
+def test_usable_cpus_follow_the_cgroup_cpu_limit(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    assert cgroup_cpu_quota(cpu_max) == 1.5
+    assert usable_cpus(cpu_max) == min(2, len(os.sched_getaffinity(0)))
+    cpu_max.write_text("max 100000\n")
+    assert cgroup_cpu_quota(cpu_max) is None
+    assert usable_cpus(cpu_max) == len(os.sched_getaffinity(0))
+    assert cgroup_cpu_quota(tmp_path / "absent") is None

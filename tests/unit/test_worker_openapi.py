@@ -94,3 +94,31 @@ def test_response_violations_catch_undocumented_statuses_headers_and_shapes() ->
     shapes = spec.response_violations("getHealth", 200, "application/json", {}, {"status": "x"})
     assert shapes and shapes[0].startswith("/status")
     assert spec.response_violations("claimTask", 204, "", {}, None) == []
+
+
+def test_a_receipt_may_carry_the_next_task_when_asked_for() -> None:
+    spec = SpecValidator(build_document(config({"type": "pairwise"})))
+    submit = spec.operations["submitLabel"].spec
+    [next_parameter] = [p for p in submit["parameters"] if p["name"] == "next"]
+    assert next_parameter["in"] == "query" and next_parameter["schema"]["type"] == "boolean"
+    receipt = {
+        "labelId": "L",
+        "itemId": "i1",
+        "labeler": "ann",
+        "createdAt": "2026-01-02T03:04:05Z",
+        "replayed": False,
+        "itemCompleted": False,
+    }
+    task = {
+        "id": "i2",
+        "payload": {
+            "prompt": "p",
+            "responses": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}],
+        },
+        "priority": 0,
+        "leaseExpiresAt": "2026-01-02T03:14:05Z",
+    }
+    for body in (receipt, {**receipt, "next": task}, {**receipt, "next": None}):
+        assert spec.response_violations("submitLabel", 201, "application/json", {}, body) == []
+    wrong = {**receipt, "next": {"id": "i2"}}
+    assert spec.response_violations("submitLabel", 201, "application/json", {}, wrong)

@@ -174,5 +174,6 @@ def stop_pods(pods: list[LocalPod], state_dir: Path) -> None:
 
 
 def kill_pod(pod: LocalPod) -> None:
-    """SIGKILL, as when a node dies: nothing gets to clean up."""
-    os.kill(pod.process.pid, signal.SIGKILL)
+    """SIGKILL, as when a node dies: nothing gets to clean up. To the pod's whole process
+    group (start_process starts a session): a worker's HTTP processes die with it."""
+    os.killpg(pod.process.pid, signal.SIGKILL)

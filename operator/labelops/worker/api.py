@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, render_template, request
+from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
@@ -48,6 +49,20 @@ PAGE_SECURITY_HEADERS = {
 }
 
 
+class NoSessions(SessionInterface):
+    """Labelers authenticate every request with a bearer token and the page keeps no
+    cookie: there is no session. Flask would build an empty one per request and check on
+    the way out whether to save it; this hands every request the same immutable one."""
+
+    _none = NullSession()
+
+    def open_session(self, app: Flask, request: Any) -> NullSession:
+        return self._none
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
+
+
 class ItemIdConverter(PathConverter):
     """External item ids are arbitrary strings: '/' (sent as %2F) and a leading '/' too."""
 
@@ -65,6 +80,7 @@ def create_app(
     response_validation: ResponseValidation = ResponseValidation.LOG,
 ) -> Flask:
     app = Flask(__name__)
+    app.session_interface = NoSessions()
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # The page is same-origin, so nothing needs CORS preflights: OPTIONS is a 405 like any
     # other undocumented method.

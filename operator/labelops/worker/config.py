@@ -30,18 +30,24 @@ ENV_THREADS = "LABELOPS_WORKER_THREADS"
 ENV_PROCESSES = "LABELOPS_WORKER_PROCESSES"
 ENV_RESPONSE_VALIDATION = "LABELOPS_RESPONSE_VALIDATION"
 # Set by a worker for the HTTP server processes it starts (see prefork.py), never by hand:
-# the listening socket they inherit.
+# the listening socket they inherit, and the pid of the worker that started them.
 ENV_LISTEN_FD = "LABELOPS_WORKER_LISTEN_FD"
+ENV_SUPERVISOR_PID = "LABELOPS_WORKER_SUPERVISOR_PID"
 
 DEFAULT_HOST = "0.0.0.0"  # a pod serves its Service on every interface
-# LABELOPS_WORKER_THREADS counts the HTTP threads of a replica, however many processes
-# share them: with the ingest and relay connections a replica opens about threads + 2
-# connections, and the default keeps two replicas and the operator within the default
-# connectionLimit of 20.
+# LABELOPS_WORKER_THREADS: HTTP threads of each HTTP process. A thread holds a database
+# connection only while its statement runs, so the HTTP processes of a replica share
+# `threads` connections between them: with the ingest and relay connections a replica opens
+# about threads + 2, however many processes it runs, and the default keeps two replicas and
+# the operator within the default connectionLimit of 20. (Fewer threads per process save
+# no CPU, measured: a process whose threads all wait for the database idles, and waitress's
+# event loop, whose cost per wake-up grows with the open connections, then serves fewer
+# requests per wake-up.)
 DEFAULT_THREADS = 6
 # One HTTP server process per usable core (Python runs one thread at a time per process),
-# up to this many: each costs about 60 MB, and the default worker memory limit is 512Mi.
-MAX_DEFAULT_PROCESSES = 4
+# up to this many: each costs 100 MB or more under load besides the supervisor's, and the
+# default worker memory limit is 512Mi. More with LABELOPS_WORKER_PROCESSES (and memory).
+MAX_DEFAULT_PROCESSES = 2
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +79,19 @@ class WorkerSettings:
     threads: int = DEFAULT_THREADS
     response_validation: ResponseValidation = ResponseValidation.LOG
     processes: int = 1
-    listen_fd: int | None = None  # set in the HTTP processes of a multi-process worker
+    # Set in the HTTP processes of a multi-process worker.
+    listen_fd: int | None = None
+    supervisor_pid: int | None = None
 
     @property
-    def threads_per_process(self) -> int:
-        return max(1, math.ceil(self.threads / self.processes))
+    def connections_per_process(self) -> int:
+        """Pool size of each HTTP process of a multi-process worker: they share `threads`
+        connections (at least 2 each)."""
+        return max(2, math.ceil(self.threads / self.processes))
 
 
 def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
-    listen_fd = environ.get(ENV_LISTEN_FD, "").strip()
+    http_process = bool(environ.get(ENV_LISTEN_FD, "").strip())
     return WorkerSettings(
         campaign=campaign_from_env(environ),
         tokens=tokens_from_env(environ),
@@ -94,7 +104,10 @@ def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
         processes=_integer(
             environ, ENV_PROCESSES, min(usable_cpus(), MAX_DEFAULT_PROCESSES), low=1, high=64
         ),
-        listen_fd=_integer(environ, ENV_LISTEN_FD, 0, low=0, high=65535) if listen_fd else None,
+        listen_fd=_integer(environ, ENV_LISTEN_FD, 0, low=0, high=65535) if http_process else None,
+        supervisor_pid=(
+            _integer(environ, ENV_SUPERVISOR_PID, 0, low=0, high=2**22) if http_process else None
+        ),
     )
 
 

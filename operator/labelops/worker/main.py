@@ -1,4 +1,4 @@
-"""`labelops worker`: one campaign's worker process.
+"""`labelops worker`: one campaign's worker.
 
 It runs three things until SIGTERM: the HTTP API and labeling page (waitress), the ingest
 consumer (items topic -> Postgres) and the outbox relay (Postgres -> labels topic). On
@@ -6,119 +6,75 @@ SIGTERM it reports not-ready, stops accepting connections, lets in-flight reques
 then stops ingest and the relay (the relay last, so labels accepted while draining are
 published now rather than by the next worker) and closes the database pool.
 
-A background thread that dies ends the process with a non-zero exit, so Kubernetes
-restarts the pod instead of leaving a worker that accepts labels but never relays them.
+Python runs one thread at a time per process, so with LABELOPS_WORKER_PROCESSES above 1 (by
+default one per usable core, see config.py) the HTTP API is served by that many processes
+sharing one listening socket, and this process supervises them and runs ingest and the
+relay itself (prefork.py); the order on SIGTERM is the same. With 1, everything runs in
+this process.
+
+A background thread that dies ends the worker with a non-zero exit, so Kubernetes restarts
+the pod instead of leaving a worker that accepts labels but never relays them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
+import socket
 import threading
-from collections.abc import Callable, Mapping
-from types import FrameType
+from collections.abc import Mapping
 
-from confluent_kafka.admin import AdminClient
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from labelops.store import LabelStore
-from labelops.worker.api import create_app
+from labelops.worker import prefork
 from labelops.worker.config import ConfigError, WorkerSettings, settings_from_env
-from labelops.worker.health import ReadinessCheck, kafka_topics_check
-from labelops.worker.ingest import Ingestor
-from labelops.worker.outbox import OutboxRelay
+from labelops.worker.health import ReadinessCheck
+from labelops.worker.runtime import (
+    BACKGROUND_JOIN_SECONDS,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    HttpService,
+    app_for,
+    background_tasks,
+    configure_logging,
+    describe,
+    kafka_check,
+    open_pool,
+    shut_down_on_signals,
+    shutdown_check,
+    sync_labels_per_item,
+    wait_for_shutdown,
+)
 from labelops.worker.server import GracefulServer
 
 log = logging.getLogger("labelops.worker")
 
-DATABASE_WAIT_SECONDS = 30.0
-# Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
-HTTP_GRACE_SECONDS = 20.0
-BACKGROUND_JOIN_SECONDS = 5.0
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
-
-
-class BackgroundTask:
-    """A long-running loop (`run(stop)`) in its own thread; a crash requests shutdown."""
-
-    def __init__(
-        self,
-        name: str,
-        loop: Callable[[threading.Event], None],
-        on_failure: Callable[[], None],
-    ) -> None:
-        self.name = name
-        self.failed = False
-        self.stop = threading.Event()
-        self._loop = loop
-        self._on_failure = on_failure
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        self.stop.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("%s did not stop within %.0fs", self.name, timeout)
-
-    def check_alive(self) -> None:
-        if not self._thread.is_alive():
-            raise RuntimeError(f"the {self.name} thread is not running")
-
-    def _main(self) -> None:
-        try:
-            self._loop(self.stop)
-        except Exception:
-            log.exception("%s crashed", self.name)
-            self._fail()
-        else:
-            if not self.stop.is_set():
-                log.error("%s returned before shutdown was requested", self.name)
-                self._fail()
-
-    def _fail(self) -> None:
-        self.failed = True
-        self._on_failure()
-
 
 def run(environ: Mapping[str, str] | None = None) -> int:
-    _configure_logging((environ or os.environ).get("LABELOPS_LOG_LEVEL", "INFO"))
+    env = os.environ if environ is None else environ
+    level = env.get("LABELOPS_LOG_LEVEL", "INFO")
     try:
-        settings = settings_from_env(os.environ if environ is None else environ)
+        settings = settings_from_env(env)
     except ConfigError as err:
+        configure_logging(level)
         log.error("cannot start: %s", err)
         return EXIT_CONFIG
+    if settings.listen_fd is not None:
+        configure_logging(level, "http")
+        return serve_http_process(settings)
+    if settings.processes > 1:
+        configure_logging(level, "main")
+        return prefork.supervise(settings, env)
+    configure_logging(level)
     return serve(settings)
 
 
 def serve(settings: WorkerSettings) -> int:
-    config = settings.campaign
-    pool = ConnectionPool(
-        settings.postgres_dsn,
-        # HTTP threads plus the ingest and relay loops; the campaign role's CONNECTION LIMIT
-        # (quotas.postgres.connectionLimit) is shared by all replicas and the operator.
-        min_size=2,
-        max_size=settings.threads + 2,
-        open=False,
-        name=f"labelops-worker-{config.name}",
-        # Autocommit: the store's statements are transactions of their own, and ingest and
-        # the relay open theirs explicitly; no statement waits for an implicit BEGIN/COMMIT.
-        kwargs={"application_name": f"labelops-worker/{config.name}", "autocommit": True},
-    )
-    try:
-        pool.open(wait=True, timeout=DATABASE_WAIT_SECONDS)
-    except PoolTimeout:
-        log.error(
-            "cannot start: PostgreSQL (LABELOPS_POSTGRES_DSN) did not accept a connection "
-            "within %.0fs",
-            DATABASE_WAIT_SECONDS,
-        )
-        pool.close()
+    """Everything in this process."""
+    # HTTP threads plus the ingest and relay loops.
+    pool = open_pool(settings, min_size=2, max_size=settings.threads + 2)
+    if pool is None:
         return EXIT_FAILURE
     try:
         return _serve_with_pool(settings, pool)
@@ -127,67 +83,29 @@ def serve(settings: WorkerSettings) -> int:
 
 
 def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
-    config = settings.campaign
     shutdown = threading.Event()
-    store = LabelStore(pool, config)
-    reopened = store.sync_labels_per_item()
-    if reopened:
-        log.info("target.labelsPerItem grew: %d completed items reopened", reopened)
-    ingest = BackgroundTask(
-        "ingest", Ingestor(pool, config, settings.kafka_bootstrap).run, shutdown.set
-    )
-    relay = BackgroundTask(
-        "outbox-relay", OutboxRelay(pool, config, settings.kafka_bootstrap).run, shutdown.set
-    )
-
-    def not_shutting_down() -> None:
-        if shutdown.is_set():
-            raise RuntimeError("shutting down")
-
-    admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap, "client.id": f"{config.name}-readyz"}
-    )
+    store = LabelStore(pool, settings.campaign)
+    sync_labels_per_item(store)
+    ingest, relay = background_tasks(settings, pool, shutdown.set)
     checks: dict[str, ReadinessCheck] = {
         "database": store.ping,
-        "kafka": kafka_topics_check(admin, [config.topics.items, config.topics.labels]),
+        "kafka": kafka_check(settings),
         "ingest": ingest.check_alive,
         "outboxRelay": relay.check_alive,
-        "shutdown": not_shutting_down,
+        "shutdown": shutdown_check(shutdown),
     }
-    app = create_app(
-        store,
-        config,
-        settings.tokens,
-        checks,
-        response_validation=settings.response_validation,
+    server = GracefulServer(
+        app_for(settings, store, checks), settings.host, settings.port, settings.threads
     )
-    server = GracefulServer(app, settings.host, settings.port, settings.threads)
-    http = threading.Thread(target=server.serve, name="http", daemon=True)
-
-    def request_shutdown(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: draining", signal.Signals(signum).name)
-        shutdown.set()
-
-    signal.signal(signal.SIGTERM, request_shutdown)
-    signal.signal(signal.SIGINT, request_shutdown)
+    http = HttpService(server)
+    shut_down_on_signals(shutdown)
     ingest.start()
     relay.start()
     http.start()
-    log.info(
-        "worker of campaign %s/%s (%s) serving on http://%s:%d with %d labelers",
-        config.namespace,
-        config.name,
-        config.task.type.value,
-        settings.host,
-        server.port,
-        len(settings.tokens),
-    )
-    # Signal handlers run in this thread: wait in short slices so they are never delayed.
-    while not shutdown.wait(0.5):
-        pass
+    log.info("%s", describe(settings, server.port, "in one process"))
+    wait_for_shutdown(shutdown)
 
-    drained = server.shutdown(HTTP_GRACE_SECONDS)
-    http.join(BACKGROUND_JOIN_SECONDS)
+    drained = http.drain()
     ingest.join(BACKGROUND_JOIN_SECONDS)
     relay.join(BACKGROUND_JOIN_SECONDS)
     failed = [task.name for task in (ingest, relay) if task.failed]
@@ -198,12 +116,48 @@ def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # waitress warns whenever requests wait for a thread, which is normal under load; the
-    # latency histogram in /metrics is the place to watch that.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+def serve_http_process(settings: WorkerSettings) -> int:
+    """One HTTP server process of a multi-process worker (started by prefork.supervise)."""
+    assert settings.listen_fd is not None
+    supervisor = settings.supervisor_pid or os.getppid()
+    sock = socket.socket(fileno=settings.listen_fd)
+    pool = open_pool(settings, min_size=1, max_size=settings.connections_per_process)
+    if pool is None:
+        sock.close()
+        return EXIT_FAILURE
+    try:
+        shutdown = threading.Event()
+        store = LabelStore(pool, settings.campaign)
+        supervisor_alive = prefork.supervisor_check(supervisor)
+        checks: dict[str, ReadinessCheck] = {
+            "database": store.ping,
+            "kafka": kafka_check(settings),
+            # Both run in the supervisor, which stops every process when either fails.
+            "ingest": supervisor_alive,
+            "outboxRelay": supervisor_alive,
+            "shutdown": shutdown_check(shutdown),
+        }
+        server = GracefulServer(
+            app_for(settings, store, checks),
+            settings.host,
+            settings.port,
+            settings.threads,
+            sock=sock,
+        )
+        http = HttpService(server)
+        shut_down_on_signals(shutdown)
+        http.start()
+
+        def orphaned() -> None:
+            # A supervisor killed outright cannot stop its HTTP processes: they go by
+            # themselves rather than accept labels nobody relays.
+            if os.getppid() != supervisor:
+                log.error("the supervisor (pid %d) is gone: draining", supervisor)
+                shutdown.set()
+
+        wait_for_shutdown(shutdown, orphaned)
+        drained = http.drain()
+        log.info("stopped%s", "" if drained else " (some requests were cut off)")
+        return 0
+    finally:
+        pool.close()

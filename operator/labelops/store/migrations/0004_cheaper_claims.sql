@@ -1,0 +1,133 @@
+-- claim_task (0002), cheaper per claim, same rules, verdicts and result:
+--   - the candidate items are checked against this labeler's labels, leases and skips one
+--     (item, labeler) key probe at a time, so a claim no longer reads all of a labeler's
+--     labels (its cost grew with how much the labeler had labeled);
+--   - the labeler's row of the day is locked rather than rewritten;
+--   - expired leases are reaped only when an index probe finds some;
+--   - no plan that sorts all open items (enable_sort = off, see below).
+-- CREATE OR REPLACE keeps the signature, the result columns and the privileges.
+
+CREATE OR REPLACE FUNCTION claim_task(
+    p_labeler text,
+    p_labels_per_item integer,
+    p_lease_seconds double precision,
+    p_daily_quota integer,
+    p_max_leases integer,
+    p_reap_limit integer
+) RETURNS TABLE (
+    verdict text,
+    labels_today integer,
+    held integer,
+    earliest_expiry timestamptz,
+    clock timestamptz,
+    item_id text,
+    payload jsonb,
+    priority integer,
+    model_prediction jsonb,
+    model_confidence double precision,
+    expires_at timestamptz
+)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+-- The next task must come from walking items_open_by_priority in order and stopping at the
+-- first fit: cost in proportion to the items passed over, whatever the number pending. With
+-- some table statistics the planner would rather fetch every open item and sort them, which
+-- costs in proportion to the pending items on every claim.
+SET enable_sort = off
+AS $$
+DECLARE
+    v_item bigint;
+BEGIN
+    clock := now();
+    -- The labeler's row of today is the per-labeler lock: it serialises one labeler's
+    -- claims (exact maxLeasesPerLabeler) with their submissions. Locking the row writes no
+    -- new version of it; only the day's first claim inserts it (the upsert covers a
+    -- concurrent first claim).
+    SELECT d.labels INTO labels_today FROM labeler_days d
+    WHERE d.labeler = p_labeler AND d.day = (now() AT TIME ZONE 'UTC')::date
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO labeler_days AS d (labeler, day, labels)
+        VALUES (p_labeler, (now() AT TIME ZONE 'UTC')::date, 0)
+        ON CONFLICT (labeler, day) DO UPDATE SET labels = d.labels
+        RETURNING d.labels INTO labels_today;
+    END IF;
+
+    SELECT count(*), min(l.expires_at) INTO held, earliest_expiry
+    FROM leases l
+    WHERE l.labeler = p_labeler AND l.reserved AND l.expires_at > now();
+
+    IF labels_today >= p_daily_quota THEN
+        verdict := 'per_labeler_daily';
+    ELSIF held >= p_max_leases THEN
+        verdict := 'max_leases_per_labeler';
+    ELSIF labels_today + held >= p_daily_quota THEN
+        verdict := 'daily_room';  -- no task the labeler could not submit today
+    END IF;
+    IF verdict IS NOT NULL THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- Give the slots of expired leases back. Items are locked first, as everywhere, and
+    -- with SKIP LOCKED: an item busy elsewhere is reaped by a later claim. Most claims find
+    -- none: one probe of leases_reserved_by_expiry says so without running the statement
+    -- that reaps (ORDER BY ... LIMIT 1 asks for that index: leases churns, and a scan of the
+    -- table would read its dead rows too).
+    IF EXISTS (SELECT 1 FROM leases x WHERE x.reserved AND x.expires_at <= now()
+               ORDER BY x.expires_at LIMIT 1) THEN
+        WITH expired AS (
+            SELECT i.id FROM items i
+            WHERE i.id IN (SELECT x.item_id FROM leases x
+                           WHERE x.reserved AND x.expires_at <= now()
+                           ORDER BY x.expires_at LIMIT p_reap_limit)
+            ORDER BY i.id
+            FOR UPDATE OF i SKIP LOCKED
+        ), unreserved AS (
+            UPDATE leases l SET reserved = false FROM expired
+            WHERE l.item_id = expired.id AND l.reserved AND l.expires_at <= now()
+            RETURNING l.item_id
+        )
+        UPDATE items i SET lease_count = i.lease_count - freed.n
+        FROM (SELECT u.item_id, count(*) AS n FROM unreserved u GROUP BY u.item_id) freed
+        WHERE i.id = freed.item_id;
+    END IF;
+
+    -- The first open item, in priority order, with a free slot this labeler has not
+    -- labeled, does not hold and did not skip. items_open_by_priority serves the order;
+    -- SKIP LOCKED lets concurrent claimers pass each other.
+    --
+    -- OFFSET 0 keeps each NOT EXISTS a probe of the (item, labeler) key per candidate
+    -- item. Without it the planner turns them into anti-joins that first read every label
+    -- (and lease) of the labeler, so a claim cost more the more the labeler had labeled.
+    SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction, i.model_confidence
+    INTO v_item, item_id, payload, priority, model_prediction, model_confidence
+    FROM items i
+    WHERE i.completed_at IS NULL
+      AND i.label_count + i.lease_count < p_labels_per_item
+      AND NOT EXISTS (SELECT 1 FROM labels l
+                      WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM leases l
+                      WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM skips s
+                      WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED;
+    IF v_item IS NULL THEN
+        verdict := 'none';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- A lapsed (unreserved) lease row of this labeler on the item is reused.
+    INSERT INTO leases AS l (item_id, labeler, claimed_at, expires_at, reserved)
+    VALUES (v_item, p_labeler, now(), now() + make_interval(secs => p_lease_seconds), true)
+    ON CONFLICT ON CONSTRAINT leases_pkey DO UPDATE
+    SET claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at, reserved = true
+    RETURNING l.expires_at INTO expires_at;
+    UPDATE items SET lease_count = items.lease_count + 1 WHERE items.id = v_item;
+    verdict := 'claimed';
+    RETURN NEXT;
+END
+$$;

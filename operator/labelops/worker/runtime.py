@@ -1,0 +1,167 @@
+"""What every kind of worker process sets up the same way: the database pool, the ingest
+and relay loops, readiness checks, signals, logging, and the HTTP server's lifetime."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from confluent_kafka.admin import AdminClient
+from flask import Flask
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from labelops.store import LabelStore
+from labelops.worker.api import create_app
+from labelops.worker.background import BackgroundTask
+from labelops.worker.config import WorkerSettings
+from labelops.worker.health import ReadinessCheck, kafka_topics_check
+from labelops.worker.ingest import Ingestor
+from labelops.worker.outbox import OutboxRelay
+from labelops.worker.server import GracefulServer
+
+log = logging.getLogger("labelops.worker")
+
+DATABASE_WAIT_SECONDS = 30.0
+# Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
+HTTP_GRACE_SECONDS = 20.0
+BACKGROUND_JOIN_SECONDS = 5.0
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def open_pool(settings: WorkerSettings, min_size: int, max_size: int) -> ConnectionPool | None:
+    """The campaign database's pool, opened; None (after logging why) when it is unreachable.
+
+    The campaign role's CONNECTION LIMIT (quotas.postgres.connectionLimit) is shared by all
+    replicas and the operator: callers size max_size from their threads."""
+    config = settings.campaign
+    pool: ConnectionPool = ConnectionPool(
+        settings.postgres_dsn,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        open=False,
+        name=f"labelops-worker-{config.name}",
+        # Autocommit: the store's statements are transactions of their own, and ingest and
+        # the relay open theirs explicitly; no statement waits for an implicit BEGIN/COMMIT.
+        kwargs={"application_name": f"labelops-worker/{config.name}", "autocommit": True},
+    )
+    try:
+        pool.open(wait=True, timeout=DATABASE_WAIT_SECONDS)
+    except PoolTimeout:
+        log.error(
+            "cannot start: PostgreSQL (LABELOPS_POSTGRES_DSN) did not accept a connection "
+            "within %.0fs",
+            DATABASE_WAIT_SECONDS,
+        )
+        pool.close()
+        return None
+    return pool
+
+
+def sync_labels_per_item(store: LabelStore) -> None:
+    reopened = store.sync_labels_per_item()
+    if reopened:
+        log.info("target.labelsPerItem grew: %d completed items reopened", reopened)
+
+
+def background_tasks(
+    settings: WorkerSettings, pool: ConnectionPool, on_failure: Callable[[], None]
+) -> tuple[BackgroundTask, BackgroundTask]:
+    """The ingest consumer and the outbox relay (not started)."""
+    config = settings.campaign
+    ingest = BackgroundTask(
+        "ingest", Ingestor(pool, config, settings.kafka_bootstrap).run, on_failure
+    )
+    relay = BackgroundTask(
+        "outbox-relay", OutboxRelay(pool, config, settings.kafka_bootstrap).run, on_failure
+    )
+    return ingest, relay
+
+
+def kafka_check(settings: WorkerSettings) -> ReadinessCheck:
+    config = settings.campaign
+    admin = AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap, "client.id": f"{config.name}-readyz"}
+    )
+    return kafka_topics_check(admin, [config.topics.items, config.topics.labels])
+
+
+def shutdown_check(shutdown: threading.Event) -> ReadinessCheck:
+    def not_shutting_down() -> None:
+        if shutdown.is_set():
+            raise RuntimeError("shutting down")
+
+    return not_shutting_down
+
+
+def app_for(
+    settings: WorkerSettings, store: LabelStore, checks: dict[str, ReadinessCheck]
+) -> Flask:
+    return create_app(
+        store,
+        settings.campaign,
+        settings.tokens,
+        checks,
+        response_validation=settings.response_validation,
+    )
+
+
+def shut_down_on_signals(shutdown: threading.Event) -> None:
+    def request_shutdown(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: draining", signal.Signals(signum).name)
+        shutdown.set()
+
+    signal.signal(signal.SIGTERM, request_shutdown)
+    signal.signal(signal.SIGINT, request_shutdown)
+
+
+def wait_for_shutdown(shutdown: threading.Event, watch: Callable[[], None] | None = None) -> None:
+    """Block until shutdown is set; watch() runs twice a second meanwhile.
+
+    Signal handlers run in this (the main) thread: waiting in short slices means they are
+    never delayed."""
+    while not shutdown.wait(0.5):
+        if watch is not None:
+            watch()
+
+
+class HttpService:
+    """The GracefulServer in its own thread."""
+
+    def __init__(self, server: GracefulServer) -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def drain(self) -> bool:
+        """Stop accepting, let in-flight requests finish; True when all of them did."""
+        drained = self.server.shutdown(HTTP_GRACE_SECONDS)
+        self._thread.join(BACKGROUND_JOIN_SECONDS)
+        return drained
+
+
+def configure_logging(level: str, process_label: str | None = None) -> None:
+    """process_label tells the processes of a multi-process worker apart in the log."""
+    where = f"[{process_label} %(process)d]" if process_label else ""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO",
+        format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s",
+    )
+    # waitress warns whenever requests wait for a thread, which is normal under load; the
+    # latency histogram in /metrics is the place to watch that.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def describe(settings: WorkerSettings, port: int, how: str) -> str:
+    config = settings.campaign
+    return (
+        f"worker of campaign {config.namespace}/{config.name} ({config.task.type.value}) "
+        f"serving on http://{settings.host}:{port} with {len(settings.tokens)} labelers, {how}"
+    )
