@@ -124,12 +124,16 @@ def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> P
 def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = machine()
-    env = stack.up()
-    results = {
-        "store": run_script("store", env, []),
-        "worker": run_script("worker", env, []),
-        "operator": run_script("operator", env, []),
-    }
+    up = stack.ensure_up()
+    try:
+        results = {
+            "store": run_script("store", up.env, []),
+            "worker": run_script("worker", up.env, []),
+            "operator": run_script("operator", up.env, []),
+        }
+    finally:
+        if up.started:  # leave a stack that was already up as it was
+            stack.down(components=up.started)
     info["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
     (RESULTS / "machine.json").write_text(json.dumps(info, indent=2) + "\n")
     path = write_summary(info, results)
