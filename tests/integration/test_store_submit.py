@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 from test_store_support import add_items, make_config, migrated_schema, open_pool, query
 
-from labelops.store import LabelOrigin, LabelStore
+from labelops.store import ClaimedTask, LabelOrigin, LabelStore
 from labelops.store.errors import (
     Conflict,
     InvalidLabel,
@@ -252,3 +252,79 @@ def test_message_times_are_written_as_the_api_writes_them(
 def store_counts(store: LabelStore) -> tuple[int, int]:
     progress = store.progress()
     return progress.labels, progress.rejected
+
+
+def test_submit_and_claim_leases_the_next_task_with_the_label(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1, daily=3, max_leases=5))
+    first, second, third, fourth = add_items(pool, schema, 4)
+    assert claimed(store, "ann") == first
+    result, upcoming = store.submit_and_claim("ann", first, HELPFUL)
+    assert not result.replayed and result.item_completed
+    assert isinstance(upcoming, ClaimedTask) and upcoming.item_id == second
+    leases = "SELECT i.external_id FROM {schema}.leases l JOIN {schema}.items i ON i.id = l.item_id"
+    assert query(pool, schema, leases) == [(second,)]
+
+    # The leased task's label is accepted like any other; the daily quota (3) then leaves
+    # room for no further lease after the third label.
+    result, upcoming = store.submit_and_claim("ann", second, HELPFUL)
+    assert isinstance(upcoming, ClaimedTask) and upcoming.item_id == third
+    result, upcoming = store.submit_and_claim("ann", third, HELPFUL)
+    assert isinstance(upcoming, QuotaExceeded) and upcoming.reason == "per_labeler_daily"
+    assert query(pool, schema, leases) == []
+    assert store.progress().labels == 3
+    claimed(store, "bob")
+    result, upcoming = store.submit_and_claim("bob", fourth, HELPFUL)
+    assert upcoming is None, "nothing left to label"
+
+
+def test_submit_and_claim_leaves_no_lease_behind_a_refusal(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1))
+    first, _, _ = add_items(pool, schema, 3)
+    claimed(store, "ann")
+    result, upcoming = store.submit_and_claim("ann", first, HELPFUL, idempotency_key="k-1")
+    assert isinstance(upcoming, ClaimedTask)
+    held = "SELECT count(*) FROM {schema}.leases WHERE reserved"
+    assert query(pool, schema, held) == [(1,)]
+
+    # A retry is answered with the original receipt, and a next task besides the one the
+    # lost answer carried (that lease lapses); a reused key and a refusal lease nothing.
+    replay, again = store.submit_and_claim("ann", first, HELPFUL, idempotency_key="k-1")
+    assert replay.replayed and replay.label_id == result.label_id
+    assert isinstance(again, ClaimedTask) and again.item_id != upcoming.item_id
+    assert query(pool, schema, held) == [(2,)]
+    with pytest.raises(Conflict):
+        store.submit_and_claim("ann", first, UNHELPFUL, idempotency_key="k-1")
+    with pytest.raises(Conflict):
+        store.submit_and_claim("bob", first, HELPFUL)
+    with pytest.raises(InvalidLabel):
+        store.submit_and_claim("ann", upcoming.item_id, {"choice": "maybe"})
+    assert query(pool, schema, held) == [(2,)]
+
+
+def test_concurrent_retries_of_submit_and_claim_make_one_label(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    store = LabelStore(pool, make_config(schema, labels_per_item=1, max_leases=3))
+    [item_id, *_] = add_items(pool, schema, 12)
+    claimed(store, "ann")
+    start = threading.Barrier(8)
+    results: list[tuple[Any, Any]] = []
+
+    def retry() -> None:
+        start.wait()
+        results.append(store.submit_and_claim("ann", item_id, HELPFUL, idempotency_key="same"))
+
+    threads = [threading.Thread(target=retry) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.label_id for r, _ in results}) == 1
+    assert sorted(r.replayed for r, _ in results) == [False] + [True] * 7
+    leased = [n.item_id for _, n in results if isinstance(n, ClaimedTask)]
+    assert len(leased) == len(set(leased)) <= 3, "maxLeasesPerLabeler holds"
+    assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(1,)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,22 +24,33 @@ def claim_next(
     conn: psycopg.Connection[Any], q: Queries, config: WorkerConfig, labeler: str
 ) -> tuple[ClaimedTask, int] | None:
     """The task leased, with the size of its payload's JSON text (characters), or None."""
-    quotas = config.quotas
-    row = conn.execute(
-        q.claim_task,
-        (
-            labeler,
-            config.target.labels_per_item,
-            quotas.lease_seconds,
-            quotas.per_labeler_daily,
-            quotas.max_leases_per_labeler,
-            REAP_BATCH,
-        ),
-    ).fetchone()
+    row = conn.execute(q.claim_task, claim_params(config, labeler)).fetchone()
     assert row is not None  # claim_task always returns one row
+    return claimed(row, config, labeler)
+
+
+def claim_params(config: WorkerConfig, labeler: str) -> tuple[Any, ...]:
+    """claim_task's arguments, in its order."""
+    quotas = config.quotas
+    return (
+        labeler,
+        config.target.labels_per_item,
+        quotas.lease_seconds,
+        quotas.per_labeler_daily,
+        quotas.max_leases_per_labeler,
+        REAP_BATCH,
+    )
+
+
+def claimed(
+    row: Sequence[Any], config: WorkerConfig, labeler: str
+) -> tuple[ClaimedTask, int] | None:
+    """claim_task's result columns (payload as text), as claim_next returns them; raises
+    QuotaExceeded for a refusal."""
+    quotas = config.quotas
     verdict, labels_today, held, earliest_expiry, now = row[:5]
     if verdict == "claimed":
-        item_id, payload_text, priority, prediction, confidence, expires_at = row[5:]
+        item_id, payload_text, priority, prediction, confidence, expires_at = row[5:11]
         task = ClaimedTask(
             item_id=item_id,
             payload=json.loads(payload_text),

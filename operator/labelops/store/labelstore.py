@@ -4,6 +4,8 @@
     store.claim(labeler)     -> ClaimedTask | None
     store.submit(labeler, item_id, value, idempotency_key=None, origin=LabelOrigin.HUMAN)
                              -> SubmitResult
+    store.submit_and_claim(labeler, item_id, value, idempotency_key=None)
+                             -> (SubmitResult, ClaimedTask | QuotaExceeded | None)
     store.release(labeler, item_id) -> bool
     store.me(labeler)        -> LabelerStats
     store.progress()         -> ProgressCounts
@@ -145,12 +147,12 @@ from psycopg_pool import ConnectionPool
 from labelops.api.tasktypes import LabelValidator
 from labelops.api.workerconfig import WorkerConfig
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
-from labelops.store.errors import InvalidLabel, StoreError
+from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
 from labelops.store.leased import LeasedPayloads
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
-from labelops.store.submissions import Submission, submit_label
+from labelops.store.submissions import Submission, Submitted, submit_label
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +183,11 @@ class LabelStore:
     def claim(self, labeler: str) -> ClaimedTask | None:
         if self._config.paused:
             return None
-        if not self._synced.is_set():
-            with self._sync_lock:
-                if not self._synced.is_set():
-                    self.sync_labels_per_item()
+        self._sync_once()
         claimed = self._transact(
             lambda conn: claim_next(conn, self._queries, self._config, labeler)
         )
-        if claimed is None:
-            return None
-        task, payload_chars = claimed
-        self._leased.remember(labeler, task.item_id, task.payload, payload_chars)
-        return task
+        return self._remembered(labeler, claimed)
 
     def submit(
         self,
@@ -204,6 +199,34 @@ class LabelStore:
         origin: LabelOrigin = LabelOrigin.HUMAN,
     ) -> SubmitResult:
         submission = Submission(labeler, item_id, value, idempotency_key, origin)
+        return self._submit(submission).result
+
+    def submit_and_claim(
+        self, labeler: str, item_id: str, value: Any, idempotency_key: str | None = None
+    ) -> tuple[SubmitResult, ClaimedTask | QuotaExceeded | None]:
+        """submit, then the labeler's next task as claim() leases it, in the same
+        transaction: the task, None when there is none (or the campaign is paused), or the
+        QuotaExceeded that claim() would raise. A refused submission raises as submit()
+        does, and leases nothing."""
+        lease_next = not self._config.paused
+        if lease_next:
+            self._sync_once()
+        submitted = self._submit(
+            Submission(labeler, item_id, value, idempotency_key, LabelOrigin.HUMAN, lease_next)
+        )
+        if not lease_next:
+            return submitted.result, None
+        if not submitted.claimed:  # a replay answered before the database was asked
+            try:
+                return submitted.result, self.claim(labeler)
+            except QuotaExceeded as refused:
+                return submitted.result, refused
+        if isinstance(submitted.next_lease, QuotaExceeded):
+            return submitted.result, submitted.next_lease
+        return submitted.result, self._remembered(labeler, submitted.next_lease)
+
+    def _submit(self, submission: Submission) -> Submitted:
+        labeler, item_id = submission.labeler, submission.item_id
         payload = self._leased.get(labeler, item_id)
         try:
             outcome = self._transact(
@@ -218,6 +241,21 @@ class LabelStore:
             raise InvalidLabel(outcome)  # the lease stays, and so does its payload
         self._leased.forget(labeler, item_id)
         return outcome
+
+    def _remembered(
+        self, labeler: str, claimed: tuple[ClaimedTask, int] | None
+    ) -> ClaimedTask | None:
+        if claimed is None:
+            return None
+        task, payload_chars = claimed
+        self._leased.remember(labeler, task.item_id, task.payload, payload_chars)
+        return task
+
+    def _sync_once(self) -> None:
+        if not self._synced.is_set():
+            with self._sync_lock:
+                if not self._synced.is_set():
+                    self.sync_labels_per_item()
 
     def release(self, labeler: str, item_id: str) -> bool:
         self._leased.forget(labeler, item_id)

@@ -27,6 +27,7 @@ SCHEMA_OBJECTS = (
     "progress_shards",
     "claim_task",
     "accept_label",
+    "accept_label_and_claim",
     "release_task",
 )
 
@@ -39,10 +40,11 @@ class Queries:
         self.bump_progress = bump_statement(schema).as_bytes(None)
 
         # --- claim, submit, release: functions of the schema (0002_claim_and_submit.sql,
-        # 0003_accept_label.sql), one statement each, so that every row lock is released by
-        # the server itself. The two that run for every label bind positional parameters
-        # (a tuple costs less to bind than a dict), in the order of the function's.
-        # The payload comes as text: the store parses it itself and so knows its size.
+        # 0003_accept_label.sql, 0005_accept_and_claim.sql), one statement each, so that
+        # every row lock is released by the server itself. Those that run for every label
+        # bind positional parameters (a tuple costs less to bind than a dict), in the order
+        # of the function's. The payload comes as text: the store parses it itself and so
+        # knows its size.
         self.claim_task = self._compose(
             "SELECT verdict, labels_today, held, earliest_expiry, clock, item_id, payload::text,"
             "       priority, model_prediction, model_confidence, expires_at"
@@ -64,6 +66,15 @@ class Queries:
             "SELECT verdict, label_id::text, created_at, ordinal, replay_label_id::text,"
             "       replay_item_id, replay_value, replay_created_at, replay_ordinal"
             " FROM {accept_label}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s, %s::smallint)"
+        )
+        self.accept_label_and_claim = self._compose(
+            "SELECT verdict, label_id::text, created_at, ordinal, replay_label_id::text,"
+            "       replay_item_id, replay_value, replay_created_at, replay_ordinal,"
+            "       next_verdict, next_labels_today, next_held, next_earliest_expiry,"
+            "       next_clock, next_item_id, next_payload::text, next_priority,"
+            "       next_model_prediction, next_model_confidence, next_expires_at"
+            " FROM {accept_label_and_claim}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s,"
+            "                               %s::smallint, %s, %s, %s)"
         )
         self.release_task = self._compose(
             "SELECT item_found, had_lease FROM {release_task}(%(item_id)s, %(labeler)s)"

@@ -1,5 +1,6 @@
 """Submitting a label: validation here, the decision and the writes in the schema's
-accept_label (migrations/0003_accept_label.sql)."""
+accept_label (migrations/0003_accept_label.sql), or accept_label_and_claim (0005), which
+also leases the labeler's next task in the same transaction."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from psycopg.types.json import Jsonb
 
 from labelops.api.tasktypes import LabelValidator, Violation
 from labelops.api.workerconfig import WorkerConfig
-from labelops.store.claims import seconds_until_utc_midnight
+from labelops.store.claims import claim_params, claimed, seconds_until_utc_midnight
 from labelops.store.errors import Conflict, LeaseRequired, NotFound, QuotaExceeded
 from labelops.store.jsoncheck import storage_violations
 from labelops.store.progress import PROGRESS_SHARDS, CounterDelta, bump_params
 from labelops.store.queries import Queries
-from labelops.store.results import LabelOrigin, SubmitResult
+from labelops.store.results import ClaimedTask, LabelOrigin, SubmitResult
+
+# What leasing the next task gave: the task with its payload's size, nothing to lease, or
+# a quota that refused it.
+NextLease = tuple[ClaimedTask, int] | QuotaExceeded | None
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,16 @@ class Submission:
     value: Any
     idempotency_key: str | None
     origin: LabelOrigin
+    lease_next: bool = False  # also lease the labeler's next task, in the same transaction
+
+
+@dataclass(frozen=True)
+class Submitted:
+    result: SubmitResult
+    # With lease_next: whether the database leased (or tried to lease) the next task with
+    # the label; not when the submission was answered as a replay before reaching it.
+    claimed: bool = False
+    next_lease: NextLease = None
 
 
 def submit_label(
@@ -37,7 +52,7 @@ def submit_label(
     validator: LabelValidator,
     sub: Submission,
     leased_payload: dict[str, Any] | None = None,
-) -> SubmitResult | list[Violation]:
+) -> Submitted | list[Violation]:
     """Accept the label, or raise why not; an invalid value is counted as `rejected` and
     returned as its violations (the caller raises InvalidLabel).
 
@@ -67,7 +82,7 @@ def submit_label(
         raise _not_found(sub)
     previous = earlier.fetchone() if earlier is not None else None
     if previous is not None:
-        return _replay(config, sub, previous)
+        return Submitted(_replay(config, sub, previous))
 
     violations = _violations(validator, item[0], sub.value)
     if violations:
@@ -82,26 +97,28 @@ def _violations(validator: LabelValidator, payload: dict[str, Any], value: Any) 
 
 def _accept(
     conn: psycopg.Connection[Any], q: Queries, config: WorkerConfig, sub: Submission
-) -> SubmitResult:
-    row = conn.execute(
-        q.accept_label,
-        (
-            sub.item_id,
-            sub.labeler,
-            config.target.labels_per_item,
-            config.quotas.per_labeler_daily,
-            Jsonb(sub.value),
-            sub.origin.value,
-            sub.idempotency_key,
-            config.namespace,
-            config.name,
-            random.randrange(PROGRESS_SHARDS),
-        ),
-    ).fetchone()
-    assert row is not None  # accept_label always returns one row
-    verdict, label_id, created_at, ordinal = row[:4]
+) -> Submitted:
+    params: tuple[Any, ...] = (
+        sub.item_id,
+        sub.labeler,
+        config.target.labels_per_item,
+        config.quotas.per_labeler_daily,
+        Jsonb(sub.value),
+        sub.origin.value,
+        sub.idempotency_key,
+        config.namespace,
+        config.name,
+        random.randrange(PROGRESS_SHARDS),
+    )
+    if sub.lease_next:
+        lease_seconds, _, max_leases, reap_limit = claim_params(config, sub.labeler)[2:]
+        params += (lease_seconds, max_leases, reap_limit)
+    row = conn.execute(q.accept_label_and_claim if sub.lease_next else q.accept_label, params)
+    found = row.fetchone()
+    assert found is not None  # both functions always return one row
+    verdict, label_id, created_at, ordinal = found[:4]
     if verdict == "accepted":
-        return SubmitResult(
+        result = SubmitResult(
             label_id=label_id,
             item_id=sub.item_id,
             labeler=sub.labeler,
@@ -109,11 +126,19 @@ def _accept(
             replayed=False,
             item_completed=ordinal >= config.target.labels_per_item,
         )
-    if verdict == "replay":  # this key was used before, perhaps by a concurrent first try
-        return _replay(config, sub, tuple(row[4:]))
-    if verdict == "not_found":
+    elif verdict == "replay":  # this key was used before, perhaps by a concurrent first try
+        result = _replay(config, sub, tuple(found[4:9]))
+    elif verdict == "not_found":
         raise _not_found(sub)
-    raise refusal(verdict, config, sub, created_at)
+    else:
+        raise refusal(verdict, config, sub, created_at)
+    if not sub.lease_next:
+        return Submitted(result)
+    try:
+        next_lease: NextLease = claimed(found[9:], config, sub.labeler)
+    except QuotaExceeded as refused:
+        next_lease = refused
+    return Submitted(result, claimed=True, next_lease=next_lease)
 
 
 def _not_found(sub: Submission) -> NotFound:

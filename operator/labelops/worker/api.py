@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from labelops.api.workerconfig import WorkerConfig
-from labelops.store import LabelStore
+from labelops.store import ClaimedTask, LabelStore
 from labelops.store.errors import Conflict, InvalidLabel, NotFound, QuotaExceeded, StoreError
 from labelops.worker import wire
 from labelops.worker.auth import AuthFailure, BearerAuth
@@ -275,23 +275,6 @@ def create_app(
             )
         return values[0] == "true"
 
-    def lease_next(labeler: str) -> dict[str, Any] | None:
-        """The labeler's next task for a receipt (?next=true), or None.
-
-        The label is committed by now: nothing here may turn its receipt into an error, so
-        a quota or even a database failure just means no task (the labeler's next
-        POST /v1/tasks/claim says why)."""
-        try:
-            task = store.claim(labeler)
-        except QuotaExceeded:
-            meter.claims.labels("refused").inc()
-            return None
-        except Exception:
-            log.exception("leasing the next task after a label failed; the receipt is sent")
-            return None
-        meter.claims.labels("empty" if task is None else "leased").inc()
-        return None if task is None else wire.task(task)
-
     def idempotency_key() -> str | None:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
@@ -322,12 +305,19 @@ def create_app(
 
     @app.post("/v1/tasks/<item_id:item_id>/labels", endpoint="submitLabel")
     def submit_label(item_id: str) -> Response:
+        upcoming: ClaimedTask | QuotaExceeded | None = None
         try:
             check_item_id(item_id)
             key = idempotency_key()
             with_next = next_requested()
             body = submission_body()
-            result = store.submit(g.labeler, item_id, body["value"], idempotency_key=key)
+            if with_next:
+                # The label and the next lease commit together (one round trip).
+                result, upcoming = store.submit_and_claim(
+                    g.labeler, item_id, body["value"], idempotency_key=key
+                )
+            else:
+                result = store.submit(g.labeler, item_id, body["value"], idempotency_key=key)
         except (Problem, StoreError) as err:
             meter.labels_rejected.labels(_rejection_reason(err)).inc()
             raise
@@ -335,7 +325,9 @@ def create_app(
             meter.labels_accepted.inc()
         receipt = wire.receipt(result)
         if with_next:
-            receipt["next"] = lease_next(g.labeler)
+            meter.claims.labels(_claim_outcome(upcoming)).inc()
+            # A quota that refused the next lease is the labeler's next claim's to explain.
+            receipt["next"] = wire.task(upcoming) if isinstance(upcoming, ClaimedTask) else None
         return respond(receipt, 200 if result.replayed else 201)
 
     @app.post("/v1/tasks/<item_id:item_id>/release", endpoint="releaseTask")
@@ -401,6 +393,12 @@ def _kind_for_status(status: int) -> str:
         413: "payload-too-large",
         415: "unsupported-media-type",
     }.get(status, "internal-error" if status >= 500 else "invalid-request")
+
+
+def _claim_outcome(upcoming: ClaimedTask | QuotaExceeded | None) -> str:
+    if isinstance(upcoming, ClaimedTask):
+        return "leased"
+    return "refused" if isinstance(upcoming, QuotaExceeded) else "empty"
 
 
 def _rejection_reason(err: Problem | StoreError) -> str:

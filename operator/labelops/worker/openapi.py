@@ -122,8 +122,9 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
                 "next": {
                     "description": (
                         "Only with ?next=true: the labeler's next task, leased as by "
-                        "POST /v1/tasks/claim, or null when none was leased (nothing left, "
-                        "or a quota: POST /v1/tasks/claim says which)."
+                        "POST /v1/tasks/claim in the same transaction as the label, or null "
+                        "when none was leased (nothing left, or a quota: POST "
+                        "/v1/tasks/claim says which)."
                     ),
                     "oneOf": [_ref("Task"), {"type": "null"}],
                 },
