@@ -64,56 +64,6 @@ submit(labeler, item_id, value, idempotency_key=None, origin=HUMAN)
   created_at is the database's clock when the submission arrived.
 
 release(labeler, item_id) -> bool
-    store.me(labeler)        -> LabelerStats
-    store.progress()         -> ProgressCounts
-    store.ping()             -> None (raises psycopg.Error when the database is unreachable)
-
-Every method is one short transaction. Refusals are exceptions from labelops.store.errors,
-each with a `reason` and a human `message`: NotFound (404), Conflict / LeaseRequired (409),
-InvalidLabel (422, `violations` name JSON pointers), QuotaExceeded (429, `retry_after`).
-
-claim(labeler)
-  - The first claim of a LabelStore reopens items completed under a smaller labelsPerItem
-    (sync_labels_per_item; the CRD lets labelsPerItem only grow).
-  - None when the campaign is paused (config.paused) or no task is available for this
-    labeler. Submissions of tasks already leased are still accepted while paused.
-  - Never an item the labeler labeled, holds a lease on, or released (skipped).
-  - Never more live leases + accepted labels on an item than target.labelsPerItem.
-  - Highest priority first, then oldest (ingest order).
-  - A lease lasts quotas.leaseSeconds; an expired lease gives its slot back to the pool
-    (reaped by later claims).
-  - A labeler may hold several leases, at most quotas.maxLeasesPerLabeler live ones:
-    beyond, QuotaExceeded("max_leases_per_labeler", retry_after = until their earliest
-    lease expires).
-  - perLabelerDaily: QuotaExceeded("per_labeler_daily", retry_after = until 00:00 UTC)
-    when today's labels reached it; also (retry_after = earliest lease expiry) when today's
-    labels + held leases reached it, so nobody holds a task they could not submit today.
-
-submit(labeler, item_id, value, idempotency_key=None, origin=HUMAN)
-  Checked in this order, under a row lock on the item:
-  1. Unknown item: NotFound.
-  2. Idempotency-Key (per labeler) seen before: the same item and value -> the original
-     result (same label_id, created_at; replayed=True), whatever happened since; a
-     different item or value -> Conflict("idempotency_key_reused"). Only accepted labels
-     are remembered: a retry of a refused submission is evaluated afresh.
-  3. Labeler already labeled the item: Conflict("already_labeled").
-  4. Item has its labelsPerItem labels: Conflict("item_full").
-  5. Leases: a live lease (or one that expired but was not yet reaped, so its slot is still
-     reserved) is consumed by the label. A lapsed lease whose slot went back to the pool
-     is still accepted when the item has a slot nobody else holds (label_count +
-     live leases < labelsPerItem), else Conflict("lease_expired"). No lease at all (never
-     claimed, or released): LeaseRequired (409, reason "lease_required").
-  6. Value validated (task type, campaign labelSchema, item-specific rules): InvalidLabel.
-     The refusal is counted in the `rejected` counter; the lease is kept.
-  7. perLabelerDaily reached: QuotaExceeded("per_labeler_daily", until 00:00 UTC).
-  8. Accepted, all in one transaction: the label (unique per item and labeler, ordinal
-     1..N unique per item), its outbox row, the item's counts (completed at N), the
-     labeler's daily count, the lease removed, the progress counters.
-  Exactly N: the item row lock serialises submissions to one item, and the database
-  refuses a second label per (item, labeler) and a second label per (item, ordinal).
-  `origin` says whether the label counts as humanLabeled or machineLabeled.
-
-release(labeler, item_id) -> bool
   Returns the lease's slot to the pool and records the skip (claim will not offer the
   item to this labeler again). False when the labeler held no lease on it; NotFound for
   an unknown item.
