@@ -45,6 +45,7 @@ from labelops.worker.api import create_app
 from labelops.worker.config import ENV_HOST, ENV_PORT, ENV_RESPONSE_VALIDATION, ResponseValidation
 from labelops.worker.health import ReadinessCheck
 from labelops.worker.server import GracefulServer
+from labelops.worker.storeio import LoopStoreIO
 
 QUIET_KAFKA = {"log_level": 0}
 TOKENS = {"alice": "tok-alice-5f1c0e", "bob": "tok-bob-93ad27", "carol": "tok-carol-1b7e44"}
@@ -182,7 +183,9 @@ def unique_name(prefix: str) -> str:
 
 
 class LiveApi:
-    """create_app() behind waitress on a free loopback port, in this process."""
+    """create_app() behind the production server on a free loopback port, in this process,
+    with the store waiting the way the worker's does (LoopStoreIO: the batcher, a thread
+    pool)."""
 
     def __init__(
         self,
@@ -191,18 +194,20 @@ class LiveApi:
         readiness_checks: Mapping[str, ReadinessCheck] | None = None,
         threads: int = 8,
     ) -> None:
-        checks = (
-            readiness_checks if readiness_checks is not None else {"database": campaign.store.ping}
-        )
+        io = LoopStoreIO(campaign.dsn, campaign.config, threads=threads, batch_writers=2)
+        store = LabelStore(campaign.pool, campaign.config, io)
+        checks = readiness_checks if readiness_checks is not None else {"database": store.ping}
         self.app = create_app(
-            campaign.store,
+            store,
             campaign.config,
             tokens,
             checks,
             response_validation=ResponseValidation.STRICT,
         )
         self.tokens = tokens
-        self.server = GracefulServer(self.app, "127.0.0.1", 0, threads)
+        self.server = GracefulServer(
+            self.app, "127.0.0.1", 0, on_startup=io.start, on_shutdown=io.stop
+        )
         self.url = f"http://127.0.0.1:{self.server.port}"
         self._thread = threading.Thread(target=self.server.serve, name="test-http", daemon=True)
         self._thread.start()

@@ -78,6 +78,12 @@ the last write; ingest locks items in id order, then one shard. Lease rows are o
 while their item is locked. Deadlocks, serialisation failures and lost races on the labels'
 unique constraints are retried anyway (ATTEMPTS times), as a safety net.
 
+Where the waiting happens (StoreIO): by default every call runs on the calling thread. The
+worker's HTTP server, which runs many requests on one event loop, passes an io whose
+blocking() runs database work on a thread pool and whose accept() hands submissions to its
+group-commit batcher (labelops.store.batching), so that a request waiting for the database
+lets the loop serve the others; the rules above are the same either way.
+
 The pool's connections are switched to autocommit while the store uses them and handed
 back as they were (the worker's pool opens them in autocommit, so nothing is switched).
 """
@@ -88,7 +94,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -102,7 +109,13 @@ from labelops.store.leased import LeasedPayloads
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
-from labelops.store.submissions import Submission, Submitted, submit_label
+from labelops.store.submissions import (
+    Submission,
+    Submitted,
+    accept_one,
+    label_violations,
+    submit_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +129,50 @@ _RETRY_ON_CONSTRAINTS = frozenset(
 )
 
 
+class Unbatched(Enum):
+    """StoreIO's answer when it leaves a request to the store itself."""
+
+    UNBATCHED = "unbatched"
+
+
+UNBATCHED = Unbatched.UNBATCHED
+
+
+class StoreIO(Protocol):
+    def blocking(self, work: Callable[[], T]) -> T:
+        """Run work (which uses the store's pool) and return what it returns."""
+        ...
+
+    def accept(self, submission: Submission) -> Submitted | Unbatched:
+        """Submit a label whose value was validated: its Submitted, its refusal raised, or
+        UNBATCHED to have the store run it itself (accept_one, through blocking())."""
+        ...
+
+    def claim(self, labeler: str) -> tuple[ClaimedTask, int] | Unbatched | None:
+        """Lease the labeler's next task, as claim_next does, or UNBATCHED."""
+        ...
+
+
+class DirectIO:
+    """Everything on the calling thread."""
+
+    def blocking(self, work: Callable[[], T]) -> T:
+        return work()
+
+    def accept(self, submission: Submission) -> Submitted | Unbatched:
+        return UNBATCHED
+
+    def claim(self, labeler: str) -> tuple[ClaimedTask, int] | Unbatched | None:
+        return UNBATCHED
+
+
 class LabelStore:
-    def __init__(self, pool: ConnectionPool[Any], config: WorkerConfig) -> None:
+    def __init__(
+        self, pool: ConnectionPool[Any], config: WorkerConfig, io: StoreIO | None = None
+    ) -> None:
         self._pool = pool
         self._config = config
+        self._io: StoreIO = io or DirectIO()
         self._queries = Queries(config.schema_)
         self._validator = LabelValidator(config.task)
         self._leased = LeasedPayloads()
@@ -133,11 +186,19 @@ class LabelStore:
     def claim(self, labeler: str) -> ClaimedTask | None:
         if self._config.paused:
             return None
-        self._sync_once()
-        claimed = self._transact(
-            lambda conn: claim_next(conn, self._queries, self._config, labeler)
-        )
-        return self._remembered(labeler, claimed)
+
+        def claim() -> tuple[ClaimedTask, int] | None:
+            self._sync_once()
+            return self._transact(
+                lambda conn: claim_next(conn, self._queries, self._config, labeler)
+            )
+
+        if not self._synced.is_set():
+            self._io.blocking(self._sync_once)
+        leased = self._io.claim(labeler)
+        if leased is UNBATCHED:
+            leased = self._io.blocking(claim)
+        return self._remembered(labeler, leased)
 
     def submit(
         self,
@@ -159,8 +220,8 @@ class LabelStore:
         QuotaExceeded that claim() would raise. A refused submission raises as submit()
         does, and leases nothing."""
         lease_next = not self._config.paused
-        if lease_next:
-            self._sync_once()
+        if lease_next and not self._synced.is_set():
+            self._io.blocking(self._sync_once)
         submitted = self._submit(
             Submission(labeler, item_id, value, idempotency_key, LabelOrigin.HUMAN, lease_next)
         )
@@ -179,11 +240,26 @@ class LabelStore:
         labeler, item_id = submission.labeler, submission.item_id
         payload = self._leased.get(labeler, item_id)
         try:
-            outcome = self._transact(
-                lambda conn: submit_label(
-                    conn, self._queries, self._config, self._validator, submission, payload
+            if payload is not None and not label_violations(
+                self._validator, payload, submission.value
+            ):
+                # The usual case: checked against what the labeler was shown, so the
+                # database call decides the rest.
+                outcome: Submitted | list[Any] | Unbatched = self._io.accept(submission)
+                if outcome is UNBATCHED:
+                    outcome = self._io.blocking(
+                        lambda: self._transact(
+                            lambda conn: accept_one(conn, self._queries, self._config, submission)
+                        )
+                    )
+            else:
+                outcome = self._io.blocking(
+                    lambda: self._transact(
+                        lambda conn: submit_label(
+                            conn, self._queries, self._config, self._validator, submission
+                        )
+                    )
                 )
-            )
         except StoreError:
             self._leased.forget(labeler, item_id)
             raise
@@ -209,12 +285,18 @@ class LabelStore:
 
     def release(self, labeler: str, item_id: str) -> bool:
         self._leased.forget(labeler, item_id)
-        return self._transact(lambda conn: release_item(conn, self._queries, labeler, item_id))
+        return self._io.blocking(
+            lambda: self._transact(lambda conn: release_item(conn, self._queries, labeler, item_id))
+        )
 
     def me(self, labeler: str) -> LabelerStats:
         quotas = self._config.quotas
-        with self._pool.connection() as conn:
-            row = conn.execute(self._queries.labeler_stats, {"labeler": labeler}).fetchone()
+
+        def read() -> Any:
+            with self._pool.connection() as conn:
+                return conn.execute(self._queries.labeler_stats, {"labeler": labeler}).fetchone()
+
+        row = self._io.blocking(read)
         assert row is not None
         today, total, leases, now = row
         return LabelerStats(
@@ -229,12 +311,18 @@ class LabelStore:
         )
 
     def progress(self) -> ProgressCounts:
-        with self._pool.connection() as conn:
-            return read_progress(conn, self._config.schema_)
+        def read() -> ProgressCounts:
+            with self._pool.connection() as conn:
+                return read_progress(conn, self._config.schema_)
+
+        return self._io.blocking(read)
 
     def ping(self) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(self._queries.ping).fetchone()
+        def ping() -> None:
+            with self._pool.connection() as conn:
+                conn.execute(self._queries.ping).fetchone()
+
+        self._io.blocking(ping)
 
     def sync_labels_per_item(self) -> int:
         """Reopen items completed under a smaller target.labelsPerItem (the CRD only lets

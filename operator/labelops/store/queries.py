@@ -28,6 +28,8 @@ SCHEMA_OBJECTS = (
     "claim_task",
     "accept_label",
     "accept_label_and_claim",
+    "accept_labels",
+    "claim_tasks",
     "release_task",
 )
 
@@ -75,6 +77,22 @@ class Queries:
             "       next_model_prediction, next_model_confidence, next_expires_at"
             " FROM {accept_label_and_claim}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s,"
             "                               %s::smallint, %s, %s, %s)"
+        )
+        # Many submissions at once (0006_batches.sql; labelops.store.batching): the
+        # columns of accept_label_and_claim after the element's 1-based position.
+        self.accept_labels = self._compose(
+            "SELECT element, verdict, label_id::text, created_at, ordinal,"
+            "       replay_label_id::text, replay_item_id, replay_value, replay_created_at,"
+            "       replay_ordinal, next_verdict, next_labels_today, next_held,"
+            "       next_earliest_expiry, next_clock, next_item_id, next_payload::text,"
+            "       next_priority, next_model_prediction, next_model_confidence, next_expires_at"
+            " FROM {accept_labels}(%s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[],"
+            "                      %s::boolean[], %s, %s, %s, %s, %s::smallint, %s, %s, %s)"
+        )
+        self.claim_tasks = self._compose(
+            "SELECT element, verdict, labels_today, held, earliest_expiry, clock, item_id,"
+            "       payload::text, priority, model_prediction, model_confidence, expires_at"
+            " FROM {claim_tasks}(%s::text[], %s, %s, %s, %s, %s)"
         )
         self.release_task = self._compose(
             "SELECT item_found, had_lease FROM {release_task}(%(item_id)s, %(labeler)s)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,8 @@ def submit_label(
     in the documented order: the item's payload and an earlier label under the
     Idempotency-Key are read first, without locks (one pipelined round trip); a replay or
     a reused key is answered before the value is validated; then accept_label."""
-    if leased_payload is not None and not _violations(validator, leased_payload, sub.value):
-        return _accept(conn, q, config, sub)
+    if leased_payload is not None and not label_violations(validator, leased_payload, sub.value):
+        return accept_one(conn, q, config, sub)
 
     with conn.pipeline():
         found = conn.execute(q.item_to_label, {"item_id": sub.item_id})
@@ -84,21 +85,36 @@ def submit_label(
     if previous is not None:
         return Submitted(_replay(config, sub, previous))
 
-    violations = _violations(validator, item[0], sub.value)
+    violations = label_violations(validator, item[0], sub.value)
     if violations:
         conn.execute(q.bump_progress, bump_params(CounterDelta(rejected=1)))
         return violations
-    return _accept(conn, q, config, sub)
+    return accept_one(conn, q, config, sub)
 
 
-def _violations(validator: LabelValidator, payload: dict[str, Any], value: Any) -> list[Violation]:
+def label_violations(
+    validator: LabelValidator, payload: dict[str, Any], value: Any
+) -> list[Violation]:
     return storage_violations(value, "/value") or validator.violations(payload, value)
 
 
-def _accept(
+def accept_one(
     conn: psycopg.Connection[Any], q: Queries, config: WorkerConfig, sub: Submission
 ) -> Submitted:
-    params: tuple[Any, ...] = (
+    shard = random.randrange(PROGRESS_SHARDS)
+    params = accept_params(config, sub, shard)
+    if sub.lease_next:
+        lease_seconds, _, max_leases, reap_limit = claim_params(config, sub.labeler)[2:]
+        params += (lease_seconds, max_leases, reap_limit)
+    row = conn.execute(q.accept_label_and_claim if sub.lease_next else q.accept_label, params)
+    found = row.fetchone()
+    assert found is not None  # both functions always return one row
+    return accepted(found, config, sub)
+
+
+def accept_params(config: WorkerConfig, sub: Submission, shard: int) -> tuple[Any, ...]:
+    """accept_label's arguments, in its order."""
+    return (
         sub.item_id,
         sub.labeler,
         config.target.labels_per_item,
@@ -108,14 +124,13 @@ def _accept(
         sub.idempotency_key,
         config.namespace,
         config.name,
-        random.randrange(PROGRESS_SHARDS),
+        shard,
     )
-    if sub.lease_next:
-        lease_seconds, _, max_leases, reap_limit = claim_params(config, sub.labeler)[2:]
-        params += (lease_seconds, max_leases, reap_limit)
-    row = conn.execute(q.accept_label_and_claim if sub.lease_next else q.accept_label, params)
-    found = row.fetchone()
-    assert found is not None  # both functions always return one row
+
+
+def accepted(found: Sequence[Any], config: WorkerConfig, sub: Submission) -> Submitted:
+    """What accept_label (or accept_label_and_claim, accept_labels without their first
+    column) answered: the result, or the refusal raised."""
     verdict, label_id, created_at, ordinal = found[:4]
     if verdict == "accepted":
         result = SubmitResult(

@@ -35,15 +35,14 @@ ENV_LISTEN_FD = "LABELOPS_WORKER_LISTEN_FD"
 ENV_SUPERVISOR_PID = "LABELOPS_WORKER_SUPERVISOR_PID"
 
 DEFAULT_HOST = "0.0.0.0"  # a pod serves its Service on every interface
-# LABELOPS_WORKER_THREADS: HTTP threads of each HTTP process. A thread holds a database
-# connection only while its statement runs, so the HTTP processes of a replica share
-# `threads` connections between them: with the ingest and relay connections a replica opens
-# about threads + 2, however many processes it runs, and the default keeps two replicas and
-# the operator within the default connectionLimit of 20. (Fewer threads per process save
-# no CPU, measured: a process whose threads all wait for the database idles, and waitress's
-# event loop, whose cost per wake-up grows with the open connections, then serves fewer
-# requests per wake-up.)
-DEFAULT_THREADS = 6
+# LABELOPS_WORKER_THREADS: the database threads (each with its connection) that the HTTP
+# processes of a replica share for what is not a validated label: claims, releases, reads,
+# the slow path of a submission. Every HTTP process serves its requests on one event loop
+# (server.py), and validated labels go to its group-commit batcher, which has connections
+# of its own (batch_writers). With the ingest and relay connections a replica opens
+# threads + 2 + 2 connections whether it runs one HTTP process or two, and the default keeps
+# two replicas and the operator within the default connectionLimit of 20.
+DEFAULT_THREADS = 4
 # One HTTP server process per usable core (Python runs one thread at a time per process),
 # up to this many: each costs 100 MB or more under load besides the supervisor's, and the
 # default worker memory limit is 512Mi. More with LABELOPS_WORKER_PROCESSES (and memory).
@@ -88,6 +87,18 @@ class WorkerSettings:
         """Pool size of each HTTP process of a multi-process worker: they share `threads`
         connections (at least 2 each)."""
         return max(2, math.ceil(self.threads / self.processes))
+
+    @property
+    def batch_writers(self) -> int:
+        """Batches of labels each HTTP process commits at once, one connection each: two
+        overlap one batch's commit with the next one's work; with several processes their
+        batchers overlap anyway."""
+        return max(1, 2 // self.processes)
+
+    @property
+    def database_threads(self) -> int:
+        """Database threads of this HTTP process."""
+        return self.threads if self.processes == 1 else self.connections_per_process
 
 
 def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:

@@ -1,6 +1,6 @@
 """`labelops worker`: one campaign's worker.
 
-It runs three things until SIGTERM: the HTTP API and labeling page (waitress), the ingest
+It runs three things until SIGTERM: the HTTP API and labeling page (server.py), the ingest
 consumer (items topic -> Postgres) and the outbox relay (Postgres -> labels topic). On
 SIGTERM it reports not-ready, stops accepting connections, lets in-flight requests finish,
 then stops ingest and the relay (the relay last, so labels accepted while draining are
@@ -35,10 +35,10 @@ from labelops.worker.runtime import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     HttpService,
-    app_for,
     background_tasks,
     configure_logging,
     describe,
+    http_server,
     kafka_check,
     open_pool,
     shut_down_on_signals,
@@ -46,7 +46,6 @@ from labelops.worker.runtime import (
     sync_labels_per_item,
     wait_for_shutdown,
 )
-from labelops.worker.server import GracefulServer
 
 log = logging.getLogger("labelops.worker")
 
@@ -84,36 +83,40 @@ def serve(settings: WorkerSettings) -> int:
 
 def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
     shutdown = threading.Event()
-    store = LabelStore(pool, settings.campaign)
-    sync_labels_per_item(store)
+    sync_labels_per_item(LabelStore(pool, settings.campaign))
     ingest, relay = background_tasks(settings, pool, shutdown.set)
     checks: dict[str, ReadinessCheck] = {
-        "database": store.ping,
         "kafka": kafka_check(settings),
         "ingest": ingest.check_alive,
         "outboxRelay": relay.check_alive,
         "shutdown": shutdown_check(shutdown),
     }
-    server = GracefulServer(
-        app_for(settings, store, checks), settings.host, settings.port, settings.threads
-    )
+    server, _ = http_server(settings, pool, checks)
     http = HttpService(server)
     shut_down_on_signals(shutdown)
     ingest.start()
     relay.start()
     http.start()
     log.info("%s", describe(settings, server.port, "in one process"))
-    wait_for_shutdown(shutdown)
+    wait_for_shutdown(shutdown, lambda: _stop_if_failed(http, shutdown))
 
     drained = http.drain()
     ingest.join(BACKGROUND_JOIN_SECONDS)
     relay.join(BACKGROUND_JOIN_SECONDS)
     failed = [task.name for task in (ingest, relay) if task.failed]
+    if http.failed:
+        failed.append("the HTTP server")
     if failed:
         log.error("stopped because %s failed", ", ".join(failed))
         return EXIT_FAILURE
     log.info("stopped%s", "" if drained else " (some requests were cut off)")
     return 0
+
+
+def _stop_if_failed(http: HttpService, shutdown: threading.Event) -> None:
+    if http.failed and not shutdown.is_set():
+        log.error("the HTTP server stopped by itself: stopping the worker")
+        shutdown.set()
 
 
 def serve_http_process(settings: WorkerSettings) -> int:
@@ -127,23 +130,15 @@ def serve_http_process(settings: WorkerSettings) -> int:
         return EXIT_FAILURE
     try:
         shutdown = threading.Event()
-        store = LabelStore(pool, settings.campaign)
         supervisor_alive = prefork.supervisor_check(supervisor)
         checks: dict[str, ReadinessCheck] = {
-            "database": store.ping,
             "kafka": kafka_check(settings),
             # Both run in the supervisor, which stops every process when either fails.
             "ingest": supervisor_alive,
             "outboxRelay": supervisor_alive,
             "shutdown": shutdown_check(shutdown),
         }
-        server = GracefulServer(
-            app_for(settings, store, checks),
-            settings.host,
-            settings.port,
-            settings.threads,
-            sock=sock,
-        )
+        server, _ = http_server(settings, pool, checks, sock)
         http = HttpService(server)
         shut_down_on_signals(shutdown)
         http.start()
@@ -154,9 +149,13 @@ def serve_http_process(settings: WorkerSettings) -> int:
             if os.getppid() != supervisor:
                 log.error("the supervisor (pid %d) is gone: draining", supervisor)
                 shutdown.set()
+            _stop_if_failed(http, shutdown)
 
         wait_for_shutdown(shutdown, orphaned)
         drained = http.drain()
+        if http.failed:
+            log.error("stopped because the HTTP server failed")
+            return EXIT_FAILURE
         log.info("stopped%s", "" if drained else " (some requests were cut off)")
         return 0
     finally:

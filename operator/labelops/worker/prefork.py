@@ -49,7 +49,7 @@ from labelops.worker.runtime import (
 
 log = logging.getLogger("labelops.worker")
 
-# waitress's default; connections wait here while the HTTP processes start.
+# Connections wait here while the HTTP processes start.
 LISTEN_BACKLOG = 1024
 # An HTTP process needs the grace period for its requests plus a little to close down.
 CHILD_EXIT_SECONDS = HTTP_GRACE_SECONDS + BACKGROUND_JOIN_SECONDS + 5.0
@@ -84,8 +84,9 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
                 settings,
                 port,
                 f"in {len(children)} HTTP processes (pids "
-                f"{', '.join(str(c.pid) for c in children)}; {settings.threads} threads and "
-                f"{settings.connections_per_process} database connections each)",
+                f"{', '.join(str(c.pid) for c in children)}; "
+                f"{settings.connections_per_process + settings.batch_writers} database "
+                "connections each)",
             ),
         )
         lost: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from labelops.worker.health import ReadinessCheck, kafka_topics_check
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
 from labelops.worker.server import GracefulServer
+from labelops.worker.storeio import LoopStoreIO
 
 log = logging.getLogger("labelops.worker")
 
@@ -129,6 +131,33 @@ def wait_for_shutdown(shutdown: threading.Event, watch: Callable[[], None] | Non
             watch()
 
 
+def http_server(
+    settings: WorkerSettings,
+    pool: ConnectionPool,
+    checks: dict[str, ReadinessCheck],
+    sock: socket.socket | None = None,
+) -> tuple[GracefulServer, LabelStore]:
+    """The HTTP server with its app and the store it serves, which waits the loop's way."""
+    io = LoopStoreIO(
+        settings.postgres_dsn,
+        settings.campaign,
+        threads=settings.database_threads,
+        batch_writers=settings.batch_writers,
+    )
+    store = LabelStore(pool, settings.campaign, io)
+    checks.setdefault("database", store.ping)
+    server = GracefulServer(
+        app_for(settings, store, checks),
+        settings.host,
+        settings.port,
+        sock,
+        on_startup=io.start,
+        on_shutdown=io.stop,
+        grace_seconds=HTTP_GRACE_SECONDS,
+    )
+    return server, store
+
+
 class HttpService:
     """The GracefulServer in its own thread."""
 
@@ -138,6 +167,11 @@ class HttpService:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """The server stopped by itself (it could not start, say): the worker must go."""
+        return self.server.failed
 
     def drain(self) -> bool:
         """Stop accepting, let in-flight requests finish; True when all of them did."""
@@ -154,9 +188,6 @@ def configure_logging(level: str, process_label: str | None = None) -> None:
         level=level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO",
         format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s",
     )
-    # waitress warns whenever requests wait for a thread, which is normal under load; the
-    # latency histogram in /metrics is the place to watch that.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def describe(settings: WorkerSettings, port: int, how: str) -> str:

@@ -1,14 +1,19 @@
-"""The production WSGI server (waitress) with a graceful stop.
+"""The production HTTP server (uvicorn on uvloop, httptools' parser) with a graceful stop.
 
-waitress has no public "drain and stop" call, so this module keeps the few internals it
-needs in one place (pinned waitress 3.0.x; tests/integration/test_worker_process.py sends
-SIGTERM during requests and fails if this stops working):
+The Flask app runs on uvicorn's event loop through labelops.worker.asgi: each request in a
+greenlet of its own, waiting for the database without holding up the others (see
+labelops.worker.storeio). One thread serves every connection, so a process spends its core
+on requests rather than on handing them between threads.
 
-1. stop accepting: answer new requests with 503 and close the listening socket (new
-   connections are refused at once, so a load balancer moves on to another replica);
-2. wait until every request that was already in flight has returned (bounded by a grace);
-3. wait until their responses have left the output buffers, then close every connection,
-   which ends waitress's event loop.
+Stopping (shutdown(), from any thread):
+1. stop accepting: new requests on open connections get 503 (InFlight below), and uvicorn
+   closes the listening socket (new connections are refused at once, so a load balancer
+   moves on to another replica) and idle connections;
+2. wait until every request that was already in flight has been answered (bounded by the
+   grace period);
+3. close every connection, run the ASGI shutdown (the batcher's pool closes) and end the
+   loop. tests/integration/test_worker_process.py sends SIGTERM during requests and fails
+   if an accepted label's answer is lost on the way.
 """
 
 from __future__ import annotations
@@ -17,19 +22,26 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import waitress
-from waitress import wasyncore
+import uvicorn
 from werkzeug.wsgi import ClosingIterator
 
+from labelops.worker.asgi import WsgiOnLoop
 from labelops.worker.problems import Problem
 
 log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Hook = Callable[[], Awaitable[None]]
 POLL_SECONDS = 0.01
+LISTEN_BACKLOG = 1024
+# A labeler's page or client keeps its connection between labels; a minute of silence
+# frees it.
+KEEP_ALIVE_SECONDS = 60
+# The longest body the app accepts (api.MAX_BODY_BYTES) plus room for the JSON around it.
+MAX_BODY_BYTES = 1024 * 1024 + 4096
 
 
 SHUTTING_DOWN = Problem(
@@ -71,85 +83,89 @@ class InFlight:
         except BaseException:
             self._add(-1)
             raise
-        # waitress closes the body after writing it: that is when the request is done.
+        # The server closes the body after reading it: that is when the request is done.
         return ClosingIterator(body, [lambda: self._add(-1)])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.create_server(
+        (host, port),
+        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        backlog=LISTEN_BACKLOG,
+        reuse_port=False,
+    )
+    sock.set_inheritable(True)
+    return sock
 
 
 class GracefulServer:
     """Serves on host:port, or on `sock`, a listening socket shared with other processes
-    (prefork.py); then closing it in _stop_accepting closes only this process's copy."""
+    (prefork.py); closing it on shutdown closes only this process's copy.
+
+    on_startup / on_shutdown run on the server's loop before the first request and after
+    the last one (LoopStoreIO.start / stop)."""
 
     def __init__(
         self,
         app: WSGIApp,
         host: str,
         port: int,
-        threads: int,
         sock: socket.socket | None = None,
+        *,
+        on_startup: Hook | None = None,
+        on_shutdown: Hook | None = None,
+        grace_seconds: float = 20.0,
     ) -> None:
         self._in_flight = InFlight(app)
-        where: dict[str, Any] = {"sockets": [sock]} if sock else {"host": host, "port": port}
-        self._server: Any = waitress.create_server(
+        self._sock = sock if sock is not None else listening_socket(host, port)
+        self._port = int(self._sock.getsockname()[1])
+        asgi = WsgiOnLoop(
             self._in_flight,
-            **where,
-            threads=threads,
-            ident="labelops-worker",
-            # Never trust X-Forwarded-* from clients: nothing here depends on them.
-            clear_untrusted_proxy_headers=True,
+            max_body_bytes=MAX_BODY_BYTES,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                asgi,
+                interface="asgi3",
+                loop="uvloop",
+                http="httptools",
+                ws="none",
+                lifespan="on",
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                # Never trust X-Forwarded-* from clients: nothing here depends on them.
+                proxy_headers=False,
+                server_header=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                timeout_graceful_shutdown=max(1, int(grace_seconds)),
+            )
         )
         self._stopped = threading.Event()
+        self.failed = False
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)
+        return self._port
 
     def serve(self) -> None:
         """Run the event loop until shutdown() ends it (call from the thread that serves)."""
         try:
-            self._server.run()
+            self._server.run(sockets=[self._sock])
+        except BaseException:  # SystemExit from a failed start-up, too
+            self.failed = True
+            log.exception("the HTTP server stopped")
         finally:
-            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
             self._stopped.set()
 
     def shutdown(self, grace_seconds: float) -> bool:
         """Drain and stop from any thread; True when every in-flight request completed."""
         deadline = time.monotonic() + grace_seconds
         self._in_flight.draining = True
-        self._in_loop(self._stop_accepting)
-        drained = self._wait(lambda: self._in_flight.count == 0, deadline)
-        flushed = self._wait(self._buffers_empty, deadline)
-        if not drained:
+        self._server.should_exit = True
+        self._stopped.wait(timeout=max(1.0, deadline - time.monotonic()) + 5.0)
+        if self._in_flight.count:
             log.warning("%d request(s) still running after the grace period", self._in_flight.count)
-        self._in_loop(self._close_everything)
-        self._stopped.wait(timeout=max(1.0, deadline - time.monotonic()))
-        return drained and flushed
-
-    def _in_loop(self, thunk: Callable[[], None]) -> None:
-        # Sockets belong to the event loop's thread: hand the work to it.
-        self._server.trigger.pull_trigger(thunk)
-
-    def _stop_accepting(self) -> None:
-        self._server.accepting = False
-        # dispatcher.close, not the server's own close(), which also closes the trigger the
-        # final step still needs.
-        wasyncore.dispatcher.close(self._server)
-
-    def _buffers_empty(self) -> bool:
-        try:
-            channels = list(self._server.active_channels.values())
-        except RuntimeError:  # the loop thread changed the dict meanwhile: look again
-            return False
-        return all(not channel.total_outbufs_len for channel in channels)
-
-    def _close_everything(self) -> None:
-        for channel in list(self._server.active_channels.values()):
-            channel.close()
-        self._server.trigger.close()
-
-    @staticmethod
-    def _wait(condition: Callable[[], bool], deadline: float) -> bool:
-        while not condition():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_SECONDS)
-        return True
+        return self._in_flight.count == 0 and self._stopped.is_set()

@@ -9,6 +9,7 @@ live progress until the campaign is Completed, and exports the labels as RLHF JS
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -23,6 +24,9 @@ from confluent_kafka import Consumer, Producer
 from kubernetes import client, config
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.api.naming import CampaignNames
+from labelops.clients.kafka import KafkaAdmin
+from labelops.clients.postgres import PostgresAdmin
 from labelops.devstack import kubeapply, podrunner, stack
 from labelops.devstack.demo.display import Display
 from labelops.devstack.demo.items import DemoItem, generate
@@ -87,13 +91,18 @@ def _wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float
     )
 
 
-def _remove_earlier_run(api: client.ApiClient, namespace: str, name: str) -> None:
-    """A campaign left by an earlier demo is deleted with its data, so this run starts clean."""
+def _remove_earlier_run(
+    api: client.ApiClient, env: dict[str, str], namespace: str, name: str
+) -> None:
+    """A campaign left by an earlier demo is deleted with its data, so this run starts clean.
+    So is data whose campaign is gone without it (reclaimPolicy Retain keeps the schema and
+    topics, e.g. when the control plane was stopped under the campaign)."""
     objects = client.CustomObjectsApi(api)
     try:
         _campaign(api, namespace, name)
     except client.ApiException as err:
         if err.status == 404:
+            _drop_retained_data(env, namespace, name)
             return
         raise
     _step(f"Deleting {namespace}/{name} from an earlier demo run (reclaimPolicy Delete)")
@@ -110,6 +119,24 @@ def _remove_earlier_run(api: client.ApiClient, namespace: str, name: str) -> Non
             raise
         time.sleep(0.5)
     raise SystemExit(f"{namespace}/{name} was not deleted within 120s (see .stack/operator.log)")
+
+
+def _drop_retained_data(env: dict[str, str], namespace: str, name: str) -> None:
+    names = CampaignNames(namespace, name)
+
+    async def drop() -> list[str]:
+        postgres = PostgresAdmin(env["LABELOPS_POSTGRES_DSN"])
+        try:
+            dropped = await postgres.drop(names.role, names.schema)
+        finally:
+            postgres.close()
+        kafka = KafkaAdmin(env["LABELOPS_KAFKA_BOOTSTRAP"])
+        dropped += await kafka.delete([names.items_topic, names.labels_topic])
+        return dropped
+
+    dropped = asyncio.run(drop())
+    if dropped:
+        _step(f"Dropped what an earlier demo run retained: {', '.join(dropped)}")
 
 
 def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
@@ -187,7 +214,7 @@ def _label_the_campaign(
     timeout: float,
 ) -> int:
     namespace, name = campaign["metadata"]["namespace"], campaign["metadata"]["name"]
-    _remove_earlier_run(api, namespace, name)
+    _remove_earlier_run(api, env, namespace, name)
     _step(f"kubectl apply -f {EXAMPLE.relative_to(REPO)}")
     kubeapply.apply(api, docs)
     obj = _wait_ready(api, namespace, name, timeout=120)
@@ -198,6 +225,8 @@ def _label_the_campaign(
     _step("Starting the campaign's workers from the Deployment the operator wrote")
     worker = f"{name}-worker"
     pods = podrunner.start_pods(api, namespace, worker, state_dir)
+    if not pods:
+        raise SystemExit(f"the operator scaled {worker} to 0 replicas; see .stack/operator.log")
     for pod in pods:
         pod.wait_ready()
         print(f"{pod.name}: {pod.url} (log {pod.process.log})")
