@@ -147,6 +147,11 @@ def test_a_full_pairwise_round_with_keys_clicks_and_a_skip(
     )
     visit = Visit(browser, api)
     page = visit.page
+    posts: list[str] = []
+    page.on(
+        "request",
+        lambda r: posts.append(r.url.removeprefix(api.url)) if r.method == "POST" else None,
+    )
     try:
         visit.sign_in("not-a-token")
         expect(page.locator("#signin-error")).to_contain_text("not accepted")
@@ -198,6 +203,11 @@ def test_a_full_pairwise_round_with_keys_clicks_and_a_skip(
     }
     assert skipped not in stored_labels(campaign)
     assert visit.errors == []
+    # A label's receipt carries the next task (?next=true): the page claims only at the
+    # start, after the skip, and once more when a receipt brought none (to learn why).
+    label_posts = [p for p in posts if "/labels" in p]
+    assert len(label_posts) == 3 and all(p.endswith("/labels?next=true") for p in label_posts)
+    assert posts.count("/v1/tasks/claim") == 3, posts
     assert all(url.startswith(api.url + "/") for url in visit.requested), visit.requested
 
 

@@ -456,10 +456,18 @@
     $("submit").disabled = true;
     const { task, idempotencyKey } = state.current;
     try {
-      const result = await api("POST", taskPath(task.id, "labels"), { value }, { "Idempotency-Key": idempotencyKey });
+      // ?next=true: the receipt carries the next task, leased with the label (one request).
+      const result = await api("POST", `${taskPath(task.id, "labels")}?next=true`, { value }, { "Idempotency-Key": idempotencyKey });
       clearError();
       toast(result.body.replayed ? "Already saved" : "Label saved");
-      await nextTask();
+      if (result.body.next) {
+        forgetTask();
+        showTask({ task: result.body.next, idempotencyKey: randomKey() });
+        await refreshStats();
+      } else {
+        // Nothing was leased: a claim says why (none left, or a quota with its wait).
+        await nextTask();
+      }
     } catch (err) {
       handleFailure(err);
       // The item is gone for this labeler (full, labeled, lease lost): move on.
