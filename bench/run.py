@@ -71,6 +71,12 @@ def _get(doc: dict[str, Any], *path: str) -> Any:
     return node
 
 
+def _pair(cpu: dict[str, Any] | None) -> str | None:
+    if not cpu:
+        return None
+    return f"{cpu.get('workerMsPerLabel')} / {cpu.get('postgresMsPerLabel')}"
+
+
 def summary_rows(store: dict[str, Any], worker: dict[str, Any], op: dict[str, Any]) -> list[
     tuple[str, str, Any, str]
 ]:  # fmt: skip
@@ -87,12 +93,19 @@ def summary_rows(store: dict[str, Any], worker: dict[str, Any], op: dict[str, An
          _get(store, "claim", "sequential", "p99Ms"), "ms"),
         ("worker: claim p99 over HTTP, one labeler, 100,000 pending", "< 20 ms",
          _get(worker, "oneLabeler", "claimLatencyMs", "p99"), "ms"),
-        ("worker: accepted labels/s, 32 labelers, committed and relayed", ">= 1,500/s",
+        ("worker: accepted labels/s, 32 labelers, committed and relayed; claim, then "
+         "submit (2 requests per label)", ">= 1,500/s",
          _get(worker, "labeling", "labelsPerSecond"), "/s"),
-        ("worker: the same, submitting with ?next=true (one request per label)", ">= 1,500/s",
+        ("worker: the same, submitting with ?next=true (1 request per label, as the "
+         "labeling page does)", ">= 1,500/s",
          _get(worker, "scenarios", "default-next", "labeling", "labelsPerSecond"), "/s"),
-        ("worker: the same in one process (LABELOPS_WORKER_PROCESSES=1)", "(report)",
+        ("worker: one process (LABELOPS_WORKER_PROCESSES=1), ?next=true", ">= 1,500/s",
+         _get(worker, "scenarios", "1-process-next", "labeling", "labelsPerSecond"), "/s"),
+        ("worker: one process, claim then submit", "(report)",
          _get(worker, "scenarios", "1-process", "labeling", "labelsPerSecond"), "/s"),
+        ("worker: CPU per label, one process with ?next=true: worker / PostgreSQL",
+         "(report)", _pair(_get(worker, "scenarios", "1-process-next", "cpuSecondsDuringRun")),
+         " ms"),
         ("worker: every accepted label relayed to Kafka", "yes",
          _get(worker, "relay", "allRelayed"), ""),
         ("worker: progress read over HTTP, p99", "< 5 ms (store read)",

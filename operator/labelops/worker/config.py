@@ -90,9 +90,9 @@ class WorkerSettings:
 
     @property
     def batch_writers(self) -> int:
-        """Batches of labels each HTTP process commits at once, one connection each: two
-        overlap one batch's commit with the next one's work; with several processes their
-        batchers overlap anyway."""
+        """Batches (of labels or claims) each HTTP process commits at once, one connection
+        each: two overlap one batch's commit with the next one's work; with several
+        processes their batchers overlap anyway."""
         return max(1, 2 // self.processes)
 
     @property

@@ -38,8 +38,8 @@ class LoopStoreIO:
     def __init__(
         self, dsn: str, config: WorkerConfig, *, threads: int, batch_writers: int = 1
     ) -> None:
-        """threads: for blocking(); batch_writers: batches committing at once, each on a
-        connection of its own."""
+        """threads: for blocking(); batch_writers: batches committing at once (labels and
+        claims together), each on a connection of its own."""
         self._dsn = dsn
         self._config = config
         self._threads = threads
@@ -53,9 +53,10 @@ class LoopStoreIO:
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="store")
         self._pool = AsyncConnectionPool(
             self._dsn,
-            # The label and the claim batchers' writers.
-            min_size=2 * self._writers,
-            max_size=2 * self._writers,
+            # Shared by the label and the claim batcher: a connection is held only while a
+            # batch's statement runs.
+            min_size=self._writers,
+            max_size=self._writers,
             open=False,
             name=f"labelops-batcher-{self._config.name}",
             kwargs={
