@@ -7,7 +7,9 @@ served OpenAPI document fails the request with a 500 here.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -461,6 +463,35 @@ def test_readiness_names_the_failing_dependency(make_api: MakeApi) -> None:
         "kafka": "ConnectionError: broker 127.0.0.1:1 unreachable",
     }
     assert "kafka" in body["detail"]
+
+
+def test_a_slow_readiness_check_holds_up_no_other_request(make_api: MakeApi) -> None:
+    """Every request of an HTTP process shares one event loop: a check that blocks (Kafka
+    metadata can take seconds) must run off it, and two probes at once share one run."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_kafka() -> None:
+        started.set()
+        if not release.wait(10):
+            raise TimeoutError("the test never released the check")
+
+    _, api = make_api(items=1, readiness_checks={"kafka": slow_kafka})
+    alice = api.session("alice")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        probes = [pool.submit(requests.get, f"{api.url}/readyz", timeout=20) for _ in range(2)]
+        assert started.wait(10)
+        # While the check blocks, labeling goes on.
+        task = claim(alice, api)
+        assert alice.get(f"{api.url}/v1/me", timeout=5).status_code == 200
+        assert (
+            alice.post(labels_url(api, task["id"]), json=preferred_first(task)).status_code == 201
+        )
+        assert not any(p.done() for p in probes)
+        release.set()
+        answers = [p.result(timeout=20) for p in probes]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all(a.json()["checks"] == {"kafka": "ok"} for a in answers)
 
 
 def test_metrics_count_requests_labels_and_claims(make_api: MakeApi) -> None:

@@ -203,6 +203,7 @@ class LiveApi:
             tokens,
             checks,
             response_validation=ResponseValidation.STRICT,
+            run_blocking=io.blocking,
         )
         self.tokens = tokens
         self.server = GracefulServer(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from flask import Flask, Response, g, render_template, request
 from flask.sessions import NullSession, SessionInterface
@@ -33,6 +33,13 @@ from labelops.worker.openapi import IDEMPOTENCY_KEY_MAX, JSON, PROBLEM_JSON, bui
 from labelops.worker.problems import Problem
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RunBlocking(Protocol):
+    def __call__(self, work: Callable[[], T]) -> T: ...
+
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 NEXT_PARAMETER = "next"
@@ -78,7 +85,11 @@ def create_app(
     readiness_checks: Mapping[str, ReadinessCheck],
     *,
     response_validation: ResponseValidation = ResponseValidation.LOG,
+    run_blocking: RunBlocking | None = None,
 ) -> Flask:
+    """run_blocking runs work that may block, such as the readiness checks, where the server
+    wants it (labelops.worker.storeio: on a thread, so the event loop keeps serving);
+    without it, on the calling thread."""
     app = Flask(__name__)
     app.session_interface = NoSessions()
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -96,6 +107,7 @@ def create_app(
     campaign = wire.campaign(config)
     auth = BearerAuth(tokens)
     probe = ReadinessProbe(readiness_checks)
+    blocking: RunBlocking = run_blocking or _call
     meter = WorkerMetrics()
 
     @app.before_request
@@ -361,7 +373,7 @@ def create_app(
 
     @app.get("/readyz", endpoint="getReadiness")
     def get_readiness() -> Response:
-        state = probe.readiness()
+        state = blocking(probe.readiness)
         if state.ready:
             return respond({"status": "ready", "checks": state.checks})
         failing = ", ".join(f"{name}: {why}" for name, why in state.checks.items() if why != "ok")
@@ -383,6 +395,10 @@ def create_app(
         return Response(html, mimetype="text/html", headers=PAGE_SECURITY_HEADERS)
 
     return app
+
+
+def _call(work: Callable[[], T]) -> T:
+    return work()
 
 
 def _kind_for_status(status: int) -> str:

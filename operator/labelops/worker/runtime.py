@@ -101,7 +101,10 @@ def shutdown_check(shutdown: threading.Event) -> ReadinessCheck:
 
 
 def app_for(
-    settings: WorkerSettings, store: LabelStore, checks: dict[str, ReadinessCheck]
+    settings: WorkerSettings,
+    store: LabelStore,
+    checks: dict[str, ReadinessCheck],
+    io: LoopStoreIO,
 ) -> Flask:
     return create_app(
         store,
@@ -109,6 +112,7 @@ def app_for(
         settings.tokens,
         checks,
         response_validation=settings.response_validation,
+        run_blocking=io.blocking,
     )
 
 
@@ -147,7 +151,7 @@ def http_server(
     store = LabelStore(pool, settings.campaign, io)
     checks.setdefault("database", store.ping)
     server = GracefulServer(
-        app_for(settings, store, checks),
+        app_for(settings, store, checks, io),
         settings.host,
         settings.port,
         sock,
