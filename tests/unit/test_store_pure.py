@@ -49,6 +49,8 @@ def test_a_well_formed_item_message_becomes_an_item() -> None:
         (b"a", b"[1,", "not JSON"),
         (b"a", b"[]", "not an item message: /: [] is not of type 'object'"),
         (b"a", message(id="", payload={"text": "t"}), "/id: '' should be non-empty"),
+        (b".", message(id=".", payload={"text": "t"}), "id '.' cannot be an item id"),
+        (b"..", message(id="..", payload={"text": "t"}), "id '..' cannot be an item id"),
         (b"a", message(id="a", payload={"text": "t"}, priority=2**31), "/priority"),
         (b"a", message(id="a", payload={"text": "t"}, priority=True), "/priority"),
         (b"a", message(id="a", payload={"text": "t"}, model=[]), "/model"),

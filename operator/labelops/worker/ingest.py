@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 RETRY_PAUSE_SECONDS = 2.0
 MAX_ID_LENGTH = 512
+UNADDRESSABLE_IDS = frozenset({".", ".."})
 INT32 = 2**31
 
 ITEM_MESSAGE_SCHEMA: dict[str, Any] = {
@@ -78,6 +79,12 @@ def parse_item_message(task_type: TaskType, key: bytes | None, value: bytes | No
     if problems:
         raise ValueError(f"value is not an item message: {_details(problems)}")
     item_id: str = document["id"]
+    if item_id in UNADDRESSABLE_IDS:
+        raise ValueError(
+            f"id {item_id!r} cannot be an item id: in a URL path (/v1/tasks/{item_id}/labels) "
+            "browsers and proxies resolve it as a dot-segment, even percent-encoded, so the "
+            "labeling page could never submit its label"
+        )
     if key is None:
         raise ValueError(f"message has no key; the key must be the item id {item_id!r}")
     if key != item_id.encode("utf-8"):
