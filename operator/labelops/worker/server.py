@@ -18,6 +18,7 @@ Stopping (shutdown(), from any thread):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from werkzeug.wsgi import ClosingIterator
 
 from labelops.worker.asgi import WsgiOnLoop
@@ -40,6 +42,10 @@ LISTEN_BACKLOG = 1024
 # A labeler's page or client keeps its connection between labels; a minute of silence
 # frees it.
 KEEP_ALIVE_SECONDS = 60
+# A request line and headers beyond this are refused (431); they must arrive within
+# HEAD_SECONDS (408). A labeler's request head is well under 2 KiB.
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_SECONDS = 30.0
 # The longest body the app accepts (api.MAX_BODY_BYTES) plus room for the JSON around it.
 MAX_BODY_BYTES = 1024 * 1024 + 4096
 
@@ -87,6 +93,72 @@ class InFlight:
         return ClosingIterator(body, [lambda: self._add(-1)])
 
 
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with two limits a server facing the network needs and
+    uvicorn leaves to a proxy in front: a request head (request line and headers) larger
+    than max_head_bytes is refused with 431, and one that has not arrived whole within
+    head_seconds of its first byte (or of the connection, for a first request) with 408;
+    either way the connection closes. Between requests uvicorn's keep-alive timeout
+    applies."""
+
+    max_head_bytes = MAX_HEAD_BYTES
+    head_seconds = HEAD_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Counted only while the head is still incomplete after the parser took the data.
+        if self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, "Request Header Fields Too Large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.head_seconds, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, "Request Timeout")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self._disarm_head_timer()
+        body = f"{status} {reason}\n".encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.create_server(
         (host, port),
@@ -130,7 +202,7 @@ class GracefulServer:
                 asgi,
                 interface="asgi3",
                 loop="uvloop",
-                http="httptools",
+                http=GuardedProtocol,
                 ws="none",
                 lifespan="on",
                 log_config=None,
