@@ -19,6 +19,7 @@ from test_store_concurrency import (
     assert_exactly_n_labels,
     assert_lease_counts_match,
     full_counts,
+    lease_to_everyone,
 )
 from test_store_support import add_items, make_config, migrated_schema, open_pool, query
 
@@ -104,7 +105,8 @@ def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
     add_items(pool, schema, items, priority=lambda i: i % 4)
 
     async def main() -> list[LabelBatcher]:
-        async with batchers(postgres_dsn, config, BATCHERS) as group:
+        # One writer each: batches grow while one commits, and 3 still commit at once.
+        async with batchers(postgres_dsn, config, BATCHERS, writers=1) as group:
 
             async def label_until_nothing_is_left(labeler: str) -> None:
                 rng = random.Random(labeler)
@@ -140,7 +142,6 @@ def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
     assert store.progress() == full_counts(pool, schema, n, rejected=0)
     # The test means something only if labels did share batches.
     assert max(b.largest_batch for b in group) > 1
-    assert sum(b.batches for b in group) < n * items
 
 
 def test_racing_batches_never_exceed_n_nor_take_a_promised_slot(
@@ -152,23 +153,7 @@ def test_racing_batches_never_exceed_n_nor_take_a_promised_slot(
     config = make_config(schema, labels_per_item=n)
     store = LabelStore(pool, config)
     ids = add_items(pool, schema, items)
-    live = {item_id: set(random.sample(LABELERS, 2)) for item_id in ids}
-    for item_id, holders in live.items():
-        query(
-            pool,
-            schema,
-            "WITH leases AS ("
-            "  INSERT INTO {schema}.leases (item_id, labeler, claimed_at, expires_at, reserved)"
-            "  SELECT i.id, l, now(), now() + interval '1 hour', l = ANY(%s)"
-            "  FROM {schema}.items i, unnest(%s::text[]) AS l WHERE i.external_id = %s"
-            "  RETURNING item_id, reserved)"
-            " UPDATE {schema}.items SET lease_count = (SELECT count(*) FROM leases WHERE reserved)"
-            " WHERE external_id = %s RETURNING lease_count",
-            list(holders),
-            LABELERS,
-            item_id,
-            item_id,
-        )
+    live = lease_to_everyone(pool, schema, ids, live_per_item=2)
     accepted: list[tuple[str, str]] = []
     refusals = Counter[str]()
 

@@ -80,6 +80,32 @@ def assert_lease_counts_match(pool: ConnectionPool[Any], schema: str) -> None:
     assert not drifted, f"items whose lease_count is not their reserved leases: {drifted[:5]}"
 
 
+def lease_to_everyone(
+    pool: ConnectionPool[Any], schema: str, ids: list[str], live_per_item: int
+) -> dict[str, set[str]]:
+    """Every labeler holds a lease on every item: per item, live_per_item random labelers'
+    leases are live, the others' lapsed and reaped (their slots went back to the pool).
+    Returns each item's live holders."""
+    live = {item_id: set(random.sample(LABELERS, live_per_item)) for item_id in ids}
+    for item_id, holders in live.items():
+        query(
+            pool,
+            schema,
+            "WITH leases AS ("
+            "  INSERT INTO {schema}.leases (item_id, labeler, claimed_at, expires_at, reserved)"
+            "  SELECT i.id, l, now(), now() + interval '1 hour', l = ANY(%s)"
+            "  FROM {schema}.items i, unnest(%s::text[]) AS l WHERE i.external_id = %s"
+            "  RETURNING item_id, reserved)"
+            " UPDATE {schema}.items SET lease_count = (SELECT count(*) FROM leases WHERE reserved)"
+            " WHERE external_id = %s RETURNING lease_count",
+            list(holders),
+            LABELERS,
+            item_id,
+            item_id,
+        )
+    return live
+
+
 def full_counts(pool: ConnectionPool[Any], schema: str, n: int, rejected: int) -> ProgressCounts:
     """The counters recomputed from the tables, the slow way."""
     [(items, completed, labels, human, machine)] = query(
@@ -134,23 +160,7 @@ def test_racing_submissions_never_exceed_n_nor_take_a_promised_slot(
     n, items = 3, 10
     store = LabelStore(pool, make_config(schema, labels_per_item=n))
     ids = add_items(pool, schema, items)
-    live = {item_id: set(random.sample(LABELERS, 2)) for item_id in ids}
-    for item_id, holders in live.items():
-        query(
-            pool,
-            schema,
-            "WITH leases AS ("
-            "  INSERT INTO {schema}.leases (item_id, labeler, claimed_at, expires_at, reserved)"
-            "  SELECT i.id, l, now(), now() + interval '1 hour', l = ANY(%s)"
-            "  FROM {schema}.items i, unnest(%s::text[]) AS l WHERE i.external_id = %s"
-            "  RETURNING item_id, reserved)"
-            " UPDATE {schema}.items SET lease_count = (SELECT count(*) FROM leases WHERE reserved)"
-            " WHERE external_id = %s RETURNING lease_count",
-            list(holders),
-            LABELERS,
-            item_id,
-            item_id,
-        )
+    live = lease_to_everyone(pool, schema, ids, live_per_item=2)
     accepted: list[tuple[str, str]] = []
     refusals = Counter[str]()
 

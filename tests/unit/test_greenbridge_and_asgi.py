@@ -87,13 +87,19 @@ def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
 
 
 def call(
-    app: WsgiOnLoop, path: str, body_parts: list[bytes], headers: list[tuple[bytes, bytes]]
+    app: WsgiOnLoop,
+    path: str,
+    body_parts: list[bytes],
+    headers: list[tuple[bytes, bytes]],
+    messages: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """What the app sends for a POST of body_parts (or of the given ASGI messages)."""
     sent: list[dict[str, Any]] = []
-    messages = [
-        {"type": "http.request", "body": part, "more_body": n < len(body_parts) - 1}
-        for n, part in enumerate(body_parts)
-    ]
+    if messages is None:
+        messages = [
+            {"type": "http.request", "body": part, "more_body": n < len(body_parts) - 1}
+            for n, part in enumerate(body_parts)
+        ]
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -171,27 +177,11 @@ def test_a_client_gone_before_its_body_ends_gets_nothing_and_runs_nothing() -> N
         return echo_app(environ, start_response)
 
     # The last part says more is coming, then the client disconnects.
-    sent: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": b"{", "more_body": True},
         {"type": "http.disconnect"},
     ]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/",
-        "query_string": b"",
-        "headers": [],
-    }
-    asyncio.run(WsgiOnLoop(app, max_body_bytes=10)(scope, receive, send))
+    sent = call(WsgiOnLoop(app, max_body_bytes=10), "/", [], [], messages)
     assert not sent and not called
 
 

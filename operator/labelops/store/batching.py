@@ -76,17 +76,22 @@ class Batcher(ABC, Generic[In, Out]):
         self._queries = queries
         self._queue: list[tuple[In, asyncio.Future[Out]]] = []
         self._max_writers = writers
-        self._writers: set[asyncio.Task[None]] = set()
+        # Counted by the writers themselves, as they stop: a task's done callbacks run a
+        # loop iteration later, and a request queued in between would find every writer
+        # slot taken and wait for a writer that never comes.
+        self._active_writers = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced while they run
         self.batches = 0
         self.largest_batch = 0
 
     async def submit(self, request: In) -> Out:
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
-        if len(self._writers) < self._max_writers:
+        if self._active_writers < self._max_writers:
+            self._active_writers += 1
             writer = asyncio.create_task(self._write(), name=type(self).__name__)
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            self._tasks.add(writer)
+            writer.add_done_callback(self._tasks.discard)
         return await future
 
     @abstractmethod
@@ -99,6 +104,14 @@ class Batcher(ABC, Generic[In, Out]):
         are the function's columns after the 1-based element number."""
 
     async def _write(self) -> None:
+        try:
+            await self._write_while_queued()
+        finally:
+            # No await between the last look at the queue and this: a request queued after
+            # it starts a writer of its own.
+            self._active_writers -= 1
+
+    async def _write_while_queued(self) -> None:
         while self._queue:
             batch = self._queue[:MAX_BATCH]
             del self._queue[:MAX_BATCH]

@@ -46,6 +46,8 @@ KEEP_ALIVE_SECONDS = 60
 # HEAD_SECONDS (408). A labeler's request head is well under 2 KiB.
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_SECONDS = 30.0
+# After refusing a request head, input is read and dropped this long before closing.
+LINGER_SECONDS = 2.0
 # The longest body the app accepts (api.MAX_BODY_BYTES) plus room for the JSON around it.
 MAX_BODY_BYTES = 1024 * 1024 + 4096
 
@@ -108,6 +110,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0
         self._in_head = True
+        self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm_head_timer()
 
@@ -116,6 +119,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and drop
         super().data_received(data)
         # Counted only while the head is still incomplete after the parser took the data.
         if self._in_head and not self.transport.is_closing():
@@ -149,14 +154,23 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:
+        """Answer, then close the way a client can read the answer: closing a socket with
+        unread input resets the connection, and the reset can destroy the answer before
+        the client reads it. So: send, end our side, drop what still comes for a moment,
+        then close."""
         self._disarm_head_timer()
+        self._refused = True
         body = f"{status} {reason}\n".encode()
         self.transport.write(
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
             + body
         )
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -1,12 +1,35 @@
+-- The labelers' rows of today, locked in labeler order (both batch functions below take
+-- them before anything their elements do). A labeler's first label or claim of the day
+-- creates the row; creating it here (0 labels) changes nothing accept_label or claim_task
+-- would decide.
+CREATE FUNCTION lock_labeler_days(p_labelers text[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    INSERT INTO labeler_days AS d (labeler, day, labels)
+    SELECT DISTINCT u.labeler, (now() AT TIME ZONE 'UTC')::date, 0
+    FROM unnest(p_labelers) AS u(labeler)
+    ORDER BY 1
+    ON CONFLICT (labeler, day) DO NOTHING;
+    PERFORM 1 FROM labeler_days d
+    WHERE d.labeler = ANY (p_labelers) AND d.day = (now() AT TIME ZONE 'UTC')::date
+    ORDER BY d.labeler
+    FOR UPDATE;
+END
+$$;
+
+REVOKE ALL ON FUNCTION lock_labeler_days(text[]) FROM PUBLIC;
+
 -- accept_labels: many submissions in one statement and one transaction (group commit).
 --
 -- The worker collects the submissions that arrive while its previous batch is committing
 -- and sends them together (labelops.store.batching): one round trip, one commit and one
--- WAL flush for the lot instead of one each. Element i is accept_label (0003) of
+-- WAL flush for the lot instead of one each. Element k is accept_label (0003) of
 -- p_item_ids[k], p_labelers[k], p_values[k], p_origins[k], p_idempotency_keys[k], and
 -- when p_lease_next[k] also the labeler's next lease as accept_label_and_claim (0005)
 -- takes it: the same rules, verdicts and result columns, in the order given, each
--- element seeing what the earlier ones wrote. `element` is i (1-based).
+-- element seeing what the earlier ones wrote. `element` is k (1-based).
 --
 -- Why concurrent batches cannot deadlock (with each other, or with single statements):
 -- before the first element runs, the batch locks every item it names, in id order, then
@@ -73,17 +96,7 @@ BEGIN
     END IF;
 
     PERFORM 1 FROM items i WHERE i.external_id = ANY (p_item_ids) ORDER BY i.id FOR UPDATE;
-    -- A labeler's first label of the day creates the row; creating it here (0 labels) and
-    -- locking it changes nothing accept_label or claim_task would decide.
-    INSERT INTO labeler_days AS d (labeler, day, labels)
-    SELECT DISTINCT u.labeler, (now() AT TIME ZONE 'UTC')::date, 0
-    FROM unnest(p_labelers) AS u(labeler)
-    ORDER BY 1
-    ON CONFLICT (labeler, day) DO NOTHING;
-    PERFORM 1 FROM labeler_days d
-    WHERE d.labeler = ANY (p_labelers) AND d.day = (now() AT TIME ZONE 'UTC')::date
-    ORDER BY d.labeler
-    FOR UPDATE;
+    PERFORM lock_labeler_days(p_labelers);
 
     FOR k IN 1 .. n LOOP
         IF p_lease_next[k] THEN
@@ -173,15 +186,7 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    INSERT INTO labeler_days AS d (labeler, day, labels)
-    SELECT DISTINCT u.labeler, (now() AT TIME ZONE 'UTC')::date, 0
-    FROM unnest(p_labelers) AS u(labeler)
-    ORDER BY 1
-    ON CONFLICT (labeler, day) DO NOTHING;
-    PERFORM 1 FROM labeler_days d
-    WHERE d.labeler = ANY (p_labelers) AND d.day = (now() AT TIME ZONE 'UTC')::date
-    ORDER BY d.labeler
-    FOR UPDATE;
+    PERFORM lock_labeler_days(p_labelers);
 
     FOR k IN 1 .. coalesce(array_length(p_labelers, 1), 0) LOOP
         SELECT * INTO r FROM claim_task(p_labelers[k], p_labels_per_item, p_lease_seconds,
