@@ -359,7 +359,13 @@ def campaign(name: str, args: argparse.Namespace) -> WorkerConfig:
             "name": name,
             "task": {"type": "pairwise", "instructions": "Pick the better response."},
             "target": {"items": args.items, "labelsPerItem": args.labels_per_item},
-            "quotas": {"perLabelerDaily": 100_000, "maxLeasesPerLabeler": 5, "leaseSeconds": 600},
+            # Every run ends with each labeler holding the task it claimed last; over the
+            # rounds those leases add up (they lapse after leaseSeconds).
+            "quotas": {
+                "perLabelerDaily": 100_000,
+                "maxLeasesPerLabeler": 5 + 2 * len(SCENARIOS) * args.rounds,
+                "leaseSeconds": 600,
+            },
             "schema": f"lc_bench_{name.replace('-', '_')}",
             "topics": {"items": f"{prefix}.items", "labels": f"{prefix}.labels"},
             "consumerGroup": f"{prefix}.worker",
