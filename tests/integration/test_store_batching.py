@@ -18,6 +18,7 @@ from test_store_concurrency import (
     LABELERS,
     assert_exactly_n_labels,
     assert_lease_counts_match,
+    assert_race_outcome,
     full_counts,
     lease_to_everyone,
 )
@@ -175,17 +176,7 @@ def test_racing_batches_never_exceed_n_nor_take_a_promised_slot(
 
     asyncio.run(main())
 
-    assert_exactly_n_labels(pool, schema, n, items)
-    by_item: dict[str, set[str]] = {}
-    for item_id, labeler in accepted:
-        by_item.setdefault(item_id, set()).add(labeler)
-    for item_id, holders in live.items():
-        assert holders <= by_item[item_id], f"a live lease on {item_id} lost its slot"
-    assert len(accepted) == n * items
-    assert set(refusals) <= {"item_full", "lease_expired"}
-    assert refusals.total() == len(LABELERS) * items - n * items
-    assert_lease_counts_match(pool, schema)
-    assert store.progress() == full_counts(pool, schema, n, rejected=0)
+    assert_race_outcome(pool, schema, store, n, live, accepted, refusals)
 
 
 def test_each_submission_of_a_batch_gets_its_own_verdict(

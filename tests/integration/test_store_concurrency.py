@@ -106,6 +106,31 @@ def lease_to_everyone(
     return live
 
 
+def assert_race_outcome(
+    pool: ConnectionPool[Any],
+    schema: str,
+    store: LabelStore,
+    n: int,
+    live: dict[str, set[str]],
+    accepted: list[tuple[str, str]],
+    refusals: Counter[str],
+) -> None:
+    """After every labeler submitted to every item of lease_to_everyone's setup: exactly N
+    labels each, every live lease among them, and the rest refused for the right reason."""
+    items = len(live)
+    assert_exactly_n_labels(pool, schema, n, items)
+    by_item: dict[str, set[str]] = {}
+    for item_id, labeler in accepted:
+        by_item.setdefault(item_id, set()).add(labeler)
+    for item_id, holders in live.items():
+        assert holders <= by_item[item_id], f"a live lease on {item_id} lost its slot"
+    assert len(accepted) == n * items
+    assert set(refusals) <= {"item_full", "lease_expired"}
+    assert refusals.total() == len(LABELERS) * items - n * items
+    assert_lease_counts_match(pool, schema)
+    assert store.progress() == full_counts(pool, schema, n, rejected=0)
+
+
 def full_counts(pool: ConnectionPool[Any], schema: str, n: int, rejected: int) -> ProgressCounts:
     """The counters recomputed from the tables, the slow way."""
     [(items, completed, labels, human, machine)] = query(
@@ -174,17 +199,7 @@ def test_racing_submissions_never_exceed_n_nor_take_a_promised_slot(
 
     run_concurrently(submit_everywhere)
 
-    assert_exactly_n_labels(pool, schema, n, items)
-    by_item: dict[str, set[str]] = {}
-    for item_id, labeler in accepted:
-        by_item.setdefault(item_id, set()).add(labeler)
-    for item_id, holders in live.items():
-        assert holders <= by_item[item_id], f"a live lease on {item_id} lost its slot"
-    assert len(accepted) == n * items
-    assert set(refusals) <= {"item_full", "lease_expired"}
-    assert refusals.total() == len(LABELERS) * items - n * items
-    assert_lease_counts_match(pool, schema)
-    assert store.progress() == full_counts(pool, schema, n, rejected=0)
+    assert_race_outcome(pool, schema, store, n, live, accepted, refusals)
 
 
 def test_exactly_n_holds_with_skips_and_lapsing_leases(
