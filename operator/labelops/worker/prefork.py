@@ -46,11 +46,10 @@ from labelops.worker.runtime import (
     sync_labels_per_item,
     wait_for_shutdown,
 )
+from labelops.worker.server import listen_socket
 
 log = logging.getLogger("labelops.worker")
 
-# Connections wait here while the HTTP processes start.
-LISTEN_BACKLOG = 1024
 # An HTTP process needs the grace period for its requests plus a little to close down.
 CHILD_EXIT_SECONDS = HTTP_GRACE_SECONDS + BACKGROUND_JOIN_SECONDS + 5.0
 
@@ -111,16 +110,6 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
     finally:
         pool.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: a free one), inheritable."""
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.create_server(address, family=family, backlog=LISTEN_BACKLOG)
-    sock.set_inheritable(True)
-    return sock
 
 
 def start_http_process(

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Hook = Callable[[], Awaitable[None]]
-POLL_SECONDS = 0.01
+# Connections wait here while the server (or a multi-process worker's servers) start.
 LISTEN_BACKLOG = 1024
 # A labeler's page or client keeps its connection between labels; a minute of silence
 # frees it.
@@ -173,13 +173,13 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.create_server(
-        (host, port),
-        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        backlog=LISTEN_BACKLOG,
-        reuse_port=False,
-    )
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), inheritable, so that the
+    HTTP processes of a multi-process worker can share it (prefork.py)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.create_server(address, family=family, backlog=LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -203,7 +203,7 @@ class GracefulServer:
         grace_seconds: float = 20.0,
     ) -> None:
         self._in_flight = InFlight(app)
-        self._sock = sock if sock is not None else listening_socket(host, port)
+        self._sock = sock if sock is not None else listen_socket(host, port)
         self._port = int(self._sock.getsockname()[1])
         asgi = WsgiOnLoop(
             self._in_flight,
