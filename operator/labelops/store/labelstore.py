@@ -187,17 +187,15 @@ class LabelStore:
         if self._config.paused:
             return None
 
-        def claim() -> tuple[ClaimedTask, int] | None:
-            self._sync_once()
-            return self._transact(
-                lambda conn: claim_next(conn, self._queries, self._config, labeler)
-            )
-
         if not self._synced.is_set():
             self._io.blocking(self._sync_once)
         leased = self._io.claim(labeler)
         if leased is UNBATCHED:
-            leased = self._io.blocking(claim)
+            leased = self._io.blocking(
+                lambda: self._transact(
+                    lambda conn: claim_next(conn, self._queries, self._config, labeler)
+                )
+            )
         return self._remembered(labeler, leased)
 
     def submit(

@@ -52,23 +52,19 @@ def submit_label(
     config: WorkerConfig,
     validator: LabelValidator,
     sub: Submission,
-    leased_payload: dict[str, Any] | None = None,
 ) -> Submitted | list[Violation]:
-    """Accept the label, or raise why not; an invalid value is counted as `rejected` and
-    returned as its violations (the caller raises InvalidLabel).
+    """The slow path of a submission: accept the label, or raise why not; an invalid value
+    is counted as `rejected` and returned as its violations (the caller raises
+    InvalidLabel).
 
-    leased_payload is the item's payload as the labeler's claim returned it (see
-    labelops.store.leased), when this process still has it. A value valid against it is
-    sent straight to accept_label: one round trip, which checks the Idempotency-Key, the
-    lease and the rest under the item's lock.
+    The fast path, a value valid against the payload its labeler leased (see
+    labelops.store.leased), is LabelStore's: it goes straight to accept_one (or a batch),
+    which checks the Idempotency-Key, the lease and the rest under the item's lock.
 
-    Otherwise (no payload at hand, or a value that is invalid against it) the checks run
-    in the documented order: the item's payload and an earlier label under the
+    Here, with no payload at hand or a value that is invalid against it, the checks run in
+    the documented order: the item's payload and an earlier label under the
     Idempotency-Key are read first, without locks (one pipelined round trip); a replay or
     a reused key is answered before the value is validated; then accept_label."""
-    if leased_payload is not None and not label_violations(validator, leased_payload, sub.value):
-        return accept_one(conn, q, config, sub)
-
     with conn.pipeline():
         found = conn.execute(q.item_to_label, {"item_id": sub.item_id})
         earlier = (
