@@ -19,6 +19,7 @@ from test_store_concurrency import (
     assert_exactly_n_labels,
     assert_lease_counts_match,
     assert_race_outcome,
+    claim_until_none_is_left,
     full_counts,
     lease_to_everyone,
 )
@@ -111,7 +112,8 @@ def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
 
             async def label_until_nothing_is_left(labeler: str) -> None:
                 rng = random.Random(labeler)
-                task = await asyncio.to_thread(store.claim, labeler)
+                claim = claim_until_none_is_left
+                task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
                 while task is not None:
                     # Any labeler's label may go through any batcher, as when a labeler's
                     # requests reach different processes or replicas.
@@ -127,8 +129,10 @@ def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
                         upcoming = done.next_lease
                         assert not isinstance(upcoming, Exception), upcoming
                         task = upcoming[0] if upcoming is not None else None
+                        if task is None:  # the lease passed over a locked item, perhaps
+                            task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
                     else:
-                        task = await asyncio.to_thread(store.claim, labeler)
+                        task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
 
             await asyncio.gather(*(label_until_nothing_is_left(lab) for lab in LABELERS))
             return group

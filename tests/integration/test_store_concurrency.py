@@ -13,7 +13,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 from test_store_support import add_items, make_config, migrated_schema, open_pool, query
 
-from labelops.store import LabelStore
+from labelops.store import ClaimedTask, LabelStore
 from labelops.store.errors import Conflict, InvalidLabel
 from labelops.store.progress import ProgressCounts
 
@@ -106,6 +106,34 @@ def lease_to_everyone(
     return live
 
 
+def claim_until_none_is_left(
+    store: LabelStore, pool: ConnectionPool[Any], schema: str, labeler: str, n: int
+) -> ClaimedTask | None:
+    """store.claim, claimed again while the labeler may still have a task: claims pass over
+    items a concurrent submission holds locked (SKIP LOCKED), so a None can be momentary.
+    Without releases a slot never reopens, so None with no room left is final."""
+    while (task := store.claim(labeler)) is None and room_left_for(pool, schema, labeler, n):
+        pass
+    return task
+
+
+def room_left_for(pool: ConnectionPool[Any], schema: str, labeler: str, n: int) -> bool:
+    [(room,)] = query(
+        pool,
+        schema,
+        "SELECT EXISTS (SELECT 1 FROM {schema}.items i"
+        " WHERE i.completed_at IS NULL AND i.label_count + i.lease_count < %s"
+        "   AND NOT EXISTS (SELECT 1 FROM {schema}.labels l"
+        "                   WHERE l.item_id = i.id AND l.labeler = %s)"
+        "   AND NOT EXISTS (SELECT 1 FROM {schema}.leases l"
+        "                   WHERE l.item_id = i.id AND l.labeler = %s AND l.reserved))",
+        n,
+        labeler,
+        labeler,
+    )
+    return bool(room)
+
+
 def assert_race_outcome(
     pool: ConnectionPool[Any],
     schema: str,
@@ -156,8 +184,7 @@ def test_32_labelers_claiming_and_submitting_give_every_item_exactly_n_labels(
 
     def label_until_nothing_is_left(labeler: str) -> None:
         rng = random.Random(labeler)
-        # Without releases a slot never reopens, so the first None is final.
-        while (task := store.claim(labeler)) is not None:
+        while (task := claim_until_none_is_left(store, pool, schema, labeler, n)) is not None:
             if rng.random() < 0.1:
                 with pytest.raises(InvalidLabel):
                     store.submit(labeler, task.item_id, {"choice": "no such choice"})
