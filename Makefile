@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STACK := $(PY) -m labelops.devstack
+STACK := $(PY) -m devstack
 # Which parts of the local stack stack-up starts, e.g. `make stack-up COMPONENTS="postgres kafka"`.
 COMPONENTS ?= postgres kafka kube
 
@@ -51,8 +51,8 @@ test-unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
-	$(PY) -m ruff check operator tests bench
-	$(PY) -m ruff format --check operator tests bench
+	$(PY) -m ruff check operator devstack tests bench
+	$(PY) -m ruff format --check operator devstack tests bench
 	$(PY) -m mypy
 	$(VENV)/bin/hadolint Dockerfile
 	terraform fmt -check -recursive terraform
@@ -67,7 +67,7 @@ image:
 .PHONY: demo crds
 # The main job: one RLHF campaign from kubectl apply to exported preference pairs.
 demo: install
-	$(PY) -m labelops.devstack.demo
+	$(PY) -m devstack.demo
 
 # The CRD is generated from the pydantic models; the chart carries the same file.
 crds: install

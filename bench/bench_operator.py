@@ -33,8 +33,8 @@ from typing import Any, cast
 from kubernetes import client, config, watch
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
-from labelops.devstack import kubeapply, stack
-from labelops.devstack.procs import (
+from devstack import kubeapply, stack
+from devstack.procs import (
     Started,
     free_port,
     port_open,

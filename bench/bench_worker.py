@@ -1,7 +1,7 @@
 """Benchmark of a worker (`labelops worker`) over HTTP, with the real PostgreSQL and Kafka.
 
     LABELOPS_POSTGRES_DSN=... LABELOPS_KAFKA_BOOTSTRAP=... python bench/bench_worker.py
-    (without them, the local stack is started, or reused, with labelops.devstack)
+    (without them, the local stack is started, or reused, with devstack)
 
 One campaign with --items pending items, then one run per scenario, each against a freshly
 started worker (stopped with SIGTERM afterwards, which must exit 0):
@@ -78,7 +78,7 @@ from labelops.api.workerconfig import (
     ENV_TOKEN_PREFIX,
     WorkerConfig,
 )
-from labelops.devstack.procs import free_port
+from devstack.procs import free_port
 from labelops.store.migrations import migrate
 from labelops.worker.config import (
     ENV_HOST,
@@ -344,7 +344,7 @@ def log(message: str) -> None:
 def stack_settings() -> tuple[str, str]:
     if ENV_POSTGRES_DSN in os.environ and ENV_KAFKA_BOOTSTRAP in os.environ:
         return os.environ[ENV_POSTGRES_DSN], os.environ[ENV_KAFKA_BOOTSTRAP]
-    from labelops.devstack import stack
+    from devstack import stack
 
     log("no LABELOPS_POSTGRES_DSN / LABELOPS_KAFKA_BOOTSTRAP: starting the local stack")
     env = stack.ensure_up(components=("postgres", "kafka")).env

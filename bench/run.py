@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "operator"))
 
-from labelops.devstack import stack  # noqa: E402  (needs the path above when run as a script)
+from devstack import stack  # noqa: E402  (needs the path above when run as a script)
 
 
 def machine() -> dict[str, Any]:

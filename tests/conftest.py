@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from labelops.devstack import stack
-from labelops.devstack.procs import StackError
+from devstack import stack
+from devstack.procs import StackError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

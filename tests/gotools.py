@@ -1,7 +1,7 @@
 """Go programs the tests run, built on first use into the stack's binary cache.
 
 `stack_tool` finds a binary of the local stack (helm, kstatus, kubectl, ...) where
-labelops.devstack.kube keeps it, building only that one when it is missing, so a test that
+devstack.kube keeps it, building only that one when it is missing, so a test that
 needs helm does not wait for the whole control plane to compile. `go_tool` builds the
 project's own test helpers (stack/gitops-tools), again whenever their sources change.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from labelops.devstack import kube
-from labelops.devstack.procs import StackError
-from labelops.devstack.stack import REPO_ROOT, default_cache_dir, default_state_dir
+from devstack import kube
+from devstack.procs import StackError
+from devstack.stack import REPO_ROOT, default_cache_dir, default_state_dir
 
 BUILD_TIMEOUT_SECONDS = 900
 

@@ -34,8 +34,8 @@ from test_operator_harness import (
 )
 
 from gotools import go_tool, stack_tool
-from labelops.devstack.podrunner import local_argv, resolve_env
-from labelops.devstack.procs import (
+from devstack.podrunner import local_argv, resolve_env
+from devstack.procs import (
     Started,
     free_port,
     log_tail,
@@ -44,7 +44,7 @@ from labelops.devstack.procs import (
     stop_pidfile,
     wait_until,
 )
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ def test_demo_takes_the_example_campaign_to_completed_and_exports_rlhf_pairs(
 ) -> None:
     state_dir = Path(stack_env["LABELOPS_STACK_DIR"])
     done = subprocess.run(
-        [sys.executable, "-m", "labelops.devstack.demo", "--timeout", "420"],
+        [sys.executable, "-m", "devstack.demo", "--timeout", "420"],
         env={**os.environ, **stack_env},
         capture_output=True,
         text=True,

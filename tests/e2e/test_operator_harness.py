@@ -28,8 +28,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from kubernetes import client, dynamic, watch
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
-from labelops.devstack import kubeapply
-from labelops.devstack.procs import (
+from devstack import kubeapply
+from devstack.procs import (
     Started,
     free_port,
     log_tail,

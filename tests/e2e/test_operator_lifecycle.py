@@ -393,7 +393,7 @@ def test_worker_process_starts_from_what_the_operator_wrote(
     example: dict[str, Any], kube_api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
     """Pods are simulated; run the Deployment's pod as a local process, as the demo does."""
-    podrunner = pytest.importorskip("labelops.devstack.podrunner")
+    podrunner = pytest.importorskip("devstack.podrunner")
     pytest.importorskip("labelops.worker.main")
     pods = podrunner.start_pods(kube_api, namespace, names(namespace).worker, tmp_path)
     try:

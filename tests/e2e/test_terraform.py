@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 
 from gotools import go_tool
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]  # first run builds two providers
 

@@ -36,7 +36,7 @@ from labelops.api.workerconfig import (
     ENV_TOKEN_PREFIX,
     WorkerConfig,
 )
-from labelops.devstack.procs import free_port
+from devstack.procs import free_port
 from labelops.store import LabelStore
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate

@@ -17,7 +17,7 @@ import yaml
 
 from gotools import go_tool
 from labelops.api.campaign import CampaignSpec, CampaignStatus
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)

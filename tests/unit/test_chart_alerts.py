@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gotools import go_tool, stack_tool
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)

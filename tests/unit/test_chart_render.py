@@ -16,7 +16,7 @@ import yaml
 from gotools import stack_tool
 from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from labelops.devstack.stack import REPO_ROOT
+from devstack.stack import REPO_ROOT
 
 
 def test_terraform_files_are_formatted() -> None:

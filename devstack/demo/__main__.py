@@ -27,11 +27,11 @@ from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.api.naming import CampaignNames
 from labelops.clients.kafka import KafkaAdmin
 from labelops.clients.postgres import PostgresAdmin
-from labelops.devstack import kubeapply, podrunner, stack
-from labelops.devstack.demo.display import Display
-from labelops.devstack.demo.items import DemoItem, generate
-from labelops.devstack.demo.labelers import SimulatedLabeler
-from labelops.devstack.procs import (
+from devstack import kubeapply, podrunner, stack
+from devstack.demo.display import Display
+from devstack.demo.items import DemoItem, generate
+from devstack.demo.labelers import SimulatedLabeler
+from devstack.procs import (
     StackError,
     free_port,
     port_open,
@@ -314,7 +314,7 @@ def _export(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labelops.devstack.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("--timeout", type=float, default=600, help="seconds to reach Completed")
     args = parser.parse_args()
     try:

@@ -1,4 +1,4 @@
-"""`python -m labelops.devstack up|down|env|build [--components ...]`: the local stack's CLI."""
+"""`python -m devstack up|down|env|build [--components ...]`: the local stack's CLI."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from labelops.devstack import stack
-from labelops.devstack.procs import StackError
+from devstack import stack
+from devstack.procs import StackError
 
 
 def _components(values: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -20,7 +20,7 @@ def _components(values: Sequence[str] | None) -> tuple[str, ...] | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m labelops.devstack",
+        prog="python -m devstack",
         description="Start and stop the local stack: PostgreSQL, Kafka, Kubernetes control plane.",
     )
     parser.add_argument(

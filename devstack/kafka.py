@@ -15,7 +15,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from labelops.devstack.procs import (
+from devstack.procs import (
     StackError,
     free_port,
     log_tail,
@@ -29,7 +29,7 @@ from labelops.devstack.procs import (
 
 NAME = "kafka"
 JAVA_HINT = "apt-get install -y openjdk-17-jre-headless maven"
-POM = Path(__file__).resolve().parents[3] / "stack" / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parents[1] / "stack" / "kafka" / "pom.xml"
 LOG4J2_TEMPLATE = POM.parent / "log4j2.xml"
 HEAP = "-Xmx512m"
 READY_TIMEOUT = 120.0

@@ -23,11 +23,11 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
-from labelops.devstack import kafka, postgres
-from labelops.devstack.procs import StackError, port_open
+from devstack import kafka, postgres
+from devstack.procs import StackError, port_open
 
 COMPONENTS: tuple[str, ...] = ("postgres", "kafka", "kube")
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_state_dir() -> Path:
@@ -58,12 +58,12 @@ class UpResult:
 def _kube() -> ModuleType:
     # Imported late: the control plane's module is only needed when "kube" is asked for.
     if not _kube_available():
-        raise StackError("kube: labelops.devstack.kube is missing from this checkout")
-    return importlib.import_module("labelops.devstack.kube")
+        raise StackError("kube: devstack.kube is missing from this checkout")
+    return importlib.import_module("devstack.kube")
 
 
 def _kube_available() -> bool:
-    return importlib.util.find_spec("labelops.devstack.kube") is not None
+    return importlib.util.find_spec("devstack.kube") is not None
 
 
 def _start(name: str, state_dir: Path, cache_dir: Path) -> dict[str, str]:
@@ -152,7 +152,7 @@ def _env_text(state_dir: Path, record: dict[str, dict[str, str]]) -> str:
     }
     for env in record.values():
         merged.update(env)
-    lines = [f"# Written by `python -m labelops.devstack up`; load with: . {env_file(state_dir)}"]
+    lines = [f"# Written by `python -m devstack up`; load with: . {env_file(state_dir)}"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in merged.items()]
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from labelops.devstack.demo.items import DemoItem
+from devstack.demo.items import DemoItem
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labelops.devstack.procs import (
+from devstack.procs import (
     StackError,
     Started,
     free_port,
@@ -37,7 +37,7 @@ from labelops.devstack.procs import (
 )
 
 NAME = "kube"
-TOOLS_DIR = Path(__file__).resolve().parents[3] / "stack" / "k8s-tools"
+TOOLS_DIR = Path(__file__).resolve().parents[1] / "stack" / "k8s-tools"
 CLUSTER = "labelops"
 NODES = 1
 GO_MIN = (1, 26)

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labelops.devstack.procs import (
+from devstack.procs import (
     StackError,
     as_user,
     free_port,

@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
-from labelops.devstack.procs import (
+from devstack.procs import (
     Started,
     free_port,
     start_process,
