@@ -32,7 +32,6 @@ from typing import Any, cast
 
 from kubernetes import client, config, watch
 
-from labelops.api.campaign import GROUP, PLURAL, VERSION
 from devstack import kubeapply, stack
 from devstack.procs import (
     Started,
@@ -42,6 +41,7 @@ from devstack.procs import (
     stop_pidfile,
     wait_until,
 )
+from labelops.api.campaign import GROUP, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"

@@ -60,6 +60,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from psycopg import sql
+
 from cputime import (
     machine_busy_seconds,
     own_cpu_seconds,
@@ -68,9 +70,8 @@ from cputime import (
     spent,
     tree_cpu_seconds,
 )
+from devstack.procs import free_port
 from httpload import label_concurrently, label_sequentially, one_request, progress_latency
-from psycopg import sql
-
 from labelops.api.workerconfig import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
@@ -78,7 +79,6 @@ from labelops.api.workerconfig import (
     ENV_TOKEN_PREFIX,
     WorkerConfig,
 )
-from devstack.procs import free_port
 from labelops.store.migrations import migrate
 from labelops.worker.config import (
     ENV_HOST,

@@ -23,10 +23,6 @@ from typing import Any, cast
 from confluent_kafka import Consumer, Producer
 from kubernetes import client, config
 
-from labelops.api.campaign import GROUP, PLURAL, VERSION
-from labelops.api.naming import CampaignNames
-from labelops.clients.kafka import KafkaAdmin
-from labelops.clients.postgres import PostgresAdmin
 from devstack import kubeapply, podrunner, stack
 from devstack.demo.display import Display
 from devstack.demo.items import DemoItem, generate
@@ -39,6 +35,10 @@ from devstack.procs import (
     stop_pidfile,
     wait_until,
 )
+from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.api.naming import CampaignNames
+from labelops.clients.kafka import KafkaAdmin
+from labelops.clients.postgres import PostgresAdmin
 from labelops.report.export import RlhfTally, write_export
 
 REPO = stack.REPO_ROOT

@@ -33,7 +33,6 @@ from test_operator_harness import (
     wait_ready,
 )
 
-from gotools import go_tool, stack_tool
 from devstack.podrunner import local_argv, resolve_env
 from devstack.procs import (
     Started,
@@ -45,6 +44,7 @@ from devstack.procs import (
     wait_until,
 )
 from devstack.stack import REPO_ROOT
+from gotools import go_tool, stack_tool
 
 pytestmark = pytest.mark.e2e
 

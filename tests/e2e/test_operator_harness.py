@@ -27,7 +27,6 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from kubernetes import client, dynamic, watch
 
-from labelops.api.campaign import GROUP, PLURAL, VERSION
 from devstack import kubeapply
 from devstack.procs import (
     Started,
@@ -39,6 +38,7 @@ from devstack.procs import (
     stop_pidfile,
     wait_until,
 )
+from labelops.api.campaign import GROUP, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from gotools import go_tool
 from devstack.stack import REPO_ROOT
+from gotools import go_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]  # first run builds two providers
 

@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from devstack.procs import free_port
 from labelops.api.workerconfig import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
@@ -36,7 +37,6 @@ from labelops.api.workerconfig import (
     ENV_TOKEN_PREFIX,
     WorkerConfig,
 )
-from devstack.procs import free_port
 from labelops.store import LabelStore
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.stack import REPO_ROOT
 from gotools import go_tool
 from labelops.api.campaign import CampaignSpec, CampaignStatus
-from devstack.stack import REPO_ROOT
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.stack import REPO_ROOT
 from gotools import stack_tool
 from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
-from devstack.stack import REPO_ROOT
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)

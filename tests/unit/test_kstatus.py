@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gotools import stack_tool
 from devstack.stack import REPO_ROOT
+from gotools import stack_tool
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)
