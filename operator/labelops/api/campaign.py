@@ -247,6 +247,152 @@ class Labelers(Model):
     token_secret_ref: SecretRef = Field(
         description="Secret whose data keys are labeler ids and values their bearer tokens."
     )
+    blocked: list[str] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Labeler ids blocked whatever their gold accuracy (GitOps can ban).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 253},
+        },
+    )
+    unblocked: list[str] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Labeler ids never blocked by the gold rule (GitOps can pardon).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 253},
+        },
+    )
+
+
+class ModelOrder(StrEnum):
+    PRIORITY = "priority"
+    UNCERTAINTY = "uncertainty"
+
+
+class AutoAccept(Model):
+    target_accuracy: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="Machine labels must be at least this accurate (0.5 < x < 1) ...",
+    )
+    confidence_level: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1.0,
+        description="... with this confidence: a one-sided Clopper-Pearson lower bound.",
+    )
+    audit_rate: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Share of scored items that still go to people, chosen at random from "
+        "the item id and model version, forever (0 < x < 1): they measure the model.",
+    )
+    brake_window: int = Field(
+        default=100,
+        ge=10,
+        le=100000,
+        description="Audits of a version in the rolling window the brake tests: when their "
+        "accuracy is below targetAccuracy with confidenceLevel, auto-accept stops.",
+    )
+
+
+class LearnerType(StrEnum):
+    BUILTIN = "builtin"
+
+
+class Learner(Model):
+    type: LearnerType = Field(
+        description="builtin: the operator runs `labelops learner` (TF-IDF + logistic "
+        "regression, retrained on the campaign's human labels)."
+    )
+    retrain_labels: int = Field(
+        default=50, ge=1, le=1000000, description="Retrain after this many new human labels."
+    )
+    retrain_seconds: int = Field(
+        default=60, ge=5, le=86400, description="... or after this many seconds."
+    )
+
+
+class ModelSpec(Model):
+    order: ModelOrder = Field(
+        default=ModelOrder.UNCERTAINTY,
+        description="uncertainty: priority first, then least confident first; priority: "
+        "priority, then ingest order.",
+    )
+    auto_accept: AutoAccept | None = Field(
+        default=None,
+        description="Accept a calibrated model's confident predictions without people.",
+    )
+    show_prediction: bool = Field(
+        default=False,
+        description="Show the model's answer to labelers as a suggestion (off: no anchoring).",
+    )
+    learner: Learner | None = Field(default=None, description="A model the operator runs.")
+
+
+class Gold(Model):
+    rate: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of a labeler's claims that are gold items, mixed in at random.",
+    )
+    onboarding: int = Field(
+        default=5, ge=0, le=1000, description="A new labeler's first claims are gold."
+    )
+    min_answers: int = Field(
+        default=10, ge=1, le=100000, description="No verdict on a labeler before this many."
+    )
+    min_accuracy: float = Field(
+        default=0.8,
+        gt=0.0,
+        lt=1.0,
+        description="Block a labeler when the Wilson upper bound (95%) of their gold "
+        "accuracy falls below this.",
+    )
+
+
+class Overlap(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.min <= self.max",
+                    "quality.overlap.min must not exceed quality.overlap.max",
+                    ".min",
+                )
+            ]
+        }
+    )
+
+    min: int = Field(default=2, ge=1, le=100, description="Labels an item takes at least.")
+    max: int = Field(default=7, ge=1, le=100, description="Labels an item takes at most.")
+    agreement: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="Complete when the posterior of the leading answer (labelers weighed "
+        "by their estimated accuracy) reaches this (0.5 < x < 1).",
+    )
+
+
+class QualitySpec(Model):
+    gold: Gold | None = Field(default=None, description="Gold (honeypot) items.")
+    overlap: Overlap | None = Field(
+        default=None,
+        description="Adaptive overlap (categorical types); without it labelsPerItem is exact.",
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Alert when Krippendorff's alpha of the human labels stays below this.",
+    )
 
 
 class ReclaimPolicy(StrEnum):
@@ -255,6 +401,34 @@ class ReclaimPolicy(StrEnum):
 
 
 class CampaignSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.quality) || !has(self.quality.overlap) || "
+                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "quality.overlap needs a categorical task type (pairwise, rating, "
+                    "classification with one choice)",
+                    ".quality.overlap",
+                ),
+                cel(
+                    "!has(self.model) || !has(self.model.autoAccept) || "
+                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "model.autoAccept needs a categorical task type (pairwise, rating, "
+                    "classification with one choice)",
+                    ".model.autoAccept",
+                ),
+                cel(
+                    "!has(self.model) || !has(self.model.learner) || "
+                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "model.learner (builtin) serves pairwise, rating and classification with "
+                    "one choice",
+                    ".model.learner",
+                ),
+            ]
+        }
+    )
+
     task: Task
     target: Target
     deadline: dt.datetime | None = Field(
@@ -269,6 +443,12 @@ class CampaignSpec(Model):
         description="Retain keeps schema, role and topics on delete; Delete drops them.",
     )
     paused: bool = Field(default=False, description="Scale workers to 0 and stop claims.")
+    model: ModelSpec | None = Field(
+        default=None, description="Models in the loop: routing, auto-accept, a learner."
+    )
+    quality: QualitySpec | None = Field(
+        default=None, description="Gold items, labeler blocking, adaptive overlap."
+    )
 
 
 # --- status -------------------------------------------------------------------------
@@ -320,9 +500,41 @@ class Counters(Model):
     )
 
 
+class ModelStatus(Model):
+    version: str | None = Field(default=None, description="The latest model version seen.")
+    threshold: float | None = Field(
+        default=None, description="Proven auto-accept threshold of that version (none yet)."
+    )
+    audits: int = Field(default=0, description="Audited items of that version.")
+    audit_accuracy: float | None = None
+    audit_lower_bound: float | None = Field(
+        default=None, description="One-sided Clopper-Pearson lower bound at the threshold."
+    )
+    auto_accepted: int = Field(default=0, description="Items labeled by models.")
+    routed_to_people: int = Field(default=0, description="Scored items left to people.")
+    trusted: bool = Field(default=False, description="Auto-accept is on for that version.")
+    machine_share: str = Field(default="", description="Machine-labeled share, for a column.")
+    message: str = ""
+
+
+class QualityStatus(Model):
+    alpha: float | None = Field(
+        default=None, description="Krippendorff's alpha of the human labels."
+    )
+    alpha_level: str | None = Field(default=None, description="nominal or ordinal.")
+    gold_answers: int = 0
+    gold_accuracy: float | None = None
+    gold_accuracy_low: float | None = Field(default=None, description="Wilson 95% lower.")
+    gold_accuracy_high: float | None = Field(default=None, description="Wilson 95% upper.")
+    labelers_blocked: int = 0
+    disputed_items: int = 0
+    consolidated_items: int = 0
+
+
 class Topics(Model):
     items: str | None = None
     labels: str | None = None
+    predictions: str | None = None
 
 
 class CampaignStatus(Model):
@@ -334,6 +546,8 @@ class CampaignStatus(Model):
     )
     progress: Progress | None = None
     counters: Counters | None = None
+    model: ModelStatus | None = None
+    quality: QualityStatus | None = None
     topics: Topics | None = None
     schema_: str | None = Field(default=None, alias="schema")
     database_secret: str | None = Field(
@@ -352,4 +566,5 @@ CONDITION_TYPES = (
     "SchemaReady",
     "WorkersReady",
     "TargetMet",
+    "ModelTrusted",
 )

@@ -165,6 +165,13 @@ def crd() -> dict[str, Any]:
                             "jsonPath": ".spec.deadline",
                             "priority": 1,
                         },
+                        {
+                            "name": "Machine",
+                            "type": "string",
+                            "description": "Share of completed items labeled by models.",
+                            "jsonPath": ".status.model.machineShare",
+                            "priority": 1,
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {"openAPIV3Schema": root},
