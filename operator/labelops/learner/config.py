@@ -1,0 +1,156 @@
+"""The learner's settings, read from the environment the operator's learner Deployment sets.
+
+Kafka is reached like the worker reaches it (LABELOPS_KAFKA_BOOTSTRAP), with optional security
+settings for a broker that requires them. The campaign is named by `namespace/name`; its task
+(the campaign's spec.task as JSON) says what to learn; topics default to the campaign's names.
+Every error names the variable, the value and what is allowed, and never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from labelops.api.campaign import Task
+from labelops.api.naming import CampaignNames
+
+ENV_KAFKA_BOOTSTRAP = "LABELOPS_KAFKA_BOOTSTRAP"  # the worker's variable, same meaning
+# Optional, for a broker with authentication (librdkafka's settings of the same names).
+ENV_KAFKA_SECURITY = {
+    "LABELOPS_KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "LABELOPS_KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "LABELOPS_KAFKA_SASL_USERNAME": "sasl.username",
+    "LABELOPS_KAFKA_SASL_PASSWORD": "sasl.password",
+    "LABELOPS_KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+}
+SECRET_VARIABLES = frozenset({"LABELOPS_KAFKA_SASL_PASSWORD"})
+
+ENV_CAMPAIGN = "LABELOPS_LEARNER_CAMPAIGN"
+ENV_TASK = "LABELOPS_LEARNER_TASK"
+ENV_ITEMS_TOPIC = "LABELOPS_LEARNER_ITEMS_TOPIC"
+ENV_LABELS_TOPIC = "LABELOPS_LEARNER_LABELS_TOPIC"
+ENV_PREDICTIONS_TOPIC = "LABELOPS_LEARNER_PREDICTIONS_TOPIC"
+ENV_RETRAIN_LABELS = "LABELOPS_LEARNER_RETRAIN_LABELS"
+ENV_RETRAIN_SECONDS = "LABELOPS_LEARNER_RETRAIN_SECONDS"
+ENV_MIN_LABELS = "LABELOPS_LEARNER_MIN_LABELS"
+ENV_PORT = "LABELOPS_LEARNER_PORT"
+ENV_HOST = "LABELOPS_LEARNER_HOST"
+
+DEFAULT_RETRAIN_LABELS = 50
+DEFAULT_RETRAIN_SECONDS = 60
+# Fewer consolidated items than this and the learner keeps waiting: a model fitted on a
+# handful of labels only adds noise to the routing.
+DEFAULT_MIN_LABELS = 10
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "0.0.0.0"  # a pod serves its probes and metrics on every interface
+
+
+class ConfigError(ValueError):
+    """The environment cannot run a learner; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    namespace: str
+    name: str
+    task: Task
+    kafka_bootstrap: str
+    items_topic: str
+    labels_topic: str
+    predictions_topic: str
+    retrain_labels: int = DEFAULT_RETRAIN_LABELS
+    retrain_seconds: float = DEFAULT_RETRAIN_SECONDS
+    min_labels: int = DEFAULT_MIN_LABELS
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    kafka_security: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def campaign(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka settings every client of the learner starts from."""
+        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_security}
+
+
+def settings_from_env(environ: Mapping[str, str]) -> LearnerSettings:
+    namespace, name = _campaign(environ)
+    names = CampaignNames(namespace, name)
+    return LearnerSettings(
+        namespace=namespace,
+        name=name,
+        task=_task(environ),
+        kafka_bootstrap=_required(environ, ENV_KAFKA_BOOTSTRAP, "host:port[,host:port...]"),
+        items_topic=_text(environ, ENV_ITEMS_TOPIC, names.items_topic),
+        labels_topic=_text(environ, ENV_LABELS_TOPIC, names.labels_topic),
+        predictions_topic=_text(
+            environ, ENV_PREDICTIONS_TOPIC, f"{names.topic_prefix}.predictions"
+        ),
+        retrain_labels=_integer(environ, ENV_RETRAIN_LABELS, DEFAULT_RETRAIN_LABELS, 1, 10**9),
+        retrain_seconds=_integer(
+            environ, ENV_RETRAIN_SECONDS, DEFAULT_RETRAIN_SECONDS, 1, 7 * 24 * 3600
+        ),
+        min_labels=_integer(environ, ENV_MIN_LABELS, DEFAULT_MIN_LABELS, 2, 10**9),
+        host=_text(environ, ENV_HOST, DEFAULT_HOST),
+        port=_integer(environ, ENV_PORT, DEFAULT_PORT, 0, 65535),
+        kafka_security={
+            setting: environ[variable].strip()
+            for variable, setting in ENV_KAFKA_SECURITY.items()
+            if environ.get(variable, "").strip()
+        },
+    )
+
+
+def _campaign(environ: Mapping[str, str]) -> tuple[str, str]:
+    raw = _required(environ, ENV_CAMPAIGN, "the campaign as <namespace>/<name>")
+    namespace, slash, name = raw.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise ConfigError(f"{ENV_CAMPAIGN}={raw!r} is not <namespace>/<name>")
+    return namespace, name
+
+
+def _task(environ: Mapping[str, str]) -> Task:
+    raw = _required(environ, ENV_TASK, "the campaign's spec.task as JSON")
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{ENV_TASK} is not JSON: {err}") from None
+    if isinstance(document, dict):
+        # The learner needs what the model learns, not what labelers read.
+        document.setdefault("instructions", "(not needed by the learner)")
+    try:
+        return Task.model_validate(document)
+    except ValidationError as err:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{ENV_TASK} is not a valid task: {reasons}") from None
+
+
+def _required(environ: Mapping[str, str], variable: str, what: str) -> str:
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(f"{variable} is not set: it must hold {what}")
+    return value
+
+
+def _text(environ: Mapping[str, str], variable: str, default: str) -> str:
+    return environ.get(variable, "").strip() or default
+
+
+def _integer(environ: Mapping[str, str], variable: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not an integer ({low}..{high})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{variable}={value} is out of range: allowed {low}..{high}")
+    return value
