@@ -28,7 +28,7 @@ def text_vectorizer() -> FeatureUnion:
             ("words", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)),
             (
                 "characters",
-                TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5)),
+                TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(1, 4)),
             ),
         ]
     )
