@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from labelops.api.workerconfig import ENV_KAFKA_BOOTSTRAP, ENV_POSTGRES_DSN, WorkerConfig
+from labelops.api.worker_configmap import ENV_KAFKA_BOOTSTRAP, ENV_POSTGRES_DSN, WorkerConfig
 from labelops.store import LabelStore, read_progress
 from labelops.store.errors import QuotaExceeded
 from labelops.store.migrations import migrate

@@ -72,7 +72,7 @@ from cputime import (
 )
 from devstack.procs import free_port
 from httpload import label_concurrently, label_sequentially, one_request, progress_latency
-from labelops.api.workerconfig import (
+from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
     ENV_POSTGRES_DSN,

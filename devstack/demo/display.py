@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TextIO
 
-from labelops.report.status import progress_bar, render_table
+from labelops.report.status_report import progress_bar, render_table
 
 COLUMNS = ["NAME", "TYPE", "PHASE", "PROGRESS", "READY", "AGE"]
 

@@ -19,8 +19,14 @@ def _worker(args: argparse.Namespace) -> int:
     return run()
 
 
+def _learner(args: argparse.Namespace) -> int:
+    from labelops.learner.main import run
+
+    return run()
+
+
 def _status(args: argparse.Namespace) -> int:
-    from labelops.report.status import status
+    from labelops.report.status_report import status
 
     return status(name=args.name, namespace=args.namespace, all_namespaces=args.all_namespaces)
 
@@ -49,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="run a campaign worker (configured from the environment)")
     wk.set_defaults(func=_worker)
+
+    ln = sub.add_parser(
+        "learner", help="run a campaign's built-in learner (configured from the environment)"
+    )
+    ln.set_defaults(func=_learner)
 
     st = sub.add_parser("status", help="progress, conditions and ETA of campaigns")
     st.add_argument("name", nargs="?")

@@ -20,7 +20,7 @@ from test_store_support import (
     wait_for,
 )
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
 from labelops.store.migrations import migrate
 from labelops.store.progress import read_progress

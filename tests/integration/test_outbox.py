@@ -27,7 +27,7 @@ from test_store_support import (
     wait_for,
 )
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
 from labelops.worker.outbox import OutboxRelay, RelayError
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 RELAY_PROCESS = """
 import os, threading, time
 from psycopg_pool import ConnectionPool
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.worker.outbox import OutboxRelay, RelayError
 
 class SlowRelay(OutboxRelay):

@@ -20,7 +20,7 @@ from labelops.store.errors import (
     QuotaExceeded,
 )
 from labelops.store.progress import ProgressCounts
-from labelops.worker.wire import timestamp
+from labelops.worker.http.json_bodies import timestamp
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate
 from labelops.store.queries import Queries

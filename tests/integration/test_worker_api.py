@@ -30,7 +30,7 @@ from worker_harness import (
 
 from labelops.api.tasktypes import label_schema
 from labelops.store.items import ItemRecord
-from labelops.worker.health import ReadinessCheck
+from labelops.worker.readiness import ReadinessCheck
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from worker_harness import (
     wait_for,
 )
 
-from labelops.api.workerconfig import ENV_CAMPAIGN
+from labelops.api.worker_configmap import ENV_CAMPAIGN
 from labelops.worker.config import ENV_PROCESSES
 
 pytestmark = pytest.mark.integration

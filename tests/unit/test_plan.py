@@ -12,7 +12,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from labelops.api.campaign import DEFAULT_WORKER_IMAGE, CampaignSpec
-from labelops.api.workerconfig import CONFIG_KEY, WorkerConfig
+from labelops.api.worker_configmap import CONFIG_KEY, WorkerConfig
 from labelops.operator import plan
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpfulness-pairwise.yaml"
@@ -53,11 +53,12 @@ def owned_correctly(obj: dict[str, Any]) -> None:
 # --- Kafka ------------------------------------------------------------------------------
 
 
-def test_two_topics_with_partitions_replication_and_retention_from_the_spec() -> None:
+def test_three_topics_with_partitions_replication_and_retention_from_the_spec() -> None:
     topics = plan.desired_topics(REF.names, example_spec())
     assert [t.name for t in topics] == [
         "labelops.human-data.helpfulness-q4.items",
         "labelops.human-data.helpfulness-q4.labels",
+        "labelops.human-data.helpfulness-q4.predictions",
     ]
     for topic in topics:
         assert topic.partitions == 6

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from labelops.api.campaign import DEFAULT_WORKER_IMAGE
-from labelops.operator.config import ConfigError, OperatorConfig
+from labelops.operator.settings import ConfigError, OperatorSettings
 
 BASE = {"LABELOPS_KAFKA_BOOTSTRAP": "k:9092", "LABELOPS_POSTGRES_DSN": "postgresql://a@h/db"}
 
 
 def test_defaults() -> None:
-    config = OperatorConfig.from_env(BASE)
+    config = OperatorSettings.from_env(BASE)
     assert config.worker_image == DEFAULT_WORKER_IMAGE
     assert config.kafka_bootstrap_for_workers == "k:9092"
     assert config.worker_postgres_host is None
@@ -20,7 +20,7 @@ def test_defaults() -> None:
 
 
 def test_worker_overrides_and_ports() -> None:
-    config = OperatorConfig.from_env(
+    config = OperatorSettings.from_env(
         {
             **BASE,
             "LABELOPS_WORKER_IMAGE": "reg/labelops:9",
@@ -40,9 +40,9 @@ def test_worker_overrides_and_ports() -> None:
 def test_a_missing_backend_names_the_variable(missing: str) -> None:
     env = {k: v for k, v in BASE.items() if k != missing}
     with pytest.raises(ConfigError, match=missing):
-        OperatorConfig.from_env(env)
+        OperatorSettings.from_env(env)
 
 
 def test_a_bad_port_names_the_variable_and_value() -> None:
     with pytest.raises(ConfigError, match=r"LABELOPS_HEALTH_PORT='http' is not a TCP port"):
-        OperatorConfig.from_env({**BASE, "LABELOPS_HEALTH_PORT": "http"})
+        OperatorSettings.from_env({**BASE, "LABELOPS_HEALTH_PORT": "http"})

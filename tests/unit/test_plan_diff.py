@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from labelops.clients.kafka import ObservedTopic, TopicSpec
-from labelops.clients.postgres import ObservedDatabase, ObservedRole, RoleChanges
+from labelops.api.backend_state import (
+    ObservedDatabase,
+    ObservedRole,
+    ObservedTopic,
+    RoleChanges,
+    TopicSpec,
+)
 from labelops.operator.diff import diff_database, diff_topics
 from labelops.operator.plan import DatabasePlan
 

@@ -3,8 +3,19 @@
 import datetime as dt
 import json
 
-from labelops.report.export import LabelRow, RlhfTally, rlhf_lines, rlhf_record
-from labelops.report.status import campaign_row, progress_bar, render_table
+from labelops.report.export import (
+    ItemLabels,
+    LabelRow,
+    RlhfTally,
+    consolidated_records,
+    origin_of,
+    parse_item_line,
+    rlhf_lines,
+    rlhf_pair,
+    rlhf_record,
+    write_lines,
+)
+from labelops.report.status_report import campaign_row, progress_bar, render_table
 
 PAYLOAD = {"prompt": "Why?", "responses": [{"id": "a", "text": "good"}, {"id": "b", "text": "bad"}]}
 
@@ -32,6 +43,61 @@ def test_ties_are_left_out_and_counted() -> None:
     lines = [json.loads(line) for line in rlhf_lines(rows, tally)]
     assert [r["id"] for r in lines] == ["i3"]
     assert (tally.written, tally.ties) == (1, 2)
+
+
+def item(item_id: str, *answers: tuple[str, str, str]) -> ItemLabels:
+    return ItemLabels(
+        item_id, PAYLOAD, [(lb, {"preferred": v}, origin) for lb, v, origin in answers]
+    )
+
+
+def test_consolidated_records_by_majority_name_value_share_and_origin() -> None:
+    items = [
+        item("i1", ("x", "b", "human"), ("y", "b", "human"), ("z", "a", "human")),
+        item("i2", ("model:v1", "a", "machine")),
+        item("i3", ("x", "a", "human"), ("model:v1", "a", "machine")),
+    ]
+    records = [r for _, r in consolidated_records(items, "majority", whole_campaign=False)]
+    assert [r["itemId"] for r in records] == ["i1", "i2", "i3"]
+    first = records[0]
+    assert first["value"] == {"preferred": "b"}
+    assert first["confidence"] == round(2 / 3, 6) and first["agreement"] == round(2 / 3, 6)
+    assert (first["method"], first["labels"], first["origin"]) == ("majority", 3, "human")
+    assert first["disputed"] is False
+    assert (records[1]["origin"], records[1]["labels"]) == ("machine", 0)
+    assert records[2]["origin"] == "mixed"
+
+
+def test_a_tied_item_is_consolidated_as_disputed() -> None:
+    items = [item("i1", ("x", "a", "human"), ("y", "b", "human"))]
+    [(_, record)] = consolidated_records(items, "majority", whole_campaign=False)
+    assert record["disputed"] is True and record["confidence"] == 0.5
+
+
+def test_an_item_line_from_postgres_parses_into_its_labels() -> None:
+    line = b'["i1", null, [["x", {"preferred": "a"}, "human"]]]\n'
+    assert parse_item_line(line) == ItemLabels("i1", None, [("x", {"preferred": "a"}, "human")])
+
+
+def test_origin_is_human_machine_or_mixed() -> None:
+    assert origin_of(["human", "human"]) == "human"
+    assert origin_of(["machine"]) == "machine"
+    assert origin_of(["machine", "human"]) == "mixed"
+
+
+def test_a_pair_is_made_only_for_a_preference_that_names_a_response() -> None:
+    pair = rlhf_pair("i1", PAYLOAD, "a", agreement=1.0, confidence=0.9, votes={"a": 2})
+    assert pair is not None
+    assert (pair["chosen"], pair["rejected"], pair["confidence"]) == ("good", "bad", 0.9)
+    assert rlhf_pair("i1", PAYLOAD, "tie", agreement=1.0, confidence=1.0, votes={}) is None
+
+
+def test_lines_are_written_whole_and_counted() -> None:
+    import io
+
+    out = io.BytesIO()
+    assert write_lines((b"%d\n" % n for n in range(3)), out) == 3
+    assert out.getvalue() == b"0\n1\n2\n"
 
 
 def test_progress_bar_is_clamped_and_proportional() -> None:

@@ -20,7 +20,7 @@ from labelops.operator.conditions import (
     Verdict,
     not_stalled,
 )
-from labelops.operator.status import StatusUpdate, StatusWriter, render_status
+from labelops.operator.status_writer import StatusUpdate, StatusWriter, render_status
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=1)

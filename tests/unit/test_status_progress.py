@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from labelops.api.campaign import Counters, Target
-from labelops.operator.progress import (
+from labelops.operator.progress_math import (
     RateWindow,
     ReadSchedule,
     build_counters,

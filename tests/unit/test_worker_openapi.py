@@ -8,9 +8,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from labelops.api.tasktypes import label_schema
-from labelops.api.workerconfig import WorkerConfig
-from labelops.worker.contract import SpecValidator
-from labelops.worker.openapi import build_document
+from labelops.api.worker_configmap import WorkerConfig
+from labelops.worker.openapi_document import build_document
+from labelops.worker.openapi_validation import SpecValidator
 
 TASKS: list[dict[str, Any]] = [
     {"type": "pairwise"},

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
@@ -27,26 +26,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from labelops.api.backend_state import ObservedTopic, TopicSpec
 from labelops.clients.errors import KafkaUnavailable
-
-
-@dataclass(frozen=True)
-class ObservedTopic:
-    name: str
-    partitions: int
-    replication_factor: int
-    configs: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic as it should exist (what plan.py decides, what create() makes)."""
-
-    name: str
-    partitions: int
-    replication_factor: int
-    configs: Mapping[str, str]
-
 
 _MISSING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_TOPIC_ID}
 

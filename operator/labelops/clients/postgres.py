@@ -16,16 +16,15 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChanges
 from labelops.clients.errors import PostgresUnavailable
-from labelops.store.migrations import migrate
-from labelops.store.progress import ProgressCounts, read_progress
+from labelops.store import ProgressCounts, migrate, read_progress
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +33,6 @@ log = logging.getLogger(__name__)
 # updated". A transaction-scoped advisory lock makes role provisioning and dropping take
 # turns (across operator replicas too); each holds it for milliseconds.
 _CATALOG_LOCK = (0x4C50, 1)  # "LP"
-
-
-@dataclass(frozen=True)
-class ObservedRole:
-    connection_limit: int
-    can_login: bool
-
-
-@dataclass(frozen=True)
-class ObservedDatabase:
-    role: ObservedRole | None
-    schema_owner: str | None
-
-
-@dataclass(frozen=True)
-class RoleChanges:
-    """What to do to the role and schema; computed by the operator's diff, applied here."""
-
-    create_role: bool = False
-    alter_role: bool = False
-    set_password: bool = False
-    create_schema: bool = False
-    set_schema_owner: bool = False
 
 
 class PostgresAdmin:

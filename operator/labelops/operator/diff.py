@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from labelops.clients.kafka import ObservedTopic, TopicSpec
-from labelops.clients.postgres import ObservedDatabase, RoleChanges
+from labelops.api.backend_state import ObservedDatabase, ObservedTopic, RoleChanges, TopicSpec
 from labelops.operator.plan import DatabasePlan
 
 

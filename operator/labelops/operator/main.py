@@ -1,7 +1,7 @@
 """The operator's Kopf entry: settings, handler registration (by import) and `run()`.
 
 Runs as `labelops operator`. Plain `kopf run -m labelops.operator.main` is not enough:
-handlers need the Runtime (config and clients) that run() builds and hands over as memo.
+handlers need the OperatorContext (settings and clients) that run() builds and hands over as memo.
 
 RBAC the operator needs (verified against the real API server with a ServiceAccount bound
 to exactly this ClusterRole; the Helm chart's ClusterRole is made from this list):
@@ -40,14 +40,14 @@ import kopf
 
 from labelops.api.campaign import GROUP
 from labelops.operator import metrics
-from labelops.operator.config import ConfigError, OperatorConfig
+from labelops.operator.context import OperatorContext
 from labelops.operator.handlers import (  # noqa: F401  (importing registers the handlers)
-    campaign_progress,
+    campaign_progress_timer,
     campaign_reclaim,
     campaign_reconcile,
     worker_rollout,
 )
-from labelops.operator.runtime import Runtime
+from labelops.operator.settings import ConfigError, OperatorSettings
 
 # Blocking client calls run in threads; 100 campaigns reconciling at once need more than
 # asyncio's default of cpu+4.
@@ -82,23 +82,23 @@ def run(namespace: str | None = None, verbose: bool = False) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     kopf.configure(verbose=verbose)
     try:
-        config = OperatorConfig.from_env()
+        settings = OperatorSettings.from_env()
     except ConfigError as err:
         print(f"labelops operator: {err}", file=sys.stderr)
         return 2
-    runtime = Runtime.create(config)
-    metrics_server = metrics.serve(config.metrics_port)
+    context = OperatorContext.create(settings)
+    metrics_server = metrics.serve(settings.metrics_port)
     try:
         asyncio.run(
             kopf.operator(
                 clusterwide=namespace is None,
                 namespaces=[namespace] if namespace else [],
                 standalone=True,
-                liveness_endpoint=config.liveness_endpoint,
-                memo=kopf.Memo(runtime=runtime),
+                liveness_endpoint=settings.liveness_endpoint,
+                memo=kopf.Memo(context=context),
             )
         )
     finally:
         metrics_server.shutdown()
-        runtime.close()
+        context.close()
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from labelops.api.backend_state import TopicSpec
 from labelops.api.campaign import (
     DEFAULT_WORKER_IMAGE,
     GROUP,
@@ -23,7 +24,7 @@ from labelops.api.campaign import (
     CampaignSpec,
 )
 from labelops.api.naming import CampaignNames
-from labelops.api.workerconfig import (
+from labelops.api.worker_configmap import (
     CONFIG_KEY,
     DSN_KEY,
     ENV_CAMPAIGN,
@@ -36,7 +37,6 @@ from labelops.api.workerconfig import (
     WorkerConfig,
     WorkerTopics,
 )
-from labelops.clients.kafka import TopicSpec
 
 CAMPAIGN_API_VERSION = f"{GROUP}/{VERSION}"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
@@ -139,7 +139,7 @@ def desired_topics(names: CampaignNames, spec: CampaignSpec) -> list[TopicSpec]:
     }
     return [
         TopicSpec(topic, spec.kafka.partitions, spec.kafka.replication_factor, configs)
-        for topic in (names.items_topic, names.labels_topic)
+        for topic in (names.items_topic, names.labels_topic, names.predictions_topic)
     ]
 
 
@@ -200,15 +200,27 @@ def worker_config(ref: CampaignRef, spec: CampaignSpec) -> WorkerConfig:
         target=spec.target,
         quotas=spec.quotas,
         schema=names.schema,
-        topics=WorkerTopics(items=names.items_topic, labels=names.labels_topic),
+        topics=WorkerTopics(
+            items=names.items_topic,
+            labels=names.labels_topic,
+            predictions=names.predictions_topic,
+        ),
         consumer_group=names.consumer_group,
         paused=spec.paused,
+        generation=ref.generation,
+        model=spec.model,
+        quality=spec.quality,
+        blocked=spec.labelers.blocked,
+        unblocked=spec.labelers.unblocked,
     )
 
 
-def worker_config_json(ref: CampaignRef, spec: CampaignSpec) -> str:
-    config = worker_config(ref, spec)
-    return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, indent=2)
+def worker_config_json(ref: CampaignRef, spec: CampaignSpec, with_generation: bool = True) -> str:
+    """The ConfigMap's JSON; without the generation for the pod template's hash."""
+    config = worker_config(ref, spec).model_dump(mode="json", by_alias=True)
+    if not with_generation:
+        del config["generation"]
+    return json.dumps(config, sort_keys=True, indent=2)
 
 
 def config_map(ref: CampaignRef, spec: CampaignSpec) -> dict[str, Any]:

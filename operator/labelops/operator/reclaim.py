@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from labelops.api.campaign import CampaignSpec, ReclaimPolicy
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
 from labelops.operator.conditions import SCHEMA_READY, TOPICS_READY, Reason, Verdict
+from labelops.operator.context import OperatorContext
 from labelops.operator.plan import CampaignRef
 from labelops.operator.reconcile import backoff
-from labelops.operator.runtime import Runtime
-from labelops.operator.status import StatusUpdate, post_event
+from labelops.operator.status_writer import StatusUpdate, post_event
 
 
 def _policy(body: Mapping[str, Any]) -> ReclaimPolicy:
@@ -31,7 +31,7 @@ def _policy(body: Mapping[str, Any]) -> ReclaimPolicy:
         return ReclaimPolicy.RETAIN
 
 
-async def reclaim(rt: Runtime, body: Mapping[str, Any], retry: int) -> None:
+async def reclaim(ctx: OperatorContext, body: Mapping[str, Any], retry: int) -> None:
     ref = CampaignRef.from_body(body)
     names = ref.names
     topics = [names.items_topic, names.labels_topic]
@@ -43,17 +43,17 @@ async def reclaim(rt: Runtime, body: Mapping[str, Any], retry: int) -> None:
             f"reclaimPolicy Retain: kept topics {', '.join(topics)}, schema {names.schema} "
             f"and role {names.role}; drop them by hand when the labels are no longer needed",
         )
-        rt.forget(ref)
+        ctx.forget(ref)
         return
 
-    async with rt.lock(ref):
+    async with ctx.lock(ref):
         step = TOPICS_READY
         try:
             # Workers first, so they stop consuming and release their database sessions.
-            await rt.kube.delete("apps/v1", "Deployment", ref.namespace, names.worker)
-            deleted_topics = await rt.kafka.delete(topics)
+            await ctx.kube.delete("apps/v1", "Deployment", ref.namespace, names.worker)
+            deleted_topics = await ctx.kafka.delete(topics)
             step = SCHEMA_READY
-            dropped = await rt.postgres.drop(names.role, names.schema)
+            dropped = await ctx.postgres.drop(names.role, names.schema)
         except BackendUnavailable as err:
             reason = (
                 Reason.KAFKA_UNAVAILABLE
@@ -61,7 +61,7 @@ async def reclaim(rt: Runtime, body: Mapping[str, Any], retry: int) -> None:
                 else Reason.POSTGRES_UNAVAILABLE
             )
             message = f"deleting the campaign (reclaimPolicy Delete) is blocked: {err}"
-            await rt.status.write(
+            await ctx.status.write(
                 ref.namespace,
                 ref.name,
                 StatusUpdate(verdicts=(Verdict.unknown(step, reason, message),)),
@@ -74,4 +74,4 @@ async def reclaim(rt: Runtime, body: Mapping[str, Any], retry: int) -> None:
         "Reclaimed",
         "reclaimPolicy Delete: deleted " + (", ".join(gone) if gone else "nothing (already gone)"),
     )
-    rt.forget(ref)
+    ctx.forget(ref)

@@ -24,12 +24,11 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from labelops.api.backend_state import RoleChanges, TopicSpec
 from labelops.api.campaign import CampaignSpec, Topics
 from labelops.api.tasktypes import check_label_schema
-from labelops.api.workerconfig import PASSWORD_KEY
+from labelops.api.worker_configmap import PASSWORD_KEY
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
-from labelops.clients.kafka import TopicSpec
-from labelops.clients.postgres import RoleChanges
 from labelops.operator import plan
 from labelops.operator.conditions import (
     PERMANENT,
@@ -42,10 +41,10 @@ from labelops.operator.conditions import (
     Verdict,
     not_stalled,
 )
+from labelops.operator.context import OperatorContext
 from labelops.operator.diff import diff_database, diff_topics
-from labelops.operator.progress import target_met
-from labelops.operator.runtime import Runtime
-from labelops.operator.status import StatusUpdate
+from labelops.operator.progress_math import target_met
+from labelops.operator.status_writer import StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +96,18 @@ class Pass:
         )
 
 
-async def reconcile(rt: Runtime, body: Mapping[str, Any], retry: int = 0) -> None:
+async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], retry: int = 0) -> None:
     """Bring one campaign's world to its spec and write the status; raise to be retried."""
     ref = plan.CampaignRef.from_body(body)
-    async with rt.lock(ref):
+    async with ctx.lock(ref):
         status = body.get("status") or {}
         if status.get("observedGeneration") != ref.generation:
             # Say "Reconciling" before the work, so GitOps tools never read a new
             # generation as healthy from an old status.
-            await rt.status.write(ref.namespace, ref.name, StatusUpdate())
+            await ctx.status.write(ref.namespace, ref.name, StatusUpdate())
         state = Pass(ref)
         try:
-            await _run(rt, body, state)
+            await _run(ctx, body, state)
         except BackendUnavailable as err:
             reason = (
                 Reason.KAFKA_UNAVAILABLE
@@ -116,14 +115,14 @@ async def reconcile(rt: Runtime, body: Mapping[str, Any], retry: int = 0) -> Non
                 else Reason.POSTGRES_UNAVAILABLE
             )
             state.verdicts.append(Verdict.unknown(state.step, reason, str(err)))
-            await rt.status.write(ref.namespace, ref.name, state.update())
+            await ctx.status.write(ref.namespace, ref.name, state.update())
             raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
-        await rt.status.write(ref.namespace, ref.name, state.update())
+        await ctx.status.write(ref.namespace, ref.name, state.update())
         if state.retry_after is not None:
             raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
 
 
-async def _run(rt: Runtime, body: Mapping[str, Any], state: Pass) -> None:
+async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> None:
     ref = state.ref
     try:
         spec = CampaignSpec.model_validate(body.get("spec") or {})
@@ -149,14 +148,14 @@ async def _run(rt: Runtime, body: Mapping[str, Any], state: Pass) -> None:
     )
 
     state.step = TOPICS_READY
-    topics = await converge_topics(rt, plan.desired_topics(names, spec))
+    topics = await converge_topics(ctx, plan.desired_topics(names, spec))
     state.verdicts.append(topics)
 
     state.step = SCHEMA_READY
-    schema, dsn = await converge_database(rt, ref, spec)
+    schema, dsn = await converge_database(ctx, ref, spec)
     state.verdicts.append(schema)
 
-    counts = await rt.postgres.read_progress(names.schema)
+    counts = await ctx.postgres.read_progress(names.schema)
     met = counts is not None and target_met(counts, spec.target)
     completed = counts.items_completed if counts is not None else 0
     if met:
@@ -174,7 +173,7 @@ async def _run(rt: Runtime, body: Mapping[str, Any], state: Pass) -> None:
             )
         )
     state.step = WORKERS_READY
-    problem = await converge_workers(rt, ref, spec, plan.desired_replicas(spec, met), dsn)
+    problem = await converge_workers(ctx, ref, spec, plan.desired_replicas(spec, met), dsn)
     if problem is None:
         state.workers_deployment = names.worker
     else:
@@ -194,9 +193,9 @@ def _first_error(err: ValidationError) -> str:
 # --- topics -----------------------------------------------------------------------------
 
 
-async def converge_topics(rt: Runtime, desired: list[TopicSpec]) -> Verdict:
+async def converge_topics(ctx: OperatorContext, desired: list[TopicSpec]) -> Verdict:
     names = [t.name for t in desired]
-    observed = await rt.kafka.describe(names)
+    observed = await ctx.kafka.describe(names)
     changes = diff_topics(desired, observed)
     if changes.refusals:
         return Verdict.false(
@@ -205,10 +204,10 @@ async def converge_topics(rt: Runtime, desired: list[TopicSpec]) -> Verdict:
             "; ".join(changes.refusals) + ". The live topics were left unchanged.",
         )
     if not changes.empty:
-        await rt.kafka.create(changes.create)
-        await rt.kafka.grow_partitions(changes.grow_partitions)
-        await rt.kafka.set_configs(changes.set_configs)
-        if not await _topics_settled(rt, desired):
+        await ctx.kafka.create(changes.create)
+        await ctx.kafka.grow_partitions(changes.grow_partitions)
+        await ctx.kafka.set_configs(changes.set_configs)
+        if not await _topics_settled(ctx, desired):
             return Verdict.false(
                 TOPICS_READY, Reason.PROGRESSING, "Kafka has not reported the changes yet"
             )
@@ -221,13 +220,13 @@ async def converge_topics(rt: Runtime, desired: list[TopicSpec]) -> Verdict:
     )
 
 
-async def _topics_settled(rt: Runtime, desired: list[TopicSpec]) -> bool:
+async def _topics_settled(ctx: OperatorContext, desired: list[TopicSpec]) -> bool:
     """Wait until Kafka reports what was just applied, so the verdict is not a guess."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TOPIC_SETTLE_SECONDS
     delay = 0.05
     while True:
-        observed = await rt.kafka.describe([t.name for t in desired])
+        observed = await ctx.kafka.describe([t.name for t in desired])
         if diff_topics(desired, observed).empty:
             return True
         if loop.time() >= deadline:
@@ -240,25 +239,25 @@ async def _topics_settled(rt: Runtime, desired: list[TopicSpec]) -> bool:
 
 
 async def converge_database(
-    rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec
 ) -> tuple[Verdict, str]:
     names = ref.names
     desired = plan.desired_database(names, spec)
-    existing = await rt.kube.get("v1", "Secret", ref.namespace, names.database_secret)
+    existing = await ctx.kube.get("v1", "Secret", ref.namespace, names.database_secret)
     stored = ((existing or {}).get("data") or {}).get(PASSWORD_KEY)
     password = base64.b64decode(stored).decode() if stored else secrets.token_urlsafe(24)
-    dsn = plan.worker_dsn(desired, password, rt.workers.postgres)
+    dsn = plan.worker_dsn(desired, password, ctx.workers.postgres)
     # The Secret first: a password must be stored before any role carries it, or a crash
     # in between would leave a role nobody knows the password of.
-    await rt.kube.apply(plan.database_secret(ref, desired, password, dsn))
+    await ctx.kube.apply(plan.database_secret(ref, desired, password, dsn))
 
-    observed = await rt.postgres.observe(desired.role, desired.schema)
+    observed = await ctx.postgres.observe(desired.role, desired.schema)
     changes = diff_database(desired, observed, password_is_new=stored is None)
     if changes != RoleChanges():
-        await rt.postgres.apply(
+        await ctx.postgres.apply(
             desired.role, desired.schema, desired.connection_limit, password, changes
         )
-    applied = await rt.postgres.migrate(desired.role, desired.schema)
+    applied = await ctx.postgres.migrate(desired.role, desired.schema)
     if applied:
         log.info("%s: applied migrations %s", names.key, ", ".join(applied))
     return (
@@ -276,14 +275,14 @@ async def converge_database(
 
 
 async def converge_workers(
-    rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec, replicas: int, dsn: str
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec, replicas: int, dsn: str
 ) -> Verdict | None:
     """Apply the worker objects; a verdict only when they cannot be applied.
 
     Whether the workers are ready is read from the live Deployment by the status writer.
     """
     tokens_name = spec.labelers.token_secret_ref.name
-    tokens = await rt.kube.get("v1", "Secret", ref.namespace, tokens_name)
+    tokens = await ctx.kube.get("v1", "Secret", ref.namespace, tokens_name)
     if tokens is None:
         return Verdict.false(
             WORKERS_READY,
@@ -292,26 +291,26 @@ async def converge_workers(
             "create it with one key per labeler id and the labeler's token as value",
         )
     config_map = plan.config_map(ref, spec)
-    await rt.kube.apply(config_map)
-    await rt.kube.apply(plan.worker_service(ref))
-    await _converge_quota(rt, ref, spec)
+    await ctx.kube.apply(config_map)
+    await ctx.kube.apply(plan.worker_service(ref))
+    await _converge_quota(ctx, ref, spec)
     pod_hash = plan.config_hash(
-        *config_map["data"].values(),
+        plan.worker_config_json(ref, spec, with_generation=False),
         dsn,
         *sorted(f"{k}={v}" for k, v in (tokens.get("data") or {}).items()),
     )
-    await rt.kube.apply(plan.worker_deployment(ref, spec, rt.workers, replicas, pod_hash))
+    await ctx.kube.apply(plan.worker_deployment(ref, spec, ctx.workers, replicas, pod_hash))
     return None
 
 
-async def _converge_quota(rt: Runtime, ref: plan.CampaignRef, spec: CampaignSpec) -> None:
+async def _converge_quota(ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec) -> None:
     quota = plan.resource_quota(ref, spec)
     if quota is not None:
-        await rt.kube.apply(quota)
+        await ctx.kube.apply(quota)
         return
     name = ref.names.resource_quota
-    live = await rt.kube.get("v1", "ResourceQuota", ref.namespace, name)
+    live = await ctx.kube.get("v1", "ResourceQuota", ref.namespace, name)
     owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
     if any(owner.get("uid") == ref.uid for owner in owners):
         # quotas.kubernetes was removed from the spec: remove the quota we made, only ours.
-        await rt.kube.delete("v1", "ResourceQuota", ref.namespace, name)
+        await ctx.kube.delete("v1", "ResourceQuota", ref.namespace, name)

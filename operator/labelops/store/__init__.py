@@ -4,6 +4,7 @@ The semantics every caller relies on are documented in labelops.store.labelstore
 """
 
 from labelops.store.labelstore import LabelStore
+from labelops.store.migrations import migrate
 from labelops.store.progress import ProgressCounts, read_progress
 from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
 
@@ -14,5 +15,6 @@ __all__ = [
     "LabelerStats",
     "ProgressCounts",
     "SubmitResult",
+    "migrate",
     "read_progress",
 ]

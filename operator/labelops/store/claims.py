@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.errors import NotFound, QuotaExceeded
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask

@@ -102,7 +102,7 @@ from psycopg import errors as pgerrors
 from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
 from labelops.store.leased import LeasedPayloads

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from labelops.api.tasktypes import LabelValidator, Violation
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed, seconds_until_utc_midnight
 from labelops.store.errors import Conflict, LeaseRequired, NotFound, QuotaExceeded
 from labelops.store.jsoncheck import storage_violations

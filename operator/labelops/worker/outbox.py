@@ -28,7 +28,7 @@ import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from psycopg_pool import ConnectionPool
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.queries import Queries
 
 log = logging.getLogger(__name__)

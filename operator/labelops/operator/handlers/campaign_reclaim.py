@@ -18,4 +18,4 @@ from labelops.operator.reclaim import reclaim
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="campaign-reclaim", backoff=10.0)
 async def on_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     with measured("delete"):
-        await reclaim(memo.runtime, body, retry)
+        await reclaim(memo.context, body, retry)

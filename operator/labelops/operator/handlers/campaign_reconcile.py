@@ -20,7 +20,7 @@ UNEXPECTED_ERROR_BACKOFF = 10.0
 @kopf.on.create(GROUP, VERSION, PLURAL, id="campaign-create", backoff=UNEXPECTED_ERROR_BACKOFF)
 async def on_create(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     with measured("create"):
-        await reconcile(memo.runtime, body, retry)
+        await reconcile(memo.context, body, retry)
 
 
 @kopf.on.update(
@@ -28,13 +28,13 @@ async def on_create(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
 )
 async def on_update(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     with measured("update"):
-        await reconcile(memo.runtime, body, retry)
+        await reconcile(memo.context, body, retry)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="campaign-resume", backoff=UNEXPECTED_ERROR_BACKOFF)
 async def on_resume(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     with measured("resume"):
-        await reconcile(memo.runtime, body, retry)
+        await reconcile(memo.context, body, retry)
 
 
 @kopf.timer(
@@ -48,4 +48,4 @@ async def on_resume(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
 )
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with measured("resync"):
-        await reconcile(memo.runtime, body)
+        await reconcile(memo.context, body)

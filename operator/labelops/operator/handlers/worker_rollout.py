@@ -29,4 +29,4 @@ async def on_deployment(body: kopf.Body, type: str | None, memo: kopf.Memo, **_:
     if owner is None:
         return
     with measured("worker-rollout"):
-        await deployment_changed(memo.runtime, body, owner, deleted=type == "DELETED")
+        await deployment_changed(memo.context, body, owner, deleted=type == "DELETED")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from labelops.api.campaign import Model, Quotas, Target, Task
+from labelops.api.campaign import Model, ModelSpec, QualitySpec, Quotas, Target, Task
 
 CONFIG_KEY = "campaign.json"
 ENV_CAMPAIGN = "LABELOPS_CAMPAIGN"
@@ -26,6 +26,8 @@ WORKER_PORT = 8080
 class WorkerTopics(Model):
     items: str
     labels: str
+    # Absent in the config of an operator older than models in the loop.
+    predictions: str | None = None
 
 
 class WorkerConfig(Model):
@@ -38,3 +40,11 @@ class WorkerConfig(Model):
     topics: WorkerTopics
     consumer_group: str
     paused: bool = False
+    # metadata.generation of the campaign the config was written from: every label carries
+    # it. Left out of the pod template's config hash, so a change that touches nothing the
+    # workers do (say, replicas) does not restart them.
+    generation: int = 0
+    model: ModelSpec | None = None
+    quality: QualitySpec | None = None
+    blocked: list[str] = Field(default_factory=list)
+    unblocked: list[str] = Field(default_factory=list)

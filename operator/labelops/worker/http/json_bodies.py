@@ -1,11 +1,11 @@
-"""The JSON the API sends: store results turned into the camelCase shapes of openapi.py."""
+"""The JSON the API sends: store results turned into the camelCase shapes of openapi_document.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.progress import ProgressCounts
 from labelops.store.results import ClaimedTask, LabelerStats, SubmitResult
 

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class OperatorConfig:
+class OperatorSettings:
     kafka_bootstrap: str
     postgres_dsn: str
     worker_image: str = DEFAULT_WORKER_IMAGE
@@ -39,7 +39,7 @@ class OperatorConfig:
         return f"http://0.0.0.0:{self.health_port}/healthz"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
         env = os.environ if env is None else env
 
         def required(key: str) -> str:

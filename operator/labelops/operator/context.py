@@ -1,4 +1,4 @@
-"""Everything handlers share for the life of the operator process: config, clients, the
+"""Everything handlers share for the life of the operator process: settings, clients, the
 status writer, per-campaign locks and the in-memory progress trackers.
 
 Built once by main.run() and handed to every handler through kopf's memo, so no module
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from labelops.clients.kafka import KafkaAdmin
 from labelops.clients.kube import KubeClient
 from labelops.clients.postgres import PostgresAdmin
-from labelops.operator.config import OperatorConfig
 from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
-from labelops.operator.progress import RateWindow, ReadSchedule
-from labelops.operator.status import StatusWriter
+from labelops.operator.progress_math import RateWindow, ReadSchedule
+from labelops.operator.settings import OperatorSettings
+from labelops.operator.status_writer import StatusWriter
 
 
 @dataclass
@@ -28,8 +28,8 @@ class ProgressTracker:
 
 
 @dataclass
-class Runtime:
-    config: OperatorConfig
+class OperatorContext:
+    settings: OperatorSettings
     kube: KubeClient
     kafka: KafkaAdmin
     postgres: PostgresAdmin
@@ -39,19 +39,21 @@ class Runtime:
     _trackers: dict[str, ProgressTracker] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, config: OperatorConfig) -> Runtime:
+    def create(cls, settings: OperatorSettings) -> OperatorContext:
         kube = KubeClient.from_environment()
         return cls(
-            config=config,
+            settings=settings,
             kube=kube,
-            kafka=KafkaAdmin(config.kafka_bootstrap, timeout=config.kafka_timeout_seconds),
-            postgres=PostgresAdmin(config.postgres_dsn, timeout=config.postgres_timeout_seconds),
+            kafka=KafkaAdmin(settings.kafka_bootstrap, timeout=settings.kafka_timeout_seconds),
+            postgres=PostgresAdmin(
+                settings.postgres_dsn, timeout=settings.postgres_timeout_seconds
+            ),
             status=StatusWriter(kube),
             workers=WorkerEnvironment(
-                default_image=config.worker_image,
-                kafka_bootstrap=config.kafka_bootstrap_for_workers,
+                default_image=settings.worker_image,
+                kafka_bootstrap=settings.kafka_bootstrap_for_workers,
                 postgres=PostgresEndpoint.from_admin_dsn(
-                    config.postgres_dsn, config.worker_postgres_host
+                    settings.postgres_dsn, settings.worker_postgres_host
                 ),
             ),
         )

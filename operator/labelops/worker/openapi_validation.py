@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from werkzeug.datastructures import Headers
 
 from labelops.api.tasktypes import Violation
-from labelops.worker.openapi import COMPONENT_REF, JSON, PROBLEM_JSON
+from labelops.worker.openapi_document import COMPONENT_REF, JSON, PROBLEM_JSON
 
 
 def _escape(token: str) -> str:

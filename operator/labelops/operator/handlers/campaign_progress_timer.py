@@ -9,7 +9,7 @@ import kopf
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.operator.metrics import measured
-from labelops.operator.progress import ACTIVE_READ_INTERVAL
+from labelops.operator.progress_math import ACTIVE_READ_INTERVAL
 from labelops.operator.tracking import track_progress
 
 
@@ -23,4 +23,4 @@ from labelops.operator.tracking import track_progress
 )
 async def progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with measured("progress"):
-        await track_progress(memo.runtime, body)
+        await track_progress(memo.context, body)

@@ -3,7 +3,7 @@
 Each view is named by its OpenAPI operationId, so the hooks below find the operation of every
 request: authentication for operations that declare security, request bodies validated
 against the served document, responses checked against it on the way out, and metrics by
-route template. Every refusal is an RFC 9457 problem (see problems.py).
+route template. Every refusal is an RFC 9457 problem (see problem_details.py).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
-from labelops.api.workerconfig import WorkerConfig
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import ClaimedTask, LabelStore
 from labelops.store.errors import Conflict, InvalidLabel, NotFound, QuotaExceeded, StoreError
-from labelops.worker import wire
 from labelops.worker.auth import AuthFailure, BearerAuth
 from labelops.worker.config import ResponseValidation
-from labelops.worker.contract import SpecValidator
-from labelops.worker.health import ReadinessCheck, ReadinessProbe
-from labelops.worker.ingest import MAX_ID_LENGTH
+from labelops.worker.http import json_bodies
+from labelops.worker.ingest_messages import MAX_ID_LENGTH
 from labelops.worker.metrics import WorkerMetrics
-from labelops.worker.openapi import IDEMPOTENCY_KEY_MAX, JSON, PROBLEM_JSON, build_document
-from labelops.worker.problems import Problem
+from labelops.worker.openapi_document import IDEMPOTENCY_KEY_MAX, JSON, PROBLEM_JSON, build_document
+from labelops.worker.openapi_validation import SpecValidator
+from labelops.worker.problem_details import Problem
+from labelops.worker.readiness import ReadinessCheck, ReadinessProbe
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def create_app(
     """run_blocking runs work that may block, such as the readiness checks, where the server
     wants it (labelops.worker.storeio: on a thread, so the event loop keeps serving);
     without it, on the calling thread."""
-    app = Flask(__name__)
+    app = Flask("labelops.worker")
     app.session_interface = NoSessions()
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # The page is same-origin, so nothing needs CORS preflights: OPTIONS is a 405 like any
@@ -104,7 +104,7 @@ def create_app(
     document = build_document(config)
     spec = SpecValidator(document)
     document_bytes = json.dumps(document).encode()
-    campaign = wire.campaign(config)
+    campaign = json_bodies.campaign(config)
     auth = BearerAuth(tokens)
     probe = ReadinessProbe(readiness_checks)
     blocking: RunBlocking = run_blocking or _call
@@ -313,7 +313,7 @@ def create_app(
             meter.claims.labels("empty").inc()
             return Response(status=204)
         meter.claims.labels("leased").inc()
-        return respond(wire.task(task))
+        return respond(json_bodies.task(task))
 
     @app.post("/v1/tasks/<item_id:item_id>/labels", endpoint="submitLabel")
     def submit_label(item_id: str) -> Response:
@@ -335,11 +335,13 @@ def create_app(
             raise
         if not result.replayed:
             meter.labels_accepted.inc()
-        receipt = wire.receipt(result)
+        receipt = json_bodies.receipt(result)
         if with_next:
             meter.claims.labels(_claim_outcome(upcoming)).inc()
             # A quota that refused the next lease is the labeler's next claim's to explain.
-            receipt["next"] = wire.task(upcoming) if isinstance(upcoming, ClaimedTask) else None
+            receipt["next"] = (
+                json_bodies.task(upcoming) if isinstance(upcoming, ClaimedTask) else None
+            )
         return respond(receipt, 200 if result.replayed else 201)
 
     @app.post("/v1/tasks/<item_id:item_id>/release", endpoint="releaseTask")
@@ -355,11 +357,11 @@ def create_app(
 
     @app.get("/v1/me", endpoint="getMe")
     def get_me() -> Response:
-        return respond(wire.me(store.me(g.labeler)))
+        return respond(json_bodies.me(store.me(g.labeler)))
 
     @app.get("/v1/progress", endpoint="getProgress")
     def get_progress() -> Response:
-        return respond(wire.progress(store.progress(), config))
+        return respond(json_bodies.progress(store.progress(), config))
 
     @app.get("/v1/campaign", endpoint="getCampaign")
     def get_campaign() -> Response:

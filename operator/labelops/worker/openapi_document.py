@@ -2,7 +2,7 @@
 
 The document is generated per campaign because the label value schema depends on the task
 (`label_schema(task)`, plus the campaign's own `labelSchema`): a client reading
-`/openapi.json` sees exactly what this campaign accepts. contract.py holds the API to it.
+`/openapi.json` sees exactly what this campaign accepts. openapi_validation.py holds the API to it.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from labelops.api.tasktypes import PAYLOAD_SCHEMAS, label_schema
-from labelops.api.workerconfig import WorkerConfig
-from labelops.worker.ingest import MAX_ID_LENGTH
+from labelops.api.worker_configmap import WorkerConfig
+from labelops.worker.ingest_messages import MAX_ID_LENGTH
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
