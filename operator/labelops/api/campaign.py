@@ -566,5 +566,6 @@ CONDITION_TYPES = (
     "SchemaReady",
     "WorkersReady",
     "TargetMet",
-    "ModelTrusted",
 )
+# Only for campaigns with model.autoAccept: whether auto-accept is on for the latest version.
+MODEL_TRUSTED = "ModelTrusted"

@@ -36,6 +36,10 @@ class CampaignNames:
         return f"{self.topic_prefix}.labels"
 
     @property
+    def predictions_topic(self) -> str:
+        return f"{self.topic_prefix}.predictions"
+
+    @property
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}.worker"
 
