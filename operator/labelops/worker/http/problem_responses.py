@@ -1,0 +1,92 @@
+"""Every refusal of the worker's HTTP API as an RFC 9457 problem (application/problem+json).
+
+The store's errors map to statuses here: QuotaExceeded -> 429 with Retry-After, Conflict ->
+409, NotFound -> 404, InvalidLabel -> 422; werkzeug's (unknown path, wrong method, body too
+large) keep their status; anything unexpected is a 500 whose details stay in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from labelops.api.worker_configmap import WorkerConfig
+from labelops.store.errors import Conflict, InvalidLabel, NotFound, QuotaExceeded
+from labelops.worker.problem_details import Problem
+
+log = logging.getLogger(__name__)
+
+
+def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
+    @app.errorhandler(Problem)
+    def problem(err: Problem) -> Response:
+        # Kept for the response check (hooks.py), like every JSON body.
+        g.response_document = err.body()
+        return err.response()
+
+    @app.errorhandler(QuotaExceeded)
+    def quota_exceeded(err: QuotaExceeded) -> Response:
+        return problem(
+            Problem(
+                429,
+                "quota-exceeded",
+                err.message,
+                headers={"Retry-After": str(err.retry_after)},
+                extensions={"reason": err.reason, "retryAfter": err.retry_after},
+            )
+        )
+
+    @app.errorhandler(Conflict)
+    def conflict(err: Conflict) -> Response:
+        return problem(
+            Problem(
+                409, err.reason.replace("_", "-"), err.message, extensions={"reason": err.reason}
+            )
+        )
+
+    @app.errorhandler(NotFound)
+    def not_found(err: NotFound) -> Response:
+        return problem(Problem(404, "not-found", err.message, extensions={"reason": err.reason}))
+
+    @app.errorhandler(InvalidLabel)
+    def invalid_label(err: InvalidLabel) -> Response:
+        return problem(
+            Problem(
+                422,
+                "invalid-label",
+                f"the label does not fit the {config.task.type.value} task; see errors",
+                errors=err.violations,
+            )
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        headers = {}
+        if isinstance(err, MethodNotAllowed) and err.valid_methods:
+            headers["Allow"] = ", ".join(sorted(err.valid_methods))
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        elif status == 404:
+            detail = f"no such endpoint: {request.path}; see /openapi.json"
+        else:
+            detail = err.description or err.name
+        return problem(Problem(status, _kind_for_status(status), detail, headers=headers))
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem(
+            Problem(500, "internal-error", "unexpected error; the worker's log has the details")
+        )
+
+
+def _kind_for_status(status: int) -> str:
+    return {
+        400: "invalid-request",
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "payload-too-large",
+        415: "unsupported-media-type",
+    }.get(status, "internal-error" if status >= 500 else "invalid-request")
