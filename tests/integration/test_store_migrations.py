@@ -1,21 +1,26 @@
-"""Migrations: versioned, idempotent, concurrent-safe, runnable as the campaign's own role."""
+"""Migrations: versioned, idempotent, concurrent-safe, runnable as the campaign's own role;
+function files re-applied on every run, replacing, dropping and revoking as the rule in
+labelops.store.migrations says."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import LiteralString
 
 import psycopg
 import pytest
 from psycopg import sql
+from schema_catalog import schema_shape
 from test_store_support import unique_name
 
-from labelops.store.migrations import available_migrations, migrate
+from labelops.store.migrations import available_functions, available_migrations, migrate
 from labelops.store.progress import PROGRESS_SHARDS, read_progress
 
 pytestmark = pytest.mark.integration
 
 ALL = [m.label for m in available_migrations()]
+FUNCTIONS = [f.name for f in available_functions()]
 
 
 @pytest.fixture
@@ -26,10 +31,29 @@ def schema(postgres_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
+def functions_of(conn: psycopg.Connection, schema: str) -> list[tuple[str, int]]:
+    """(name, oid) of the schema's functions: an oid changes when a function is re-created."""
+    rows = conn.execute(
+        "SELECT p.proname, p.oid::bigint FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    return [(name, oid) for name, oid in rows]
+
+
+def run(conn: psycopg.Connection, statement: LiteralString, schema: str) -> None:
+    """statement with {schema} replaced by the quoted schema name."""
+    conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
+
+
 def test_migrate_applies_every_migration_once(postgres_dsn: str, schema: str) -> None:
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         assert migrate(conn, schema) == ALL
+        shape, functions = schema_shape(conn, schema), functions_of(conn, schema)
+        assert [name for name, _ in functions] == FUNCTIONS
         assert migrate(conn, schema) == [], "a second run found something pending"
+        assert schema_shape(conn, schema) == shape, "a second run changed the schema"
+        assert functions_of(conn, schema) == functions, "a second run re-created a function"
         recorded = conn.execute(
             sql.SQL("SELECT version, name FROM {} ORDER BY version").format(
                 sql.Identifier(schema, "schema_migrations")
@@ -90,6 +114,12 @@ def test_migrate_as_campaign_role_owns_everything_without_superuser(
                 (schema,),
             ).fetchall()
             assert owners == [(role,)]
+            function_owners = admin.execute(
+                "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc p"
+                " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                (schema,),
+            ).fetchall()
+            assert function_owners == [(role,)]
         finally:
             admin.execute("RESET ROLE")
             drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
@@ -102,3 +132,114 @@ def test_migrate_refuses_a_connection_inside_a_transaction(postgres_dsn: str, sc
         conn.execute("SELECT 1")
         with pytest.raises(RuntimeError, match="outside any transaction"):
             migrate(conn, schema)
+
+
+def test_no_function_is_executable_by_public(postgres_dsn: str, schema: str) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        # Re-created functions come with EXECUTE for PUBLIC unless migrate() revokes it.
+        run(conn, "DROP FUNCTION {schema}.rfc3339_utc", schema)
+        migrate(conn, schema)
+        executable = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s AND has_function_privilege('public', p.oid, 'EXECUTE')",
+            (schema,),
+        ).fetchall()
+    assert executable == []
+
+
+def test_a_hand_edited_function_is_put_back_as_its_file_says(
+    postgres_dsn: str, schema: str
+) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        run(
+            conn,
+            "CREATE OR REPLACE FUNCTION {schema}.rfc3339_utc(p_moment timestamptz)"
+            " RETURNS text LANGUAGE sql AS $$ SELECT 'edited' $$",
+            schema,
+        )
+        migrate(conn, schema)
+        [(written,)] = conn.execute(
+            sql.SQL("SELECT {}('2026-01-02 03:04:05+00')").format(
+                sql.Identifier(schema, "rfc3339_utc")
+            )
+        ).fetchall()
+    assert written == "2026-01-02T03:04:05Z"
+
+
+def test_a_function_whose_result_type_changed_is_dropped_and_created(
+    postgres_dsn: str, schema: str
+) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        # As an older release might have had it: same arguments, another result type,
+        # which CREATE OR REPLACE cannot change.
+        run(conn, "DROP FUNCTION {schema}.release_task", schema)
+        run(
+            conn,
+            "CREATE FUNCTION {schema}.release_task(p_item_id text, p_labeler text)"
+            " RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$",
+            schema,
+        )
+        migrate(conn, schema)
+        result = conn.execute(
+            sql.SQL("SELECT item_found, had_lease FROM {}('nope', 'ann')").format(
+                sql.Identifier(schema, "release_task")
+            )
+        ).fetchall()
+    assert result == [(False, False)]
+
+
+def test_functions_no_file_defines_are_dropped(postgres_dsn: str, schema: str) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        functions = functions_of(conn, schema)
+        # A retired function, and an old signature of one whose arguments changed.
+        run(
+            conn,
+            "CREATE FUNCTION {schema}.retired() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            schema,
+        )
+        run(
+            conn,
+            "CREATE FUNCTION {schema}.claim_task(p_labeler text) RETURNS int"
+            " LANGUAGE sql AS 'SELECT 1'",
+            schema,
+        )
+        migrate(conn, schema)
+        assert functions_of(conn, schema) == functions
+
+
+def test_a_dependent_object_stops_a_drop_and_the_functions_stay_as_they_were(
+    postgres_dsn: str, schema: str
+) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        run(
+            conn,
+            "CREATE FUNCTION {schema}.retired() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            schema,
+        )
+        run(conn, "CREATE VIEW {schema}.uses_retired AS SELECT {schema}.retired() AS one", schema)
+        functions = functions_of(conn, schema)
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="retired"):
+            migrate(conn, schema)
+        assert functions_of(conn, schema) == functions
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_schema_that_records_an_unknown_migration_is_refused(
+    postgres_dsn: str, schema: str
+) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        run(
+            conn,
+            "INSERT INTO {schema}.schema_migrations (version, name) VALUES (9999, 'x')",
+            schema,
+        )
+        functions = functions_of(conn, schema)
+        with pytest.raises(RuntimeError, match=r"records migrations \[9999\]"):
+            migrate(conn, schema)
+        assert functions_of(conn, schema) == functions

@@ -1,10 +1,39 @@
-"""Versioned migrations of a campaign's schema.
+"""How a campaign's schema is defined, and how migrate() brings one up to date.
 
-Migrations are the files `migrations/NNNN_name.sql`, applied in order of NNNN, each in its
-own transaction together with its row in "<schema>".schema_migrations, so a crash leaves
-every migration either fully applied or not at all. A session-level advisory lock per
-schema makes concurrent callers (operator passes, worker replicas) take turns: the second
-one finds nothing pending.
+The schema is made from two kinds of files, each with one rule:
+
+`migrations/NNNN_name.sql`: tables, indexes, constraints, seed rows, and the row types the
+functions return (function signatures depend on those, so they change like tables).
+Applied once each, in order of NNNN, each in its own transaction together with its row in
+"<schema>".schema_migrations, so a crash leaves every migration either fully applied or
+not at all. A migration that has shipped is never edited: the schema changes through the
+next number (`0002_...`). A migration defines no function (refused when read), and cannot
+use one, since functions are applied after the migrations.
+
+`functions/<name>.sql`: exactly one function, `CREATE OR REPLACE FUNCTION <name>(...)`,
+the only place it is written (a trigger on it goes in the same file, as CREATE OR REPLACE
+TRIGGER). Every migrate() re-applies all of them, after the migrations, in one transaction,
+in file-name order, so changing a function means editing its file and nothing else:
+  - CREATE OR REPLACE keeps the function's identity and privileges. Where it refuses (the
+    result type, or a parameter's name or default, changed), migrate() drops the old one
+    and creates the new one; the DROP has no CASCADE, so an object that depends on the
+    function (a trigger, a default) stops the migration rather than vanishing with it.
+  - A function of the schema that no file defined in this run is dropped: the old
+    signature when a file changed its argument types, or a function whose file was
+    deleted, which is how a function is retired (once no worker still running calls it).
+  - PUBLIC keeps no EXECUTE on any function of the schema. They run with the caller's
+    privileges (SECURITY INVOKER, the default) and pin search_path to the schema (`SET
+    search_path FROM CURRENT`, which migrate() has set).
+  - A LANGUAGE sql function's body is checked when it is created, so it may only call
+    functions whose files sort before its own; PL/pgSQL bodies are resolved when called.
+Claiming, submitting and releasing are functions so that each is one statement the
+worker sends: one round trip and one transaction, every row lock released by the server
+itself at the end of the call, never held while the worker waits on the network.
+
+A session-level advisory lock per schema makes concurrent callers (operator passes, test
+harnesses) take turns: the second one finds no migration pending and re-applies the same
+functions. A schema that records a migration this code does not ship (made by a newer
+labelops, or before the 0.1.0 migrations were squashed) is refused, not downgraded.
 
 The operator calls migrate() as the campaign's role (after SET ROLE), so the files use
 unqualified names and run with search_path set to the schema: everything lands inside it
@@ -16,11 +45,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql
 
-_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FUNCTION_FILE = re.compile(r"^([a-z_][a-z0-9_]*)\.sql$")
+_LINE_COMMENT = re.compile(r"--[^\n]*")
+_CREATES_ROUTINE = re.compile(
+    r"\bCREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE)\s+([\w.\"]+)\s*\(", re.IGNORECASE
+)
+# What only migrations may create or change.
+_SCHEMA_DDL = re.compile(
+    r"\b(CREATE|ALTER|DROP)\s+(TABLE|TYPE|INDEX|SEQUENCE|VIEW|MATERIALIZED\s+VIEW|SCHEMA)\b",
+    re.IGNORECASE,
+)
 # Advisory locks are database-wide: the first key namespaces ours, the second is the schema.
 _LOCK_NAMESPACE = 0x4C4F  # "LO"
 
@@ -36,15 +76,27 @@ class Migration:
         return f"{self.version:04d}_{self.name}"
 
 
-def available_migrations() -> list[Migration]:
-    """The migrations shipped with this package, in the order they apply."""
+@dataclass(frozen=True)
+class FunctionFile:
+    name: str  # the function's name, which is the file's
+    sql_text: str
+
+
+def available_migrations(folder: Traversable | None = None) -> list[Migration]:
+    """The migrations shipped with this package (or in `folder`), in the order they apply."""
     found = []
-    for entry in (resources.files("labelops.store") / "migrations").iterdir():
-        match = _FILE_NAME.match(entry.name)
-        if match:
-            found.append(
-                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+    for entry in (folder or resources.files("labelops.store") / "migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if not match:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        routine = _CREATES_ROUTINE.search(_LINE_COMMENT.sub("", text))
+        if routine:
+            raise RuntimeError(
+                f"migrations/{entry.name} creates the function {routine.group(3)}: functions "
+                f"live in functions/<name>.sql only (see labelops.store.migrations)"
             )
+        found.append(Migration(int(match.group(1)), match.group(2), text))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
@@ -52,20 +104,68 @@ def available_migrations() -> list[Migration]:
     return found
 
 
+def available_functions(folder: Traversable | None = None) -> list[FunctionFile]:
+    """The function files shipped with this package (or in `folder`), in the order they
+    apply (by name)."""
+    found = []
+    for entry in (folder or resources.files("labelops.store") / "functions").iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FUNCTION_FILE.match(entry.name)
+        if not match:
+            raise RuntimeError(
+                f"functions/{entry.name}: a function file is named <function>.sql, in lower "
+                f"case letters, digits and _"
+            )
+        text = entry.read_text(encoding="utf-8")
+        _check_function_file(entry.name, match.group(1), _LINE_COMMENT.sub("", text))
+        found.append(FunctionFile(match.group(1), text))
+    found.sort(key=lambda f: f.name)
+    return found
+
+
+def _check_function_file(file_name: str, name: str, code: str) -> None:
+    routines = _CREATES_ROUTINE.findall(code)
+    defined = [routine_name for _, _, routine_name in routines]
+    if defined != [name]:
+        raise RuntimeError(
+            f"functions/{file_name} defines the functions {defined}: it must define exactly "
+            f"one, named {name!r} like the file"
+        )
+    if not routines[0][0]:
+        raise RuntimeError(
+            f"functions/{file_name} says CREATE FUNCTION {name}: it is re-applied on every "
+            f"migrate(), so it must say CREATE OR REPLACE FUNCTION"
+        )
+    ddl = _SCHEMA_DDL.search(code)
+    if ddl:
+        raise RuntimeError(
+            f"functions/{file_name} has {' '.join(ddl.group(0).split())!r}: tables, types "
+            f"and indexes change only in numbered migrations (migrations/NNNN_name.sql)"
+        )
+
+
 def migrate(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Apply the pending migrations to `schema`; return the ones applied ("0001_initial").
+    """Apply the pending migrations to `schema`, then re-apply every function file; return
+    the migrations applied ("0001_initial"; functions, re-applied on every call, are not
+    listed).
 
     conn must not be inside a transaction. The schema is created when missing (that needs
     CREATE on the database; an operator that pre-creates the schema does not need it).
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("migrate() needs a connection outside any transaction")
+    # Read (and checked) before anything is locked or written.
+    migrations = available_migrations()
+    functions = available_functions()
     saved_autocommit = conn.autocommit
     conn.autocommit = True
     try:
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
         try:
-            return _apply_pending(conn, schema)
+            applied = _apply_pending(conn, schema, migrations)
+            _apply_functions(conn, schema, functions)
+            return applied
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
     finally:
@@ -86,15 +186,22 @@ def applied_versions(conn: psycopg.Connection, schema: str) -> set[int]:
     return {row[0] for row in rows}
 
 
-def _apply_pending(conn: psycopg.Connection, schema: str) -> list[str]:
+def _apply_pending(conn: psycopg.Connection, schema: str, migrations: list[Migration]) -> list[str]:
     _ensure_bookkeeping(conn, schema)
     done = applied_versions(conn, schema)
+    unknown = sorted(done - {m.version for m in migrations})
+    if unknown:
+        raise RuntimeError(
+            f"schema {schema} records migrations {unknown} that this labelops does not ship "
+            f"(it ships {[m.label for m in migrations]}): the schema was made by a newer "
+            f"labelops, or before the 0.1.0 migrations were squashed; it is not downgraded"
+        )
     applied = []
-    for migration in available_migrations():
+    for migration in migrations:
         if migration.version in done:
             continue
         with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+            _set_search_path(conn, schema)
             # The files are trusted package data; running them as one multi-statement
             # string keeps them plain SQL files a reviewer can read and psql can run.
             conn.execute(migration.sql_text.encode())
@@ -106,6 +213,69 @@ def _apply_pending(conn: psycopg.Connection, schema: str) -> list[str]:
             )
         applied.append(migration.label)
     return applied
+
+
+def _apply_functions(conn: psycopg.Connection, schema: str, functions: list[FunctionFile]) -> None:
+    with conn.transaction():
+        _set_search_path(conn, schema)
+        before = _function_versions(conn, schema)
+        for function in functions:
+            _apply_function(conn, schema, function)
+        after = _function_versions(conn, schema)
+        # A row of pg_proc that CREATE OR REPLACE rewrote has a new xmin; one no file
+        # touched keeps the version it had before.
+        untouched = {oid for oid, version in after.items() if before.get(oid) == version}
+        defined = sorted({after[oid][1] for oid in after.keys() - untouched})
+        expected = [f.name for f in functions]
+        if defined != expected:
+            raise RuntimeError(
+                f"the function files {expected} defined the functions {defined} in schema "
+                f"{schema}: each file must define the one function it is named after"
+            )
+        for oid in sorted(untouched):
+            conn.execute(b"DROP FUNCTION " + after[oid][2].encode())
+        # New functions come with EXECUTE for PUBLIC; replaced ones keep their privileges.
+        conn.execute(
+            sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM PUBLIC").format(
+                sql.Identifier(schema)
+            )
+        )
+
+
+def _apply_function(conn: psycopg.Connection, schema: str, function: FunctionFile) -> None:
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the old function in place
+            conn.execute(function.sql_text.encode())
+    except psycopg.errors.InvalidFunctionDefinition:
+        # "cannot change return type of existing function", or a parameter's name or
+        # default: only a new function can have those, so the old one goes first.
+        for signature in _signatures(conn, schema, function.name):
+            conn.execute(b"DROP FUNCTION " + signature.encode())
+        conn.execute(function.sql_text.encode())
+
+
+def _function_versions(conn: psycopg.Connection, schema: str) -> dict[int, tuple[str, str, str]]:
+    """oid -> (row version, name, signature) of every function in the schema."""
+    rows = conn.execute(
+        "SELECT p.oid::bigint, p.xmin::text || ':' || p.ctid::text, p.proname,"
+        "       p.oid::regprocedure::text"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s",
+        (schema,),
+    ).fetchall()
+    return {oid: (version, name, signature) for oid, version, name, signature in rows}
+
+
+def _signatures(conn: psycopg.Connection, schema: str, name: str) -> list[str]:
+    return [
+        signature
+        for _, function_name, signature in _function_versions(conn, schema).values()
+        if function_name == name
+    ]
+
+
+def _set_search_path(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
 def _ensure_bookkeeping(conn: psycopg.Connection, schema: str) -> None:

@@ -6,7 +6,7 @@ live in PROGRESS_SHARDS rows; a writer adds its deltas to one shard picked at ra
 reader sums the fixed set of shards, never counting labels or items. Because the deltas
 commit or roll back with the change itself, the sums are exact at any moment.
 
-Accepted labels are counted by the schema's accept_label function (0003_accept_label);
+Accepted labels are counted by the schema's accept_label function (functions/accept_label.sql);
 ingest, dead letters and rejections through bump_counters / bump_statement here.
 """
 

@@ -3,7 +3,7 @@
 Templates name tables and functions as {items}, {claim_task}, ... and are formatted with
 schema-qualified, quoted identifiers (psycopg.sql.Identifier), then rendered to bytes once;
 parameters are always bound, never formatted. Claiming, submitting and releasing are
-functions of the schema (migrations/0002_claim_and_submit.sql); the statements here call
+functions of the schema (store/functions/, one file each); the statements here call
 them.
 """
 
@@ -41,8 +41,8 @@ class Queries:
         self.schema = schema
         self.bump_progress = bump_statement(schema).as_bytes(None)
 
-        # --- claim, submit, release: functions of the schema (0002_claim_and_submit.sql,
-        # 0003_accept_label.sql, 0005_accept_and_claim.sql), one statement each, so that
+        # --- claim, submit, release: functions of the schema (store/functions/claim_task.sql,
+        # accept_label.sql, accept_label_and_claim.sql), one statement each, so that
         # every row lock is released by the server itself. Those that run for every label
         # bind positional parameters (a tuple costs less to bind than a dict), in the order
         # of the function's. The payload comes as text: the store parses it itself and so
@@ -78,7 +78,7 @@ class Queries:
             " FROM {accept_label_and_claim}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s,"
             "                               %s::smallint, %s, %s, %s)"
         )
-        # Many submissions at once (0006_batches.sql; labelops.store.batching): the
+        # Many submissions at once (accept_labels.sql, claim_tasks.sql; store.batching): the
         # columns of accept_label_and_claim after the element's 1-based position.
         self.accept_labels = self._compose(
             "SELECT element, verdict, label_id::text, created_at, ordinal,"

@@ -1,5 +1,6 @@
--- The campaign's tables. Runs with search_path set to the campaign's schema, as the
--- campaign's role, so every object lands in that schema and is owned by that role.
+-- The campaign's tables, and the row types its functions return. Runs with search_path set
+-- to the campaign's schema, as the campaign's role, so every object lands in that schema and
+-- is owned by that role. The functions live in ../functions/ (see labelops.store.migrations).
 
 -- One row per item to label. label_count and lease_count are maintained in the same
 -- transactions that add labels and leases, so "has this item a free slot" is one predicate
@@ -112,3 +113,55 @@ CREATE TABLE progress_shards (
     dead_lettered   bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
 INSERT INTO progress_shards (shard) SELECT generate_series(0, 15);
+
+-- What a claim returns: claim_task's one row, and each of claim_tasks' rows (element is the
+-- row's 1-based position in the batch, NULL from claim_task). verdict: 'claimed' (the item's
+-- columns and expires_at set), 'none' (nothing to claim), 'per_labeler_daily' (today's
+-- labels reached the quota), 'max_leases_per_labeler', 'daily_room' (today's labels + held
+-- leases reached the quota). A type, not a table: changed by a numbered migration too, as
+-- the functions' signatures depend on it.
+CREATE TYPE claim_result AS (
+    element          integer,
+    verdict          text,
+    labels_today     integer,
+    held             integer,
+    earliest_expiry  timestamptz,
+    clock            timestamptz,
+    item_id          text,
+    payload          jsonb,
+    priority         integer,
+    model_prediction jsonb,
+    model_confidence double precision,
+    expires_at       timestamptz
+);
+
+-- What a submission returns: accept_label's one row, accept_label_and_claim's, and each of
+-- accept_labels' rows (element as in claim_result). verdict: 'accepted' (label_id, ordinal
+-- set), 'replay' (replay_*: a label stored earlier under this Idempotency-Key),
+-- 'not_found', 'already_labeled', 'item_full', 'lease_required', 'lease_expired',
+-- 'per_labeler_daily'. created_at is always set: the accepted label's time, or the clock a
+-- refusal's Retry-After is computed from. The next_* columns are the claim_result of the
+-- labeler's next lease (NULL when no claim was made).
+CREATE TYPE submission_result AS (
+    element              integer,
+    verdict              text,
+    label_id             uuid,
+    created_at           timestamptz,
+    ordinal              integer,
+    replay_label_id      uuid,
+    replay_item_id       text,
+    replay_value         jsonb,
+    replay_created_at    timestamptz,
+    replay_ordinal       integer,
+    next_verdict         text,
+    next_labels_today    integer,
+    next_held            integer,
+    next_earliest_expiry timestamptz,
+    next_clock           timestamptz,
+    next_item_id         text,
+    next_payload         jsonb,
+    next_priority        integer,
+    next_model_prediction jsonb,
+    next_model_confidence double precision,
+    next_expires_at      timestamptz
+);

@@ -1,12 +1,10 @@
--- claim_task (0002), cheaper per claim, same rules, verdicts and result:
---   - the candidate items are checked against this labeler's labels, leases and skips one
---     (item, labeler) key probe at a time, so a claim no longer reads all of a labeler's
---     labels (its cost grew with how much the labeler had labeled);
---   - the labeler's row of the day is locked rather than rewritten;
---   - expired leases are reaped only when an index probe finds some;
---   - no plan that sorts all open items (enable_sort = off, see below).
--- CREATE OR REPLACE keeps the signature, the result columns and the privileges.
-
+-- claim_task: the labeler's next task, with a lease on it, or the reason there is none
+-- (claim_result's verdicts). The rules are documented in labelops.store.labelstore.
+--
+-- Cost per claim: the candidate items are checked against this labeler's labels, leases
+-- and skips one (item, labeler) key probe at a time, so a claim does not read all of a
+-- labeler's labels; the labeler's row of the day is locked rather than rewritten; expired
+-- leases are reaped only when an index probe finds some; and no plan sorts all open items.
 CREATE OR REPLACE FUNCTION claim_task(
     p_labeler text,
     p_labels_per_item integer,
@@ -14,19 +12,7 @@ CREATE OR REPLACE FUNCTION claim_task(
     p_daily_quota integer,
     p_max_leases integer,
     p_reap_limit integer
-) RETURNS TABLE (
-    verdict text,
-    labels_today integer,
-    held integer,
-    earliest_expiry timestamptz,
-    clock timestamptz,
-    item_id text,
-    payload jsonb,
-    priority integer,
-    model_prediction jsonb,
-    model_confidence double precision,
-    expires_at timestamptz
-)
+) RETURNS claim_result
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 -- The next task must come from walking items_open_by_priority in order and stopping at the
@@ -36,37 +22,37 @@ SET search_path FROM CURRENT
 SET enable_sort = off
 AS $$
 DECLARE
+    r claim_result;
     v_item bigint;
 BEGIN
-    clock := now();
+    r.clock := now();
     -- The labeler's row of today is the per-labeler lock: it serialises one labeler's
     -- claims (exact maxLeasesPerLabeler) with their submissions. Locking the row writes no
     -- new version of it; only the day's first claim inserts it (the upsert covers a
     -- concurrent first claim).
-    SELECT d.labels INTO labels_today FROM labeler_days d
+    SELECT d.labels INTO r.labels_today FROM labeler_days d
     WHERE d.labeler = p_labeler AND d.day = (now() AT TIME ZONE 'UTC')::date
     FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO labeler_days AS d (labeler, day, labels)
         VALUES (p_labeler, (now() AT TIME ZONE 'UTC')::date, 0)
         ON CONFLICT (labeler, day) DO UPDATE SET labels = d.labels
-        RETURNING d.labels INTO labels_today;
+        RETURNING d.labels INTO r.labels_today;
     END IF;
 
-    SELECT count(*), min(l.expires_at) INTO held, earliest_expiry
+    SELECT count(*), min(l.expires_at) INTO r.held, r.earliest_expiry
     FROM leases l
     WHERE l.labeler = p_labeler AND l.reserved AND l.expires_at > now();
 
-    IF labels_today >= p_daily_quota THEN
-        verdict := 'per_labeler_daily';
-    ELSIF held >= p_max_leases THEN
-        verdict := 'max_leases_per_labeler';
-    ELSIF labels_today + held >= p_daily_quota THEN
-        verdict := 'daily_room';  -- no task the labeler could not submit today
+    IF r.labels_today >= p_daily_quota THEN
+        r.verdict := 'per_labeler_daily';
+    ELSIF r.held >= p_max_leases THEN
+        r.verdict := 'max_leases_per_labeler';
+    ELSIF r.labels_today + r.held >= p_daily_quota THEN
+        r.verdict := 'daily_room';  -- no task the labeler could not submit today
     END IF;
-    IF verdict IS NOT NULL THEN
-        RETURN NEXT;
-        RETURN;
+    IF r.verdict IS NOT NULL THEN
+        RETURN r;
     END IF;
 
     -- Give the slots of expired leases back. Items are locked first, as everywhere, and
@@ -101,7 +87,7 @@ BEGIN
     -- item. Without it the planner turns them into anti-joins that first read every label
     -- (and lease) of the labeler, so a claim cost more the more the labeler had labeled.
     SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction, i.model_confidence
-    INTO v_item, item_id, payload, priority, model_prediction, model_confidence
+    INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
     FROM items i
     WHERE i.completed_at IS NULL
       AND i.label_count + i.lease_count < p_labels_per_item
@@ -115,9 +101,8 @@ BEGIN
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED;
     IF v_item IS NULL THEN
-        verdict := 'none';
-        RETURN NEXT;
-        RETURN;
+        r.verdict := 'none';
+        RETURN r;
     END IF;
 
     -- A lapsed (unreserved) lease row of this labeler on the item is reused.
@@ -125,9 +110,9 @@ BEGIN
     VALUES (v_item, p_labeler, now(), now() + make_interval(secs => p_lease_seconds), true)
     ON CONFLICT ON CONSTRAINT leases_pkey DO UPDATE
     SET claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at, reserved = true
-    RETURNING l.expires_at INTO expires_at;
+    RETURNING l.expires_at INTO r.expires_at;
     UPDATE items SET lease_count = items.lease_count + 1 WHERE items.id = v_item;
-    verdict := 'claimed';
-    RETURN NEXT;
+    r.verdict := 'claimed';
+    RETURN r;
 END
 $$;
