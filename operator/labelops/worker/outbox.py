@@ -10,7 +10,7 @@ delivery is at-least-once, never lossy.
 The message:
   key      the item's external id: all labels of an item land in one partition, in order
            per relay, which is what a consumer aggregating an item's N labels wants;
-  value    the JSON built by the schema's accept_label (0003_accept_label.sql):
+  value    the JSON the schema's submission functions build (store/functions/):
            {"labelId", "campaign": {"namespace", "name"}, "itemId", "labeler", "origin",
             "value", "ordinal", "labelsPerItem", "createdAt"}; ordinal == labelsPerItem
            marks the label that completed the item;
