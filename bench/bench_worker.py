@@ -15,6 +15,15 @@ started worker (stopped with SIGTERM afterwards, which must exit 0):
 process count. The first scenario starts with all --items pending; later ones with what the
 earlier ones left: pendingItemsAtStart says how many.)
 
+--baseline DIR (or LABELOPS_BENCH_BASELINE) compares two versions of the worker in the same
+run: DIR is another checkout of the repository (say `git worktree add /tmp/base <commit>`),
+whose worker runs with PYTHONPATH=DIR/operator, on the same stack, campaign and items. Each
+scenario then also runs as "<scenario>@baseline", next to the current version's run in every
+round (they take turns going first), so both see the machine alike. `serverComparison`
+gives, per scenario, the current version's labels per second and CPU per label over the
+baseline's, round by round (each round's pair ran back to back) and as the median of those
+ratios.
+
 What each scenario measures, and the JSON holds (the default one's also at the top level):
   oneLabeler a lone labeler claims and labels --sequential times: latency of the service
              itself, with no request waiting for another;
@@ -50,10 +59,12 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +112,7 @@ HEADLINE = "default"
 
 def main() -> None:
     args = parse_args()
+    baseline = baseline_tree(args.baseline)
     dsn, bootstrap = stack_settings()
     name = f"bench-{uuid.uuid4().hex[:6]}"
     config = campaign(name, args)
@@ -119,11 +131,15 @@ def main() -> None:
             "rounds": args.rounds,
             "responseValidation": args.response_validation,
             "scenarios": args.scenarios,
+            "baseline": baseline_description(baseline),
         },
     }
     provision(dsn, bootstrap, config, args.partitions)
     database = Database(dsn, config.schema_)
-    runs: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in args.scenarios}
+    versions: list[Path | None] = [None] if baseline is None else [None, baseline]
+    runs: dict[str, list[dict[str, Any]]] = {
+        run_name(scenario, version): [] for scenario in args.scenarios for version in versions
+    }
     try:
         log(f"producing {args.items} items to {config.topics.items}")
         produce_items(bootstrap, config, args.items)
@@ -134,28 +150,39 @@ def main() -> None:
                 processes, with_next = SCENARIOS[scenario]
                 if processes is None:
                     processes = args.processes
-                log(
-                    f"round {round_number}/{args.rounds}, scenario {scenario}: "
-                    f"worker processes {processes or 'default'}"
-                )
-                runs[scenario].append(
-                    run_scenario(
-                        args,
-                        config,
-                        dsn,
-                        bootstrap,
-                        tokens,
-                        database,
-                        processes,
-                        with_next,
-                        results,
+                # The versions take turns going first, so neither always runs on what the
+                # other left (fewer pending items, warmer caches).
+                order = versions if round_number % 2 else versions[::-1]
+                for version in order:
+                    name = run_name(scenario, version)
+                    log(
+                        f"round {round_number}/{args.rounds}, scenario {name}: "
+                        f"worker processes {processes or 'default'}"
                     )
-                )
+                    runs[name].append(
+                        run_scenario(
+                            args,
+                            config,
+                            dsn,
+                            bootstrap,
+                            tokens,
+                            database,
+                            processes,
+                            with_next,
+                            results,
+                            version,
+                        )
+                    )
     finally:
         if not args.keep:
             drop(dsn, bootstrap, config)
     scenarios = {scenario: over_rounds(done) for scenario, done in runs.items() if done}
     results["scenarios"] = scenarios
+    if baseline is not None:
+        results["serverComparison"] = {
+            scenario: compare(runs[scenario], runs[run_name(scenario, baseline)])
+            for scenario in args.scenarios
+        }
     # bench/run.py reads the headline figures at the top level.
     headline = scenarios.get(HEADLINE) or next(iter(scenarios.values()), {})
     for key in ("oneLabeler", "labeling", "cpuSecondsDuringRun", "relay", "progress"):
@@ -167,6 +194,69 @@ def main() -> None:
     print(out)
     if args.out:
         Path(args.out).write_text(out + "\n")
+
+
+def run_name(scenario: str, version: Path | None) -> str:
+    return scenario if version is None else f"{scenario}@baseline"
+
+
+def baseline_tree(given: str | None) -> Path | None:
+    if not given:
+        return None
+    tree = Path(given).resolve()
+    if not (tree / "operator" / "labelops" / "worker").is_dir():
+        raise SystemExit(f"--baseline {given}: no operator/labelops/worker there")
+    return tree
+
+
+def baseline_description(tree: Path | None) -> dict[str, str] | None:
+    if tree is None:
+        return None
+    commit = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {"tree": str(tree), "commit": commit or "unknown"}
+
+
+def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, Any]:
+    """The current version over the baseline, round by round (each pair ran back to back)
+    and as the median of the rounds' ratios."""
+
+    def ratios(figure: Callable[[dict[str, Any]], float | None]) -> list[float]:
+        found = []
+        for ours, theirs in zip(current, baseline, strict=True):
+            a, b = figure(ours), figure(theirs)
+            if a is not None and b:
+                found.append(round(a / b, 3))
+        return found
+
+    def rate(run: dict[str, Any]) -> float | None:
+        value = run["labeling"]["labelsPerSecond"]
+        return float(value) if value is not None else None
+
+    def cpu(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda run: run["cpuSecondsDuringRun"].get(key)
+
+    figures = {
+        "labelsPerSecond": ratios(rate),
+        "workerMsPerLabel": ratios(cpu("workerMsPerLabel")),
+        "postgresMsPerLabel": ratios(cpu("postgresMsPerLabel")),
+    }
+    return {
+        "currentOverBaseline": {
+            name: {"median": statistics.median(values), "rounds": values}
+            for name, values in figures.items()
+            if values
+        },
+        "labelsPerSecond": {
+            "current": [rate(run) for run in current],
+            "baseline": [rate(run) for run in baseline],
+        },
+        "workerMsPerLabel": {
+            "current": [cpu("workerMsPerLabel")(run) for run in current],
+            "baseline": [cpu("workerMsPerLabel")(run) for run in baseline],
+        },
+    }
 
 
 def over_rounds(done: list[dict[str, Any]]) -> dict[str, Any]:
@@ -207,21 +297,23 @@ def run_scenario(
     processes: int | None,
     with_next: bool,
     results: dict[str, Any],
+    version: Path | None = None,
 ) -> dict[str, Any]:
-    """One worker, started for this scenario and stopped (SIGTERM) after it."""
+    """One worker (of the baseline tree `version`, or this one), started for this scenario
+    and stopped (SIGTERM) after it."""
     token = next(iter(tokens.values()))
     port = free_port()
     out: dict[str, Any] = {
         "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()],
         "speedProbeSecondsAtStart": python_speed_probe(),
     }
-    worker = start_worker(args, config, dsn, bootstrap, tokens, port, processes)
+    worker = start_worker(args, config, dsn, bootstrap, tokens, port, processes, version)
     try:
         started = time.monotonic()
         wait_ready(port, worker)
         if "ingest" not in results:  # the first worker takes the items in
             results["ingest"] = wait_ingested(port, token, args.items, started)
-        out["workerProcesses"] = http_processes(worker.pid)
+        out["workerProcesses"] = http_processes(worker.pid, version is not None)
         out["submitWithNext"] = with_next
         out["pendingItemsAtStart"] = database.pending_items()
         log(f"one labeler, {args.sequential} claims and labels one after the other")
@@ -297,9 +389,11 @@ class Database:
         return int(row[0]) if row else 0
 
 
-def http_processes(worker: int) -> int:
-    """How many processes serve HTTP: the worker itself, or the processes it started."""
-    return max(1, len(tree_cpu_seconds(worker)) - 1)
+def http_processes(worker: int, baseline: bool) -> int:
+    """How many processes serve HTTP: besides the worker itself (the supervisor), this
+    version runs a gunicorn master; the baseline served in the worker process itself or in
+    the processes it started."""
+    return max(1, len(tree_cpu_seconds(worker)) - (1 if baseline else 2))
 
 
 def parse_args() -> argparse.Namespace:
@@ -331,6 +425,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--progress-reads", type=int, default=500)
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--keep", action="store_true", help="keep the schema and topics")
+    p.add_argument(
+        "--baseline",
+        default=os.environ.get("LABELOPS_BENCH_BASELINE"),
+        help="another checkout whose worker runs each scenario too, for comparison",
+    )
     return p.parse_args()
 
 
@@ -421,6 +520,7 @@ def start_worker(
     tokens: dict[str, str],
     port: int,
     processes: int | None,
+    version: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -438,6 +538,8 @@ def start_worker(
         env[ENV_THREADS] = str(args.threads)
     if processes is not None:
         env[ENV_PROCESSES] = str(processes)
+    if version is not None:
+        env["PYTHONPATH"] = str(version / "operator")
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{config.name}-{port}-worker.log"
     log(f"worker log: {log_path}")
     return subprocess.Popen(
