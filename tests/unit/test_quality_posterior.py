@@ -9,6 +9,7 @@ import random
 import pytest
 
 from labelops.quality.posterior import (
+    agreement_credit,
     labeler_accuracy,
     posterior,
     posterior_from_weights,
@@ -145,3 +146,24 @@ def test_bad_rules_are_refused(args, field):
 def test_more_values_than_classes_is_refused():
     with pytest.raises(ValueError, match="num_classes=2"):
         posterior([("a", 0.8), ("b", 0.8), ("c", 0.8)], 2)
+
+
+def test_ties_in_posterior_go_to_more_votes():
+    # One vote of weight log(9) against two of weight log(3) each: equal sums.
+    d = stopping_decision([("a", 0.9), ("b", 0.75), ("b", 0.75)], 2, 1, 5, 0.99)
+    assert d.distribution[0][1] == pytest.approx(d.distribution[1][1])
+    assert d.leading_value == "b"
+
+
+def test_agreement_credit_is_the_leave_one_out_posterior():
+    answers = [("a", 0.8), ("a", 0.7), ("b", 0.9)]
+    assert agreement_credit(answers, 2, 3) == pytest.approx(
+        posterior(answers[:2], 3).get("b", (1 - sum(posterior(answers[:2], 3).values())) / 2)
+    )
+    # Against a unanimous strong consensus a dissent earns little; agreeing earns much.
+    strong = [("a", 0.95), ("a", 0.95), ("b", 0.7)]
+    assert agreement_credit(strong, 2, 2) < 0.01
+    assert agreement_credit(strong, 0, 2) > 0.6
+    assert agreement_credit([("a", 0.9)], 0, 2) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="index=3"):
+        agreement_credit(answers, 3, 3)

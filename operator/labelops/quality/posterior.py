@@ -133,12 +133,40 @@ def posterior(answers: Sequence[tuple[Hashable, float]], num_classes: int) -> di
     return {v: math.exp(x - top) / total for v, x in logs.items()}
 
 
-def leading(distribution: Mapping[Hashable, float]) -> tuple[Hashable | None, float]:
-    """The value with the highest posterior (ties: the first in a fixed order of values)."""
+def leading(
+    distribution: Mapping[Hashable, float], votes: Mapping[Hashable, int] | None = None
+) -> tuple[Hashable | None, float]:
+    """The value with the highest posterior; ties go to the value with more votes (when
+    `votes` is given), then to the first in the fixed order of values (`values.order_key`)."""
     if not distribution:
         return None, 0.0
-    value = min(distribution, key=lambda v: (-distribution[v], order_key(v)))
+    counts = votes or {}
+    value = min(distribution, key=lambda v: (-distribution[v], -counts.get(v, 0), order_key(v)))
     return value, distribution[value]
+
+
+def agreement_credit(
+    answers: Sequence[tuple[Hashable, float]], index: int, num_classes: int
+) -> float:
+    """Soft agreement of one answer with the consensus of the others: the one-coin posterior
+    that `answers[index]`'s value is the true one given every *other* answer.
+
+    Summed over completed items it is the expected number of correct answers (the E-step of
+    Dawid-Skene's EM for one coin): unlike counting agreement with a consensus that includes the
+    answer itself, it does not reward a labeler for agreeing with their own vote, and a vote
+    against a weak consensus costs less than one against a strong one. With no other answer
+    it is 1/K (no evidence).
+    """
+    _check_classes(num_classes)
+    if not 0 <= index < len(answers):
+        raise ValueError(f"index={index!r}: must be in [0, {len(answers)})")
+    value = answers[index][0]
+    others = [a for i, a in enumerate(answers) if i != index]
+    dist = posterior(others, num_classes)
+    if value in dist:
+        return dist[value]
+    unseen = num_classes - len(dist)
+    return (1.0 - sum(dist.values())) / unseen if unseen else 0.0
 
 
 @dataclass(frozen=True)
@@ -182,12 +210,17 @@ def stopping_decision(
     """Adaptive overlap: complete at `agreement` with >= `min_labels`, disputed at `max_labels`."""
     check_overlap(min_labels, max_labels, agreement)
     dist = posterior(answers, num_classes)
-    value, p = leading(dist)
+    votes: dict[Hashable, int] = {}
+    for v, _ in answers:
+        votes[v] = votes.get(v, 0) + 1
+    value, p = leading(dist, votes)
     k = len(answers)
     agreed = k >= min_labels and p >= agreement
     at_max = k >= max_labels
     complete = agreed or at_max
-    ordered = tuple(sorted(dist.items(), key=lambda kv: (-kv[1], order_key(kv[0]))))
+    ordered = tuple(
+        sorted(dist.items(), key=lambda kv: (-kv[1], -votes.get(kv[0], 0), order_key(kv[0])))
+    )
     return OverlapDecision(
         complete=complete,
         disputed=complete and not agreed,
