@@ -17,6 +17,7 @@ from devstack.stack import REPO_ROOT
 from gotools import stack_tool
 from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
+from labelops.operator import rbac
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)
@@ -159,24 +160,11 @@ def rules(objects: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 
 
 def test_rbac_grants_exactly_what_the_operator_uses(helm: Path) -> None:
-    """The list in operator/labelops/operator/main.py, minus what the code never calls.
+    """The chart's ClusterRole is operator/labelops/operator/rbac.py, no more, no less.
 
     tests/e2e/test_chart.py proves it is enough; this pins it so a grant cannot creep in.
     """
-    applied = {"get", "create", "patch"}
-    assert rules(helm_template(helm)) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("labelops.dev", "labelingcampaigns"): {"get", "list", "watch", "patch"},
-        ("labelops.dev", "labelingcampaigns/status"): {"patch"},
-        ("labelops.dev", "labelingcampaigns/finalizers"): {"update"},
-        ("", "secrets"): applied,
-        ("", "configmaps"): applied,
-        ("", "services"): applied,
-        ("", "resourcequotas"): applied | {"delete"},
-        ("apps", "deployments"): applied | {"list", "watch", "delete"},
-        ("", "events"): {"create"},
-        ("events.k8s.io", "events"): {"create"},
-    }
+    assert rules(helm_template(helm)) == rbac.granted()
 
 
 def test_rbac_covers_every_kind_the_kube_client_writes(helm: Path) -> None:

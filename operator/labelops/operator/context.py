@@ -1,8 +1,10 @@
 """Everything handlers share for the life of the operator process: settings, clients, the
 status writer, per-campaign locks and the in-memory progress trackers.
 
-Built once by main.run() and handed to every handler through kopf's memo, so no module
-keeps global state and tests can build one against any backends.
+Built once by main.run() and handed to every handler through kopf's memo, so tests can
+build one against any backends. The one process-wide state outside it is the Prometheus
+metrics (operator/metrics.py): they live in prometheus_client's default registry, the way
+that library is meant to be used, and a deleted campaign's series are removed with it.
 """
 
 from __future__ import annotations

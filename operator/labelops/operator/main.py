@@ -3,29 +3,8 @@
 Runs as `labelops operator`. Plain `kopf run -m labelops.operator.main` is not enough:
 handlers need the OperatorContext (settings and clients) that run() builds and hands over as memo.
 
-RBAC the operator needs (verified against the real API server with a ServiceAccount bound
-to exactly this ClusterRole; the Helm chart's ClusterRole is made from this list):
-
-  apiGroup              resource                      verbs
-  labelops.dev          labelingcampaigns             get, list, watch, patch
-  labelops.dev          labelingcampaigns/status      get, patch
-  labelops.dev          labelingcampaigns/finalizers  update  (children's blockOwnerDeletion)
-  ""                    secrets                       get, create, patch
-  ""                    configmaps                    create, patch
-  ""                    services                      create, patch
-  ""                    resourcequotas                get, create, patch, delete
-  apps                  deployments                   get, list, watch, create, patch, delete
-  ""                    events                        create  (Kopf posts core/v1 Events)
-  apiextensions.k8s.io  customresourcedefinitions     list, watch  (Kopf's resource scanning)
-
-Server-side apply is a PATCH that creates a missing object, hence create next to patch.
-finalizers/update is only checked where the OwnerReferencesPermissionEnforcement admission
-plugin is on (not in the local stack), but such clusters refuse blockOwnerDeletion without it.
-Secrets get: the campaign's db Secret (to keep its password) and the labelers' tokens
-Secret (to check it exists and roll workers when tokens change). Kopf peering is off
-(standalone), so no peering resources. Namespaced mode (`--namespace`) can use a Role with
-the same rules; it additionally wants namespaces list/watch (cluster-scoped: Kopf discovers
-the namespace by watching; without it Kopf assumes the namespace exists and logs a warning).
+The Kubernetes permissions the operator needs are the list in rbac.py; the Helm chart's
+ClusterRole grants exactly those (tests/tools/test_chart_render.py compares them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Prometheus metrics of the operator, served on LABELOPS_METRICS_PORT at /metrics."""
+"""Prometheus metrics of the operator, served on LABELOPS_METRICS_PORT at /metrics.
+
+Module-level metrics in prometheus_client's default registry: the operator's only
+process-wide state (everything else handlers share is in context.OperatorContext).
+"""
 
 from __future__ import annotations
 
