@@ -227,3 +227,25 @@ def test_an_item_changes_only_until_a_labeler_has_seen_it(
         ingestor.close()
     with pool.connection() as conn:
         assert read_progress(conn, schema).items_total == 1
+
+
+def test_a_message_the_database_refuses_fails_only_itself_in_a_large_batch(
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+) -> None:
+    # Python's json takes a lone surrogate, jsonb does not: only the database can refuse it.
+    refused = b'{"id": "bad", "payload": {"text": "\\ud800"}}'
+    good = [(f"g{i}".encode(), item_message(f"g{i}")) for i in range(3000)]
+    produce(kafka_bootstrap, config.topics.items, [*good[:1500], (b"bad", refused), *good[1500:]])
+    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    try:
+        handle(ingestor, len(good) + 1)
+    finally:
+        ingestor.close()
+    assert count(pool, schema, "items") == len(good)
+    [(key, reason)] = query(
+        pool, schema, "SELECT convert_from(raw_key, 'UTF8'), reason FROM {schema}.dead_letters"
+    )
+    assert key == "bad" and "database refused the" in reason and "surrogate" in reason
+    with pool.connection() as conn:
+        counts = read_progress(conn, schema)
+    assert (counts.items_total, counts.dead_lettered) == (len(good), 1)
