@@ -42,8 +42,8 @@ def _check_classes(num_classes: int) -> None:
 def labeler_accuracy(
     gold_correct: int,
     gold_total: int,
-    agree: int,
-    agree_total: int,
+    agree: float,
+    agree_total: float,
     prior_correct: float = 2,
     prior_total: float = 3,
     num_classes: int = 2,
