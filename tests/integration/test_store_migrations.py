@@ -229,17 +229,29 @@ def test_a_dependent_object_stops_a_drop_and_the_functions_stay_as_they_were(
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
+@pytest.mark.parametrize(
+    ("version", "name", "refused"),
+    [(9999, "later", "9999_later"), (1, "claim_and_submit", "0001_claim_and_submit")],
+)
 def test_a_schema_that_records_an_unknown_migration_is_refused(
-    postgres_dsn: str, schema: str
+    postgres_dsn: str, schema: str, version: int, name: str, refused: str
 ) -> None:
+    """A newer labelops's migration, or a number that meant another migration once."""
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         migrate(conn, schema)
-        run(
-            conn,
-            "INSERT INTO {schema}.schema_migrations (version, name) VALUES (9999, 'x')",
-            schema,
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE version = %s").format(
+                sql.Identifier(schema, "schema_migrations")
+            ),
+            (version,),
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(
+                sql.Identifier(schema, "schema_migrations")
+            ),
+            (version, name),
         )
         functions = functions_of(conn, schema)
-        with pytest.raises(RuntimeError, match=r"records migrations \[9999\]"):
+        with pytest.raises(RuntimeError, match=rf"records migrations \['{refused}'\]"):
             migrate(conn, schema)
         assert functions_of(conn, schema) == functions

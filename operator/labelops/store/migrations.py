@@ -33,7 +33,8 @@ itself at the end of the call, never held while the worker waits on the network.
 A session-level advisory lock per schema makes concurrent callers (operator passes, test
 harnesses) take turns: the second one finds no migration pending and re-applies the same
 functions. A schema that records a migration this code does not ship (made by a newer
-labelops, or before the 0.1.0 migrations were squashed) is refused, not downgraded.
+labelops, or before the 0.1.0 migrations were squashed; matched by number and name) is
+refused, not downgraded.
 
 The operator calls migrate() as the campaign's role (after SET ROLE), so the files use
 unqualified names and run with search_path set to the schema: everything lands inside it
@@ -172,30 +173,39 @@ def migrate(conn: psycopg.Connection, schema: str) -> list[str]:
         conn.autocommit = saved_autocommit
 
 
-def applied_versions(conn: psycopg.Connection, schema: str) -> set[int]:
-    """Versions recorded in the schema's schema_migrations (empty when it has none yet)."""
+def applied_migrations(conn: psycopg.Connection, schema: str) -> dict[int, str]:
+    """version -> name of the migrations recorded in the schema's schema_migrations (empty
+    when it has none yet)."""
     exists = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL",
         (sql.Identifier(schema, "schema_migrations").as_string(conn),),
     ).fetchone()
     if not exists or not exists[0]:
-        return set()
+        return {}
     rows = conn.execute(
-        sql.SQL("SELECT version FROM {}").format(sql.Identifier(schema, "schema_migrations"))
+        sql.SQL("SELECT version, name FROM {}").format(sql.Identifier(schema, "schema_migrations"))
     ).fetchall()
-    return {row[0] for row in rows}
+    return {version: name for version, name in rows}
 
 
 def _apply_pending(conn: psycopg.Connection, schema: str, migrations: list[Migration]) -> list[str]:
     _ensure_bookkeeping(conn, schema)
-    done = applied_versions(conn, schema)
-    unknown = sorted(done - {m.version for m in migrations})
+    recorded = applied_migrations(conn, schema)
+    # By version and name: a version number that meant another migration (as 0002 did
+    # before the squash) is as foreign as one never shipped.
+    shipped = {m.version: m.name for m in migrations}
+    unknown = sorted(
+        f"{version:04d}_{name}"
+        for version, name in recorded.items()
+        if shipped.get(version) != name
+    )
     if unknown:
         raise RuntimeError(
             f"schema {schema} records migrations {unknown} that this labelops does not ship "
             f"(it ships {[m.label for m in migrations]}): the schema was made by a newer "
             f"labelops, or before the 0.1.0 migrations were squashed; it is not downgraded"
         )
+    done = recorded.keys()
     applied = []
     for migration in migrations:
         if migration.version in done:
