@@ -290,7 +290,7 @@ def _export(
     out_dir = state_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.rlhf.jsonl"
-    with psycopg.connect(dsn) as conn, target.open("w", encoding="utf-8") as out:
+    with psycopg.connect(dsn) as conn, target.open("wb") as out:
         tally = write_export(conn, status["schema"], "rlhf", out)
     assert isinstance(tally, RlhfTally)
     _step("Done: the campaign is Completed")
