@@ -34,7 +34,13 @@ def _status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from labelops.report.export import export
 
-    return export(name=args.name, namespace=args.namespace, fmt=args.format, out=args.output)
+    return export(
+        name=args.name,
+        namespace=args.namespace,
+        fmt=args.format,
+        out=args.output,
+        method=args.method,
+    )
 
 
 def _crd(args: argparse.Namespace) -> int:
@@ -70,7 +76,13 @@ def parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="stream a campaign's accepted labels")
     ex.add_argument("name")
     ex.add_argument("--namespace", "-n", default=None)
-    ex.add_argument("--format", choices=["jsonl", "rlhf"], default="jsonl")
+    ex.add_argument("--format", choices=["jsonl", "consolidated", "rlhf"], default="jsonl")
+    ex.add_argument(
+        "--method",
+        choices=["majority", "weighted", "dawid-skene"],
+        default="majority",
+        help="how consolidated and rlhf reach one value per item (default: majority)",
+    )
     ex.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     ex.set_defaults(func=_export)
 

@@ -1,14 +1,32 @@
-"""`labelops export`: stream a campaign's accepted labels, in constant memory.
+"""`labelops export`: stream a campaign's accepted labels at the database's pace, in
+constant memory.
 
-Rows come from a server-side cursor in item order, so a campaign of millions of labels is
-written with one item's labels in memory at a time.
+PostgreSQL builds every output line itself (json_build_object) and streams the lines with
+COPY ... TO STDOUT; Python only moves bytes from the socket to the file. COPY runs in CSV
+mode with a quote and a delimiter (\\x01, \\x02) that JSON text never contains raw, so no
+line is ever quoted or escaped and what arrives is exactly the JSON line.
+
+Gold items (items.gold_value set) and gold answers are never exported as training labels,
+nor labels that no longer count (excluded: a blocked labeler's; withdrawn: a distrusted
+model's).
 
 Formats:
-  jsonl  one accepted label per line: label id, item id, labeler, value, origin, created_at
-         and the item payload.
-  rlhf   pairwise campaigns only; one line per item with a majority preference:
-         {"id", "prompt", "chosen", "rejected", "agreement", "votes", "labels"}. Items whose
-         majority is a tie, or that have no labels, are left out (counted on stderr).
+  jsonl         one accepted label per line: label id, item id, labeler, value, origin,
+                created_at, its lineage (modelVersion and confidence of a machine label,
+                the campaign's generation and specDigest it was given under) and the
+                item payload.
+  consolidated  one line per completed item: {"itemId", "value", "confidence", "method",
+                "labels", "agreement", "origin", "disputed"}, by --method majority,
+                weighted or dawid-skene (labelops.quality.consolidation).
+  rlhf          pairwise campaigns only; one line per item whose consolidated preference
+                names a response: {"id", "prompt", "chosen", "rejected", "chosen_id",
+                "rejected_id", "agreement", "confidence", "votes", "labels"}. Items whose
+                consolidated preference is a tie, or that have no labels, are left out
+                (counted on stderr).
+The per-item formats read one row per item (its labels aggregated by PostgreSQL, in label
+order), so their Python cost is per item, not per label, and majority and weighted
+consolidate ITEMS_PER_CHUNK items at a time; dawid-skene is batch EM over the whole
+campaign, so it holds every label's (item, labeler, value) in memory first.
 """
 
 from __future__ import annotations
@@ -18,18 +36,23 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
-from contextlib import ExitStack, closing
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import groupby
-from typing import Any, TextIO
+from typing import IO, Any, cast
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 
-BATCH_ROWS = 2000
+FORMATS = ("jsonl", "consolidated", "rlhf")
+METHODS = ("majority", "weighted", "dawid-skene")
+ITEMS_PER_CHUNK = 5000
+WRITE_BYTES = 1 << 20
+# CSV mode with characters JSON text never holds raw: no field is quoted, nothing escaped.
+_RAW_LINES = "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
 
 
 @dataclass(frozen=True)
@@ -43,41 +66,13 @@ class LabelRow:
     created_at: str
 
 
-def stream_labels(conn: psycopg.Connection[Any], schema: str) -> Generator[LabelRow]:
-    query = sql.SQL(
-        "SELECT l.id, i.external_id, i.payload, l.labeler, l.value, l.origin, l.created_at"
-        " FROM {s}.labels l JOIN {s}.items i ON i.id = l.item_id"
-        " ORDER BY l.item_id, l.ordinal"
-    ).format(s=sql.Identifier(schema))
-    with conn.transaction(), conn.cursor(name="labelops_export") as cur:
-        cur.itersize = BATCH_ROWS
-        cur.execute(query)
-        for row in cur:
-            yield LabelRow(
-                label_id=str(row[0]),
-                item_id=row[1],
-                payload=row[2],
-                labeler=row[3],
-                value=row[4],
-                origin=row[5],
-                created_at=row[6].isoformat(),
-            )
+@dataclass(frozen=True)
+class ItemLabels:
+    """One completed item with its labels in label order: (labeler, value, origin)."""
 
-
-def jsonl_lines(rows: Iterable[LabelRow]) -> Iterator[str]:
-    for r in rows:
-        yield json.dumps(
-            {
-                "label_id": r.label_id,
-                "item_id": r.item_id,
-                "labeler": r.labeler,
-                "value": r.value,
-                "origin": r.origin,
-                "created_at": r.created_at,
-                "payload": r.payload,
-            },
-            ensure_ascii=False,
-        )
+    item_id: str
+    payload: dict[str, Any] | None
+    labels: list[tuple[str, Any, str]]
 
 
 @dataclass
@@ -86,54 +81,311 @@ class RlhfTally:
     ties: int = 0
 
 
+# --- reading -------------------------------------------------------------------------------
+
+
+def columns(conn: psycopg.Connection[Any], schema: str) -> set[str]:
+    """ "table.column" of the schema's items and labels: what this schema's version has."""
+    rows = conn.execute(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name IN ('items', 'labels')",
+        (schema,),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _training_labels(present: set[str]) -> sql.Composable:
+    """Which labels and items are training data: never a gold item or a gold answer, and
+    only labels that still count (not excluded from a blocked labeler, not withdrawn from
+    a distrusted model), in the schemas that know those columns."""
+    conditions = [
+        condition
+        for column, condition in (
+            ("items.gold_value", "i.gold_value IS NULL"),
+            ("labels.gold", "NOT l.gold"),
+            ("labels.status", "l.status = 'counted'"),
+        )
+        if column in present
+    ]
+    return sql.SQL(" AND ".join(conditions) or "true")
+
+
+# Lineage of a label, in the schemas that keep it.
+LINEAGE = (
+    ("model_version", "modelVersion"),
+    ("confidence", "confidence"),
+    ("generation", "generation"),
+    ("spec_digest", "specDigest"),
+)
+
+
+def copy_lines(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[bytes]:
+    """The rows of a one-column query of JSON text, each a line ending in a newline."""
+    with conn.transaction():
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        with (
+            conn.cursor() as cur,
+            cur.copy(sql.SQL("COPY ({}) TO STDOUT {}").format(query, sql.SQL(_RAW_LINES))) as copy,
+        ):
+            for data in copy:
+                yield bytes(data)
+
+
+def jsonl_query(conn: psycopg.Connection[Any], schema: str) -> sql.Composable:
+    present = columns(conn, schema)
+    lineage = [
+        sql.SQL(", {}, l.{}").format(sql.Literal(key), sql.Identifier(column))
+        for column, key in LINEAGE
+        if f"labels.{column}" in present
+    ]
+    return sql.SQL(
+        "SELECT json_build_object('label_id', l.id, 'item_id', i.external_id,"
+        " 'labeler', l.labeler, 'value', l.value, 'origin', l.origin,"
+        " 'created_at', l.created_at{lineage}, 'payload', i.payload)"
+        " FROM {labels} l JOIN {items} i ON i.id = l.item_id"
+        " WHERE {training}"
+        " ORDER BY l.item_id, l.ordinal"
+    ).format(
+        lineage=sql.SQL("").join(lineage),
+        labels=sql.Identifier(schema, "labels"),
+        items=sql.Identifier(schema, "items"),
+        training=_training_labels(present),
+    )
+
+
+def items_query(
+    conn: psycopg.Connection[Any], schema: str, *, with_payload: bool
+) -> sql.Composable:
+    """One JSON array per completed non-gold item: [external id, payload or null,
+    [[labeler, value, origin], ...]] (its training labels, in label order)."""
+    return sql.SQL(
+        "SELECT json_build_array(i.external_id, {payload},"
+        "        json_agg(json_build_array(l.labeler, l.value, l.origin) ORDER BY l.ordinal))"
+        " FROM {items} i JOIN {labels} l ON l.item_id = i.id"
+        " WHERE i.completed_at IS NOT NULL AND {training}"
+        " GROUP BY i.id ORDER BY i.id"
+    ).format(
+        payload=sql.SQL("i.payload") if with_payload else sql.SQL("NULL"),
+        labels=sql.Identifier(schema, "labels"),
+        items=sql.Identifier(schema, "items"),
+        training=_training_labels(columns(conn, schema)),
+    )
+
+
+def parse_item_line(line: bytes) -> ItemLabels:
+    item_id, payload, labels = orjson.loads(line)
+    return ItemLabels(item_id, payload, [(lb, value, origin) for lb, value, origin in labels])
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def write_lines(lines: Iterable[bytes], out: IO[bytes]) -> int:
+    """Write newline-terminated lines in large writes; returns how many."""
+    count = 0
+    pending: list[bytes] = []
+    size = 0
+    for line in lines:
+        pending.append(line)
+        size += len(line)
+        count += 1
+        if size >= WRITE_BYTES:
+            out.write(b"".join(pending))
+            pending.clear()
+            size = 0
+    out.write(b"".join(pending))
+    return count
+
+
+def write_jsonl(conn: psycopg.Connection[Any], schema: str, out: IO[bytes]) -> int:
+    return write_lines(copy_lines(conn, jsonl_query(conn, schema)), out)
+
+
 def rlhf_record(item_labels: list[LabelRow]) -> dict[str, Any] | None:
-    """The preference pair of one item by majority vote, or None when the vote is a tie."""
-    payload = item_labels[0].payload
+    """The preference pair of one item by majority vote, or None when the vote is a tie
+    (labels given as rows; the export itself consolidates, see rlhf_pair)."""
     votes = Counter(str(r.value.get("preferred")) for r in item_labels)
     ranked = votes.most_common()
     winner, top = ranked[0]
     if winner == "tie" or (len(ranked) > 1 and ranked[1][1] == top):
         return None
+    return rlhf_pair(
+        item_labels[0].item_id,
+        item_labels[0].payload,
+        winner,
+        agreement=top / len(item_labels),
+        confidence=None,
+        votes=dict(votes),
+    )
+
+
+def rlhf_pair(
+    item_id: str,
+    payload: dict[str, Any],
+    preferred: str,
+    *,
+    agreement: float,
+    confidence: float | None,
+    votes: dict[str, int],
+) -> dict[str, Any] | None:
+    """The preference pair of one item whose preferred response is `preferred` (None when
+    that is a tie or names no response of the item)."""
     texts = {resp["id"]: resp["text"] for resp in payload["responses"]}
-    loser = next(rid for rid in texts if rid != winner)
-    return {
-        "id": item_labels[0].item_id,
+    if preferred not in texts:
+        return None
+    loser = next(rid for rid in texts if rid != preferred)
+    record: dict[str, Any] = {
+        "id": item_id,
         "prompt": payload["prompt"],
-        "chosen": texts[winner],
+        "chosen": texts[preferred],
         "rejected": texts[loser],
-        "chosen_id": winner,
+        "chosen_id": preferred,
         "rejected_id": loser,
-        "agreement": round(top / len(item_labels), 4),
-        "votes": dict(votes),
-        "labels": len(item_labels),
+        "agreement": round(agreement, 4),
+        "votes": votes,
+        "labels": sum(votes.values()),
     }
+    if confidence is not None:
+        record["confidence"] = round(confidence, 4)
+    return record
 
 
 def rlhf_lines(rows: Iterable[LabelRow], tally: RlhfTally) -> Iterator[str]:
-    for _, group in groupby(rows, key=lambda r: r.item_id):
-        record = rlhf_record(list(group))
-        if record is None:
-            tally.ties += 1
-            continue
-        tally.written += 1
-        yield json.dumps(record, ensure_ascii=False)
+    """Majority-vote pairs from label rows in item order (kept for plain data)."""
+    group: list[LabelRow] = []
+    for row in [*rows, None]:
+        if group and (row is None or row.item_id != group[0].item_id):
+            record = rlhf_record(group)
+            group = []
+            if record is None:
+                tally.ties += 1
+            else:
+                tally.written += 1
+                yield json.dumps(record, ensure_ascii=False)
+        if row is not None:
+            group.append(row)
+
+
+# --- consolidation -------------------------------------------------------------------------
+
+
+def value_key(value: Any) -> str:
+    """A label value as a hashable category: its canonical JSON text."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def origin_of(origins: Iterable[str]) -> str:
+    kinds = set(origins)
+    if kinds == {"machine"}:
+        return "machine"
+    if "machine" in kinds:
+        return "mixed"
+    return "human"
+
+
+def consolidated_records(
+    items: Iterable[ItemLabels], method: str, *, whole_campaign: bool
+) -> Iterator[tuple[ItemLabels, dict[str, Any]]]:
+    """(item, consolidated record) per item, in item order. Majority and weighted work
+    ITEMS_PER_CHUNK items at a time; with whole_campaign (dawid-skene) every item is read
+    before the first is consolidated."""
+    from labelops.quality.consolidation import Method, consolidate
+
+    def flush(chunk: list[ItemLabels]) -> Iterator[tuple[ItemLabels, dict[str, Any]]]:
+        values: dict[str, Any] = {}
+        triples = []
+        for item in chunk:
+            for labeler, value, _ in item.labels:
+                key = value_key(value)
+                values[key] = value
+                triples.append((item.item_id, labeler, key))
+        results = consolidate(triples, cast("Method", method))
+        for item in chunk:
+            result = results.get(item.item_id)
+            if result is None:
+                continue
+            yield (
+                item,
+                {
+                    "itemId": item.item_id,
+                    "value": values[str(result.value)],
+                    "confidence": round(float(result.confidence), 6),
+                    "method": method,
+                    "labels": sum(1 for _, _, origin in item.labels if origin == "human"),
+                    "agreement": round(float(result.agreement), 6),
+                    "origin": origin_of(origin for _, _, origin in item.labels),
+                    "disputed": bool(result.disputed),
+                },
+            )
+
+    chunk: list[ItemLabels] = []
+    for item in items:
+        chunk.append(item)
+        if not whole_campaign and len(chunk) >= ITEMS_PER_CHUNK:
+            yield from flush(chunk)
+            chunk = []
+    if chunk:
+        yield from flush(chunk)
+
+
+def write_consolidated(
+    conn: psycopg.Connection[Any], schema: str, method: str, out: IO[bytes]
+) -> int:
+    items = map(parse_item_line, copy_lines(conn, items_query(conn, schema, with_payload=False)))
+    records = consolidated_records(items, method, whole_campaign=method == "dawid-skene")
+    return write_lines((orjson.dumps(record) + b"\n" for _, record in records), out)
+
+
+def write_rlhf(
+    conn: psycopg.Connection[Any], schema: str, method: str, out: IO[bytes]
+) -> RlhfTally:
+    tally = RlhfTally()
+    items = map(parse_item_line, copy_lines(conn, items_query(conn, schema, with_payload=True)))
+    records = consolidated_records(items, method, whole_campaign=method == "dawid-skene")
+
+    def lines() -> Iterator[bytes]:
+        for item, record in records:
+            assert item.payload is not None  # read with its payload
+            value = record["value"]
+            preferred = value.get("preferred") if isinstance(value, dict) else None
+            votes = Counter(str(v.get("preferred")) for _, v, _ in item.labels)
+            pair = (
+                rlhf_pair(
+                    item.item_id,
+                    item.payload,
+                    str(preferred),
+                    agreement=record["agreement"],
+                    confidence=record["confidence"],
+                    votes=dict(votes),
+                )
+                if preferred is not None
+                else None
+            )
+            if pair is None:
+                tally.ties += 1
+                continue
+            tally.written += 1
+            yield orjson.dumps(pair) + b"\n"
+
+    write_lines(lines(), out)
+    return tally
 
 
 def write_export(
-    conn: psycopg.Connection[Any], schema: str, fmt: str, out: TextIO
+    conn: psycopg.Connection[Any],
+    schema: str,
+    fmt: str,
+    out: IO[bytes],
+    method: str = "majority",
 ) -> RlhfTally | int:
-    # closing(): the cursor's transaction ends here even when the reader stops early.
-    with closing(stream_labels(conn, schema)) as rows:
-        if fmt == "rlhf":
-            tally = RlhfTally()
-            for line in rlhf_lines(rows, tally):
-                out.write(line + "\n")
-            return tally
-        count = 0
-        for line in jsonl_lines(rows):
-            out.write(line + "\n")
-            count += 1
-        return count
+    if fmt == "rlhf":
+        return write_rlhf(conn, schema, method, out)
+    if fmt == "consolidated":
+        return write_consolidated(conn, schema, method, out)
+    return write_jsonl(conn, schema, out)
+
+
+# --- the command ---------------------------------------------------------------------------
 
 
 def _campaign_database(name: str, namespace: str | None) -> tuple[str, str, str]:
@@ -161,7 +413,15 @@ def _campaign_database(name: str, namespace: str | None) -> tuple[str, str, str]
     return schema, dsn, obj["spec"]["task"]["type"]
 
 
-def export(name: str, namespace: str | None, fmt: str, out: str = "-") -> int:
+def export(
+    name: str, namespace: str | None, fmt: str, out: str = "-", method: str = "majority"
+) -> int:
+    if fmt not in FORMATS:
+        print(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    if method not in METHODS:
+        print(f"--method {method!r} is not one of {', '.join(METHODS)}", file=sys.stderr)
+        return 2
     schema, dsn, task_type = _campaign_database(name, namespace)
     if fmt == "rlhf" and task_type != "pairwise":
         print(
@@ -170,12 +430,13 @@ def export(name: str, namespace: str | None, fmt: str, out: str = "-") -> int:
         )
         return 2
     with ExitStack() as stack:
-        target: TextIO = (
-            sys.stdout if out == "-" else stack.enter_context(open(out, "w", encoding="utf-8"))
+        target: IO[bytes] = (
+            sys.stdout.buffer if out == "-" else stack.enter_context(open(out, "wb"))
         )
         conn = stack.enter_context(psycopg.connect(dsn))
         try:
-            result = write_export(conn, schema, fmt, target)
+            result = write_export(conn, schema, fmt, target, method)
+            target.flush()
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, like any Unix filter.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -185,6 +446,8 @@ def export(name: str, namespace: str | None, fmt: str, out: str = "-") -> int:
             f"exported {result.written} preference pairs ({result.ties} ties left out)",
             file=sys.stderr,
         )
+    elif fmt == "consolidated":
+        print(f"exported {result} consolidated items ({method})", file=sys.stderr)
     else:
         print(f"exported {result} labels", file=sys.stderr)
     return 0

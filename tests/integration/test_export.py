@@ -1,0 +1,184 @@
+"""`labelops export` against the real PostgreSQL: every format, line for line, gold left out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+from test_store_support import migrated_schema, open_pool, query
+
+from labelops.report.export import RlhfTally, write_export
+from labelops.store.items import ItemRecord, write_ingest_batch
+from labelops.store.queries import Queries
+
+pytestmark = pytest.mark.integration
+
+CREATED = dt.datetime(2026, 12, 1, 12, 30, 15, 250000, tzinfo=dt.UTC)
+
+
+def pair(n: int) -> dict[str, Any]:
+    return {
+        "prompt": f'Question {n}? "quoted" \\ back\\slash\ttab',
+        "responses": [{"id": "a", "text": f"first {n}"}, {"id": "b", "text": "second ü"}],
+    }
+
+
+@pytest.fixture
+def schema(postgres_dsn: str) -> Iterator[str]:
+    with migrated_schema(postgres_dsn, "export") as name:
+        yield name
+
+
+@pytest.fixture
+def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
+    with open_pool(postgres_dsn) as opened:
+        yield opened
+
+
+def seed(
+    pool: ConnectionPool[Any],
+    schema: str,
+    labels: dict[str, list[tuple[str, str, str]]],
+    gold: dict[str, Any] | None = None,
+) -> None:
+    """Items (id -> [(labeler, preferred, origin)]) with their labels, all completed."""
+    records = [ItemRecord(item_id, pair(n)) for n, item_id in enumerate(labels)]
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        write_ingest_batch(cur, Queries(schema), records, [])
+        for item_id, value in (gold or {}).items():
+            cur.execute(
+                f'UPDATE "{schema}".items SET gold_value = %s WHERE external_id = %s',
+                (psycopg.types.json.Jsonb(value), item_id),
+            )
+        for item_id, answers in labels.items():
+            for ordinal, (labeler, preferred, origin) in enumerate(answers, start=1):
+                cur.execute(
+                    f'INSERT INTO "{schema}".labels'  # the test's own generated name
+                    " (id, item_id, labeler, value, origin, ordinal, created_at)"
+                    f' SELECT %s, id, %s, %s, %s, %s, %s FROM "{schema}".items'
+                    " WHERE external_id = %s",
+                    (
+                        uuid.uuid5(uuid.NAMESPACE_URL, f"{item_id}/{labeler}"),
+                        labeler,
+                        psycopg.types.json.Jsonb({"preferred": preferred}),
+                        origin,
+                        ordinal,
+                        CREATED,
+                        item_id,
+                    ),
+                )
+            cur.execute(
+                f'UPDATE "{schema}".items SET label_count = %s, completed_at = now()'
+                " WHERE external_id = %s",
+                (len(answers), item_id),
+            )
+
+
+def export(pool: ConnectionPool[Any], schema: str, fmt: str, method: str = "majority") -> Any:
+    out = io.BytesIO()
+    with pool.connection() as conn:
+        result = write_export(conn, schema, fmt, out, method)
+    text = out.getvalue().decode()
+    assert text == "" or text.endswith("\n")
+    return result, [json.loads(line) for line in text.splitlines()]
+
+
+def test_jsonl_has_one_exact_line_per_label_in_item_order(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    seed(pool, schema, {"i1": [("ann", "a", "human"), ("bob", "b", "human")], "i2": []})
+    count, lines = export(pool, schema, "jsonl")
+    assert count == 2
+    assert lines == [
+        {
+            "label_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"i1/{who}")),
+            "item_id": "i1",
+            "labeler": who,
+            "value": {"preferred": preferred},
+            "origin": "human",
+            "created_at": "2026-12-01T12:30:15.25+00:00",
+            "modelVersion": None,
+            "confidence": None,
+            "generation": None,
+            "specDigest": None,
+            "payload": pair(0),
+        }
+        for who, preferred in (("ann", "a"), ("bob", "b"))
+    ]
+
+
+def test_gold_items_are_never_exported(pool: ConnectionPool[Any], schema: str) -> None:
+    seed(
+        pool,
+        schema,
+        {"g": [("ann", "a", "human")], "i": [("ann", "b", "human")]},
+        gold={"g": {"preferred": "a"}},
+    )
+    _, lines = export(pool, schema, "jsonl")
+    assert [line["item_id"] for line in lines] == ["i"]
+    _, consolidated = export(pool, schema, "consolidated")
+    assert [line["itemId"] for line in consolidated] == ["i"]
+    _, pairs = export(pool, schema, "rlhf")
+    assert [line["id"] for line in pairs] == ["i"]
+
+
+def test_consolidated_lines_per_completed_item(pool: ConnectionPool[Any], schema: str) -> None:
+    seed(
+        pool,
+        schema,
+        {
+            "i1": [("ann", "b", "human"), ("bob", "b", "human"), ("cy", "a", "human")],
+            "i2": [("model:v1", "a", "machine")],
+            "i3": [("ann", "a", "human"), ("bob", "b", "human")],
+        },
+    )
+    count, lines = export(pool, schema, "consolidated")
+    assert count == 3
+    by_id = {line["itemId"]: line for line in lines}
+    assert by_id["i1"] == {
+        "itemId": "i1",
+        "value": {"preferred": "b"},
+        "confidence": round(2 / 3, 6),
+        "method": "majority",
+        "labels": 3,
+        "agreement": round(2 / 3, 6),
+        "origin": "human",
+        "disputed": False,
+    }
+    assert (by_id["i2"]["origin"], by_id["i2"]["labels"]) == ("machine", 0)
+    assert by_id["i3"]["disputed"] is True
+    _, weighted = export(pool, schema, "consolidated", "weighted")
+    assert {line["method"] for line in weighted} == {"weighted"}
+    assert {line["itemId"]: line["value"] for line in weighted}["i1"] == {"preferred": "b"}
+
+
+def test_rlhf_pairs_follow_the_consolidated_preference(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    seed(
+        pool,
+        schema,
+        {
+            "i1": [("ann", "b", "human"), ("bob", "b", "human"), ("cy", "a", "human")],
+            "i2": [("ann", "tie", "human")],
+        },
+    )
+    tally, lines = export(pool, schema, "rlhf")
+    assert isinstance(tally, RlhfTally) and (tally.written, tally.ties) == (1, 1)
+    [line] = lines
+    assert (line["id"], line["chosen"], line["rejected"]) == ("i1", "second ü", "first 0")
+    assert (line["chosen_id"], line["rejected_id"], line["labels"]) == ("b", "a", 3)
+    assert line["votes"] == {"b": 2, "a": 1}
+    assert line["prompt"] == pair(0)["prompt"]
+
+
+def test_an_empty_campaign_exports_nothing(pool: ConnectionPool[Any], schema: str) -> None:
+    assert export(pool, schema, "jsonl") == (0, [])
+    assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(0,)]
