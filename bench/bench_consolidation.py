@@ -237,6 +237,9 @@ def adaptive(
 
     correct = sum(decided[i].leading_value == truth[i] for i in order)
     labels = sum(len(given[i]) for i in order)
+    # The export's batch method over the labels the rule collected.
+    collected = [(i, w, v) for i in order for w, v in given[i]]
+    ds = consolidate(collected, "dawid-skene")
     undisputed = [i for i in order if not decided[i].disputed]
     return {
         "rule": {"min": min_labels, "max": max_labels, "agreement": agreement},
@@ -244,6 +247,7 @@ def adaptive(
         "items": len(order),
         "accuracy": round(correct / len(order), 4),
         "labelsPerItem": round(labels / len(order), 3),
+        "accuracyDawidSkeneOnCollected": round(accuracy(ds, truth, set(order)), 4),
         "labelsPerItemWithGold": round((labels + gold_used) / len(order), 3),
         "goldLabels": gold_used,
         "disputedShare": round(1 - len(undisputed) / len(order), 4),

@@ -13,4 +13,5 @@ Modules:
 - `posterior`: labeler accuracy, the one-coin posterior and the adaptive-overlap stopping rule.
 - `agreement`: Krippendorff's alpha (nominal, ordinal).
 - `consolidation`: majority, weighted (one-coin posterior) and Dawid-Skene / GLAD / MACE.
+- `values`: the fixed order of label values that breaks every tie the same way.
 """
