@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.build_progress import BuildStep, BuildTimes, plan_message
 from devstack.procs import (
     StackError,
     Started,
@@ -82,6 +83,17 @@ BINARIES: tuple[GoBinary, ...] = (
     GoBinary("kwokctl", "kwok", "sigs.k8s.io/kwok/cmd/kwokctl", "sigs.k8s.io/kwok"),
     GoBinary("helm", "helm", "helm.sh/helm/v3/cmd/helm", "helm.sh/helm/v3"),
     GoBinary("kstatus", "kstatus", ".", "sigs.k8s.io/cli-utils"),
+)
+# What starting the control plane needs; helm and kstatus are built when a test asks for
+# them (tests/gotools.stack_tool), or by `python -m devstack build`, which fills the cache.
+CONTROL_PLANE: tuple[str, ...] = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kwokctl",
+    "kubectl",
 )
 
 
@@ -221,31 +233,58 @@ def _go_build(go: str, binary: GoBinary, target: Path, log: Path) -> float:
     return seconds
 
 
-def ensure_binary(cache_dir: Path, log_dir: Path, component: str) -> Path:
-    """Build one binary unless cached: a test that needs helm need not wait for the rest."""
+def _binary(component: str) -> GoBinary:
     binary = next((b for b in BINARIES if b.component == component), None)
     if binary is None:
         raise StackError(
             f"kube: no binary named {component!r}; known: {[b.component for b in BINARIES]}"
         )
-    target = binary_path(cache_dir, binary)
-    if os.access(target, os.X_OK):
-        return target
+    return binary
+
+
+def ensure_binaries(cache_dir: Path, log_dir: Path, components: Sequence[str]) -> dict[str, Path]:
+    """Build those of `components` that are not cached, one step at a time, saying on the
+    terminal which step of how many runs, for how long, and how long it usually takes
+    (durations of past builds: <cache>/build-times.json); return {component: path}."""
+    wanted = [_binary(component) for component in components]
+    paths = {b.component: binary_path(cache_dir, b) for b in wanted}
+    if all(os.access(path, os.X_OK) for path in paths.values()):
+        return paths
     go = go_tool()
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "kube-deps-build.log"  # "-deps": the stack summary lists no build logs
+    times = BuildTimes.in_cache(cache_dir)
     with _build_lock(cache_dir / "bin"):
-        if not os.access(target, os.X_OK):  # not built by another process while we waited
+        # Counted under the lock: what another process built while we waited is done.
+        missing = [b for b in wanted if not os.access(paths[b.component], os.X_OK)]
+        if missing:
+            _say(plan_message("kube", [b.component for b in missing], times))
+        for index, binary in enumerate(missing, start=1):
             version = binary_version(binary)
-            _say(f"kube: building {component} {version} (once per version; log: {log})")
-            seconds = _go_build(go, binary, target, log)
-            _say(f"kube: built {component} {version} in {seconds:.0f}s")
-    return target
+            with BuildStep(
+                times,
+                binary.component,
+                version,
+                index=index,
+                total=len(missing),
+                prefix="kube",
+                log=log,
+            ):
+                _go_build(go, binary, paths[binary.component], log)
+    return paths
 
 
-def ensure_built(cache_dir: Path, log_dir: Path) -> dict[str, Path]:
-    """Build every missing binary into the cache; return {component: path} for all of them."""
-    return {b.component: ensure_binary(cache_dir, log_dir, b.component) for b in BINARIES}
+def ensure_binary(cache_dir: Path, log_dir: Path, component: str) -> Path:
+    """Build one binary unless cached: a test that needs helm need not wait for the rest."""
+    return ensure_binaries(cache_dir, log_dir, [component])[component]
+
+
+def ensure_built(
+    cache_dir: Path, log_dir: Path, components: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """Build every missing binary of `components` (default: all, to fill the cache)."""
+    names = components if components is not None else [b.component for b in BINARIES]
+    return ensure_binaries(cache_dir, log_dir, names)
 
 
 def _say(message: str) -> None:
@@ -514,7 +553,7 @@ def _bring_up(state_dir: Path, bins: dict[str, Path], config: Path) -> None:
 
 def start(state_dir: Path, cache_dir: Path) -> dict[str, str]:
     """Start the control plane and one simulated node; return the env that points at it."""
-    bins = ensure_built(cache_dir, state_dir)
+    bins = ensure_binaries(cache_dir, state_dir, CONTROL_PLANE)
     config = _fresh_state(state_dir, bins)
     try:
         _bring_up(state_dir, bins, config)
@@ -525,8 +564,6 @@ def start(state_dir: Path, cache_dir: Path) -> dict[str, str]:
         "KUBECONFIG": str(kubeconfig_path(state_dir)),
         "LABELOPS_KUBE_APISERVER": _server_url(state_dir),
         "LABELOPS_KUBECTL": str(bins["kubectl"]),
-        "LABELOPS_HELM": str(bins["helm"]),
-        "LABELOPS_KSTATUS": str(bins["kstatus"]),
     }
 
 

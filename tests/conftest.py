@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import gotools
 from devstack import stack
 from devstack.procs import StackError
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 BACKING_SERVICES = ("postgres", "kafka")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Builds of the stack's Go tools report their progress on the terminal (gotools).
+    gotools.capture_manager = config.pluginmanager.getplugin("capturemanager")
 
 
 def _components_for(session: pytest.Session) -> tuple[str, ...]:
@@ -44,7 +50,9 @@ def stack_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """
     state_dir = stack.default_state_dir()
     try:
-        result = stack.ensure_up(state_dir, _components_for(request.session))
+        # A cold start builds the control plane for many minutes: let it say so.
+        with gotools.on_terminal():
+            result = stack.ensure_up(state_dir, _components_for(request.session))
     except StackError as exc:
         pytest.fail(f"the local stack did not come up:\n{exc}", pytrace=False)
     saved = {key: os.environ.get(key) for key in result.env}

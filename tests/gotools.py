@@ -10,20 +10,39 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devstack import kube
+from devstack.build_progress import BuildStep, BuildTimes
 from devstack.procs import StackError
 from devstack.stack import REPO_ROOT, default_cache_dir, default_state_dir
 
 BUILD_TIMEOUT_SECONDS = 900
 
+# pytest's capture manager, set by conftest.pytest_configure: a build of many minutes must
+# reach the terminal while pytest captures the output of tests and fixtures.
+capture_manager: Any = None
+
+
+@contextmanager
+def on_terminal() -> Iterator[None]:
+    """What is printed inside reaches the terminal, captured or not."""
+    if capture_manager is None:
+        yield
+        return
+    with capture_manager.global_and_fixture_disabled():
+        yield
+
 
 def stack_tool(component: str) -> Path:
     try:
-        return kube.ensure_binary(default_cache_dir(), default_state_dir(), component)
+        with on_terminal():
+            return kube.ensure_binary(default_cache_dir(), default_state_dir(), component)
     except StackError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -51,13 +70,25 @@ def go_tool(name: str, module: str, package: str = ".", test_binary: bool = Fals
         pytest.fail(str(exc), pytrace=False)
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(f".{name}.{os.getpid()}")  # rename: never a half-written binary
-    build = subprocess.run(
+    times = BuildTimes.in_cache(default_cache_dir())
+    with on_terminal(), BuildStep(times, name, f"from {module}", prefix="tests"):
+        build = _go_build(go, module_dir, package, partial, test_binary)
+        if build.returncode != 0:
+            pytest.fail(f"building {name} from {module} failed:\n{build.stderr}", pytrace=False)
+    partial.replace(binary)
+    return binary
+
+
+def _go_build(
+    go: str, module_dir: Path, package: str, output: Path, test_binary: bool
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             go,
             *(["test", "-c"] if test_binary else ["build"]),
             "-trimpath",
             "-o",
-            str(partial),
+            str(output),
             package,
         ],
         cwd=module_dir,
@@ -66,7 +97,3 @@ def go_tool(name: str, module: str, package: str = ".", test_binary: bool = Fals
         timeout=BUILD_TIMEOUT_SECONDS,
         check=False,
     )
-    if build.returncode != 0:
-        pytest.fail(f"building {name} from {module} failed:\n{build.stderr}", pytrace=False)
-    partial.replace(binary)
-    return binary

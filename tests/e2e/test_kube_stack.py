@@ -15,6 +15,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from gotools import stack_tool
+
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
@@ -86,9 +88,7 @@ def kstatus(binary: str, obj: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def test_deployment_becomes_available_on_kwok_nodes(
-    kube_api: ApiClient, namespace: str, stack_env: dict[str, str]
-) -> None:
+def test_deployment_becomes_available_on_kwok_nodes(kube_api: ApiClient, namespace: str) -> None:
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     apps.create_namespaced_deployment(namespace, deployment("web", replicas=2))
 
@@ -102,7 +102,7 @@ def test_deployment_becomes_available_on_kwok_nodes(
         assert pod.spec.node_name in nodes  # placed by the scheduler on a simulated node
     # The same object judged by kstatus, the rules later tests use for readiness.
     raw = kube_api.sanitize_for_serialization(apps.read_namespaced_deployment("web", namespace))
-    assert kstatus(stack_env["LABELOPS_KSTATUS"], raw)["status"] == "Current"
+    assert kstatus(str(stack_tool("kstatus")), raw)["status"] == "Current"
 
 
 def test_deleting_owner_garbage_collects_dependents(kube_api: ApiClient, namespace: str) -> None:
