@@ -19,6 +19,7 @@ from labelops.store.errors import (
     NotFound,
     QuotaExceeded,
 )
+from labelops.store.policy import spec_digest
 from labelops.store.progress import ProgressCounts
 from labelops.worker.http.json_bodies import timestamp
 
@@ -72,6 +73,10 @@ def test_an_accepted_label_writes_label_outbox_counters_and_frees_the_lease(
         "ordinal": 1,
         "labelsPerItem": 2,
         "createdAt": result.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        # Lineage: the config's generation and a digest of the task the labeler was given.
+        "generation": store.config.generation,
+        "specDigest": spec_digest(store.config.task),
+        "status": "counted",
     }
     assert query(pool, schema, "SELECT label_count, lease_count FROM {schema}.items") == [(1, 0)]
     stats = store.me("ann")

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from labelops.api.worker_configmap import WorkerConfig
-from labelops.store.errors import NotFound, QuotaExceeded
+from labelops.store.errors import Blocked, NotFound, QuotaExceeded
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask
 
@@ -61,6 +61,8 @@ def claimed(
         return task, len(payload_text)
     if verdict == "none":
         return None
+    if verdict == "blocked":
+        raise Blocked(row[11])
     if verdict == "per_labeler_daily":
         raise QuotaExceeded(
             "per_labeler_daily",

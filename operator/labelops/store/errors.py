@@ -1,7 +1,7 @@
 """Why the store refused a request, in words a labeler can act on.
 
 The HTTP layer maps them: NotFound -> 404, Conflict (and its LeaseRequired) -> 409,
-InvalidLabel -> 422, QuotaExceeded -> 429 with Retry-After. Every error carries a
+InvalidLabel -> 422, Blocked -> 403, QuotaExceeded -> 429 with Retry-After. Every error carries a
 machine-readable `reason` and a human `message`.
 """
 
@@ -41,6 +41,13 @@ class LeaseRequired(Conflict):
 
     def __init__(self, message: str) -> None:
         super().__init__("lease_required", message)
+
+
+class Blocked(StoreError):
+    """The labeler may not label in this campaign (spec.labelers.blocked, or the gold rule);
+    the message names the rule and the figures."""
+
+    reason = "labeler_blocked"
 
 
 class QuotaExceeded(StoreError):

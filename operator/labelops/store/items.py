@@ -14,6 +14,7 @@ by its UPDATE, so no item is written twice). Dead letters are one INSERT from ar
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -22,7 +23,12 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from labelops.store.progress import CounterDelta, bump_counters
+from labelops.api.campaign import TaskType
+from labelops.store.progress import (
+    COUNTER_FIELDS,
+    PROGRESS_SHARDS,
+    bump_statement,
+)
 from labelops.store.queries import Queries
 
 
@@ -35,16 +41,21 @@ class ItemRecord:
     priority: int = 0
     model_prediction: Any = None
     model_confidence: float | None = None
+    model_version: str | None = None
+    gold_value: Any = None
 
     def as_raw(self) -> RawItem:
         document: dict[str, Any] = {"id": self.id, "payload": self.payload}
         if self.priority:
             document["priority"] = self.priority
-        if self.model_prediction is not None or self.model_confidence is not None:
+        if self.model_version is not None:
             document["model"] = {
+                "version": self.model_version,
                 "prediction": self.model_prediction,
                 "confidence": self.model_confidence,
             }
+        if self.gold_value is not None:
+            document["gold"] = {"value": self.gold_value}
         return RawItem(self.id, orjson.dumps(document))
 
 
@@ -52,6 +63,14 @@ class RawItem(NamedTuple):
     """One well-formed item message: its id and the JSON object it came as
     ({"id", "payload", "priority"?, "model"?: {"prediction", "confidence"}}). A tuple:
     ingest makes one per message, and a frozen dataclass costs several times more."""
+
+    id: str
+    raw: bytes
+
+
+class RawPrediction(NamedTuple):
+    """One well-formed prediction message: the item id and the JSON object it came as
+    ({"id", "model": {"version", "prediction", "confidence"}})."""
 
     id: str
     raw: bytes
@@ -74,58 +93,201 @@ class IngestOutcome:
     inserted: int
     updated: int
     dead_lettered: int  # newly recorded (a redelivered bad message counts once)
+    scored: int = 0  # items whose prediction this batch set or changed
+    early: int = 0  # predictions kept for items that have not arrived yet
 
     def __add__(self, other: IngestOutcome) -> IngestOutcome:
         return IngestOutcome(
             self.inserted + other.inserted,
             self.updated + other.updated,
             self.dead_lettered + other.dead_lettered,
+            self.scored + other.scored,
+            self.early + other.early,
         )
+
+
+@dataclass(frozen=True)
+class UnfitPrediction:
+    """A prediction whose value does not fit its item (e.g. prefers a response the item
+    does not have): the message, and the item's response ids."""
+
+    item_id: str
+    response_ids: list[str]
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    scored_ids: list[int]  # items (row ids) whose prediction changed
+    unfit: list[UnfitPrediction]
+    early: int
+
+
+# Serialises "is the item there yet?" between item batches (shared) and prediction batches
+# (exclusive), per schema: otherwise an item and its early prediction, committed at the same
+# moment by two replicas, could each miss the other and the prediction wait forever.
+ARRIVAL_LOCK_CLASS = 0x4C425052  # 'LBPR'
+
+
+def _fits(task_type: TaskType, prediction: str, payload: str) -> str:
+    """SQL: the checks of a label value that depend on its item (labelops.api.tasktypes,
+    LabelValidator._item_violations), for a prediction that arrives apart from its item."""
+    ids = f"jsonb_array_elements({payload} -> 'responses')"
+    if task_type is TaskType.PAIRWISE:
+        return (
+            f"({prediction} ->> 'preferred' = 'tie' OR EXISTS"
+            f" (SELECT 1 FROM {ids} r WHERE r ->> 'id' = {prediction} ->> 'preferred'))"
+        )
+    if task_type is TaskType.RANKING:
+        return (
+            "((SELECT array_agg(o ORDER BY o)"
+            f"  FROM jsonb_array_elements_text({prediction} -> 'order') o)"
+            f" = (SELECT array_agg(r ->> 'id' ORDER BY r ->> 'id') FROM {ids} r))"
+        )
+    return "true"
+
+
+# The item's own score stays when the message brings the same payload again (a redelivery,
+# a re-read of the topic): a newer prediction from the predictions topic is never undone.
+_KEEP = "(i.model_version IS NOT NULL AND i.payload = m.payload)"
+_NEW_SCORE = (
+    "(i.model_version, i.model_prediction, i.model_confidence) IS DISTINCT FROM"
+    " (m.version, m.prediction, m.confidence)"
+)
 
 
 class IngestStatements:
-    """The ingest statements of one campaign schema, composed once."""
+    """The ingest statements of one campaign schema and task type, composed once."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, task_type: TaskType = TaskType.CLASSIFICATION) -> None:
         self.schema = schema
-        names = {name: sql.Identifier(schema, name) for name in ("items", "leases", "dead_letters")}
+        names = {
+            name: sql.Identifier(schema, name)
+            for name in ("items", "leases", "dead_letters", "early_predictions")
+        }
+        early_fits = _fits(task_type, "e.model_prediction", "m.payload")
         # %s: a JSON array of item messages, unique by id. Rows are inserted in id order
-        # so two ingestors overlapping during a rebalance lock them in one order.
-        self.upsert_items = (
-            sql.SQL(
-                "WITH m AS MATERIALIZED ("
-                "  SELECT b.id, b.payload, coalesce(b.priority, 0) AS priority,"
-                "         b.model -> 'prediction' AS prediction,"
-                "         (b.model ->> 'confidence')::double precision AS confidence"
-                "  FROM jsonb_to_recordset(%s::jsonb)"
-                "       AS b(id text, payload jsonb, priority integer, model jsonb)"
-                "), inserted AS ("
-                "  INSERT INTO {items}"
-                "   (external_id, payload, priority, model_prediction, model_confidence)"
-                "  SELECT id, payload, priority, prediction, confidence FROM m ORDER BY id"
-                "  ON CONFLICT (external_id) DO NOTHING"
-                "  RETURNING 1"
-                # An item keeps what labelers saw: it is updated only while nobody has
-                # leased or labeled it, and a redelivery of the same content writes nothing.
-                # lease_count is checked besides the leases rows: after waiting for a
-                # concurrent claim's row lock the row's own columns are re-read, while the
-                # subquery still sees the old snapshot.
-                "), updated AS ("
-                "  UPDATE {items} i SET payload = m.payload, priority = m.priority,"
-                "         model_prediction = m.prediction, model_confidence = m.confidence,"
-                "         updated_at = now()"
-                "  FROM m"
-                "  WHERE i.external_id = m.id AND i.label_count = 0 AND i.lease_count = 0"
-                "    AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.item_id = i.id)"
-                "    AND (i.payload, i.priority, i.model_prediction, i.model_confidence)"
-                "        IS DISTINCT FROM (m.payload, m.priority, m.prediction, m.confidence)"
-                "  RETURNING 1"
-                ")"
-                " SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)"
-            )
-            .format(**names)
-            .as_bytes(None)
+        # so two ingestors overlapping during a rebalance lock them in one order. A
+        # prediction that came before its item (early_predictions) is the item's score
+        # when it fits the item: the predictions topic carries the newest scores, an item's
+        # own model is its first.
+        upsert_items = (
+            "WITH m AS MATERIALIZED ("
+            "  SELECT b.id, b.payload, coalesce(b.priority, 0) AS priority,"
+            "         b.model ->> 'version' AS version, b.model -> 'prediction' AS prediction,"
+            "         (b.model ->> 'confidence')::double precision AS confidence,"
+            "         b.gold -> 'value' AS gold"
+            "  FROM jsonb_to_recordset(%s::jsonb)"
+            "       AS b(id text, payload jsonb, priority integer, model jsonb, gold jsonb)"
+            "), early AS ("
+            "  DELETE FROM {early_predictions} e USING m WHERE e.external_id = m.id"
+            "  RETURNING e.*"
+            "), n AS MATERIALIZED ("
+            "  SELECT m.*, e.external_id IS NOT NULL AS had_early,"
+            f"        (e.external_id IS NOT NULL AND ({early_fits}) IS TRUE) AS early_fits,"
+            "         e.model_version AS e_version, e.model_prediction AS e_prediction,"
+            "         e.model_confidence AS e_confidence"
+            "  FROM m LEFT JOIN early e ON e.external_id = m.id"
+            "), inserted AS ("
+            "  INSERT INTO {items} (external_id, payload, priority, gold_value, model_version,"
+            "                       model_prediction, model_confidence, model_scored_at)"
+            "  SELECT id, payload, priority, gold,"
+            "         CASE WHEN early_fits THEN e_version ELSE version END,"
+            "         CASE WHEN early_fits THEN e_prediction ELSE prediction END,"
+            "         CASE WHEN early_fits THEN e_confidence ELSE confidence END,"
+            "         CASE WHEN early_fits OR version IS NOT NULL THEN now() END"
+            "  FROM n ORDER BY id"
+            "  ON CONFLICT (external_id) DO NOTHING"
+            "  RETURNING id, model_version IS NOT NULL AS scored, gold_value IS NOT NULL AS gold"
+            # An item keeps what labelers saw: it is updated only while nobody has leased or
+            # labeled it, and a redelivery of the same content writes nothing. lease_count
+            # is checked besides the leases rows: after waiting for a concurrent claim's row
+            # lock the row's own columns are re-read, while the subquery still sees the old
+            # snapshot. Rows the INSERT above adds are not visible to this UPDATE.
+            "), updated AS ("
+            "  UPDATE {items} i SET payload = m.payload, priority = m.priority,"
+            "         gold_value = m.gold,"
+            f"        model_version = CASE WHEN {_KEEP} THEN i.model_version ELSE m.version END,"
+            f"        model_prediction = CASE WHEN {_KEEP} THEN i.model_prediction"
+            "                                ELSE m.prediction END,"
+            f"        model_confidence = CASE WHEN {_KEEP} THEN i.model_confidence"
+            "                                ELSE m.confidence END,"
+            f"        model_scored_at = CASE WHEN {_KEEP} OR NOT {_NEW_SCORE}"
+            "                               THEN i.model_scored_at"
+            "                               WHEN m.version IS NOT NULL THEN now() END,"
+            "         updated_at = now()"
+            "  FROM m"
+            "  WHERE i.external_id = m.id AND i.label_count = 0 AND i.lease_count = 0"
+            "    AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.item_id = i.id)"
+            "    AND ((i.payload, i.priority, i.gold_value)"
+            "         IS DISTINCT FROM (m.payload, m.priority, m.gold)"
+            f"        OR (NOT {_KEEP} AND {_NEW_SCORE}))"
+            "  RETURNING i.id, i.model_version IS NOT NULL AND i.model_scored_at = now() AS scored"
+            ")"
+            " SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),"
+            "        ARRAY(SELECT id FROM inserted WHERE scored"
+            "              UNION ALL SELECT id FROM updated WHERE scored),"
+            "        (SELECT count(*) FROM n WHERE had_early AND NOT early_fits),"
+            "        (SELECT count(*) FROM inserted WHERE gold)"
         )
+        fits = _fits(task_type, "p.prediction", "i.payload")
+        # %s: a JSON array of prediction messages, unique by item id. The latest wins: an
+        # item takes the prediction whatever its state (what to do with it is
+        # after_scoring's to decide); a prediction for an item not there yet is kept for it.
+        upsert_predictions = (
+            "WITH p AS MATERIALIZED ("
+            "  SELECT b.id, b.model ->> 'version' AS version,"
+            "         b.model -> 'prediction' AS prediction,"
+            "         (b.model ->> 'confidence')::double precision AS confidence"
+            "  FROM jsonb_to_recordset(%s::jsonb) AS b(id text, model jsonb)"
+            "), known AS MATERIALIZED ("
+            f"  SELECT p.*, i.id AS item_row, ({fits}) IS TRUE AS fits,"
+            "         (i.model_version, i.model_prediction, i.model_confidence)"
+            "           IS DISTINCT FROM (p.version, p.prediction, p.confidence) AS changes,"
+            "         i.payload -> 'responses' AS responses"
+            "  FROM p JOIN {items} i ON i.external_id = p.id"
+            "), applied AS ("
+            "  UPDATE {items} i SET model_version = k.version, model_prediction = k.prediction,"
+            "         model_confidence = k.confidence, model_scored_at = now()"
+            "  FROM known k WHERE i.id = k.item_row AND k.fits AND k.changes"
+            "  RETURNING i.id"
+            "), early AS ("
+            "  INSERT INTO {early_predictions}"
+            "   (external_id, model_version, model_prediction, model_confidence, received_at)"
+            "  SELECT p.id, p.version, p.prediction, p.confidence, now() FROM p"
+            "  WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.id = p.id)"
+            "  ORDER BY p.id"
+            "  ON CONFLICT (external_id) DO UPDATE SET model_version = EXCLUDED.model_version,"
+            "     model_prediction = EXCLUDED.model_prediction,"
+            "     model_confidence = EXCLUDED.model_confidence, received_at = EXCLUDED.received_at"
+            "  RETURNING 1"
+            ")"
+            " SELECT ARRAY(SELECT id FROM applied),"
+            "        ARRAY(SELECT id FROM known WHERE NOT fits),"
+            "        ARRAY(SELECT coalesce(responses, '[]')::text FROM known WHERE NOT fits),"
+            "        (SELECT count(*) FROM early)"
+        )
+        self.upsert_items = sql.SQL(upsert_items).format(**names).as_bytes(None)
+        self.upsert_predictions = sql.SQL(upsert_predictions).format(**names).as_bytes(None)
+        self.lock_arrivals = (
+            f"SELECT pg_advisory_xact_lock({ARRIVAL_LOCK_CLASS}, hashtext(%s))".encode()
+        )
+        self.lock_arrivals_shared = (
+            f"SELECT pg_advisory_xact_lock_shared({ARRIVAL_LOCK_CLASS}, hashtext(%s))".encode()
+        )
+        # after_scoring(item ids, progress shard) or, in its first form, (item ids).
+        self.find_after_scoring = (
+            b"SELECT to_regprocedure(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL"
+        )
+        function = sql.Identifier(schema, "after_scoring")
+        self.after_scoring_signatures = (
+            sql.SQL("{}(bigint[], smallint)").format(function).as_string(None),
+            sql.SQL("{}(bigint[])").format(function).as_string(None),
+        )
+        self.after_scoring_with_shard = (
+            sql.SQL("SELECT {}(%s::bigint[], %s::smallint)").format(function).as_bytes(None)
+        )
+        self.after_scoring = sql.SQL("SELECT {}(%s::bigint[])").format(function).as_bytes(None)
+        self.bump_progress = bump_statement(schema).as_bytes(None)
         self.insert_dead_letters = (
             sql.SQL(
                 "INSERT INTO {dead_letters}"
@@ -139,14 +301,144 @@ class IngestStatements:
         )
 
 
-_STATEMENTS: dict[str, IngestStatements] = {}
+_STATEMENTS: dict[tuple[str, TaskType], IngestStatements] = {}
 
 
-def statements_for(schema: str) -> IngestStatements:
-    found = _STATEMENTS.get(schema)
+def statements_for(schema: str, task_type: TaskType = TaskType.CLASSIFICATION) -> IngestStatements:
+    found = _STATEMENTS.get((schema, task_type))
     if found is None:
-        found = _STATEMENTS[schema] = IngestStatements(schema)
+        found = _STATEMENTS[schema, task_type] = IngestStatements(schema, task_type)
     return found
+
+
+def _json_array(raws: Sequence[bytes]) -> str:
+    return (b"[" + b",".join(raws) + b"]").decode()
+
+
+def lock_arrivals(
+    cur: psycopg.Cursor[Any], statements: IngestStatements, *, exclusive: bool
+) -> None:
+    """Take the schema's arrival lock for this transaction: shared to add items, exclusive
+    to keep predictions for items that are not there yet. Call it first."""
+    statement = statements.lock_arrivals if exclusive else statements.lock_arrivals_shared
+    cur.execute(statement, (statements.schema,))
+
+
+@dataclass(frozen=True)
+class ItemsOutcome:
+    inserted: int
+    updated: int
+    gold: int  # of the inserted, gold items
+    scored_ids: list[int]  # items (row ids) whose prediction this changed
+    unfit_early: int  # early predictions that did not fit their item (dropped)
+
+
+def upsert_items(
+    cur: psycopg.Cursor[Any], statements: IngestStatements, items: Sequence[RawItem]
+) -> ItemsOutcome:
+    """Insert new items, update untouched known ones; needs lock_arrivals (shared)."""
+    ordered = sorted(items, key=lambda i: i.id)
+    row = cur.execute(statements.upsert_items, (_json_array([i.raw for i in ordered]),)).fetchone()
+    assert row is not None  # the statement always returns its one row
+    return ItemsOutcome(int(row[0]), int(row[1]), int(row[4]), list(row[2]), int(row[3]))
+
+
+def upsert_predictions(
+    cur: psycopg.Cursor[Any], statements: IngestStatements, predictions: Sequence[RawPrediction]
+) -> PredictionOutcome:
+    """Apply predictions (unique item ids; the caller keeps the newest per id) to their
+    items, or keep them for items not there yet. Needs lock_arrivals(exclusive=True)."""
+    ordered = sorted(predictions, key=lambda p: p.id)
+    row = cur.execute(
+        statements.upsert_predictions, (_json_array([p.raw for p in ordered]),)
+    ).fetchone()
+    assert row is not None  # the statement always returns its one row
+    applied, unfit_ids, unfit_responses, early = row
+    unfit = [
+        UnfitPrediction(
+            item_id,
+            [str(r.get("id")) for r in orjson.loads(responses) if isinstance(r, dict)],
+        )
+        for item_id, responses in zip(unfit_ids, unfit_responses, strict=True)
+    ]
+    return PredictionOutcome(list(applied), unfit, int(early))
+
+
+class AfterScoring:
+    """Calls the schema's after_scoring(item ids, shard) when it exists (it decides audits
+    and auto-accept, and counts what it does in that progress shard); looked up until
+    found, then remembered."""
+
+    def __init__(self) -> None:
+        self._found: bytes | None = None
+
+    def __call__(
+        self, cur: psycopg.Cursor[Any], statements: IngestStatements, ids: list[int], shard: int
+    ) -> None:
+        if not ids:
+            return
+        if self._found is None:
+            row = cur.execute(
+                statements.find_after_scoring, statements.after_scoring_signatures
+            ).fetchone()
+            if row and row[0]:
+                self._found = statements.after_scoring_with_shard
+            elif row and row[1]:
+                self._found = statements.after_scoring
+            else:
+                return
+        params: tuple[Any, ...] = (sorted(set(ids)),)
+        if self._found is statements.after_scoring_with_shard:
+            params += (shard,)
+        cur.execute(self._found, params)
+
+
+def record_dead_letters(
+    cur: psycopg.Cursor[Any], statements: IngestStatements, dead_letters: Sequence[DeadLetter]
+) -> int:
+    """Newly recorded dead letters (one already recorded at its position counts 0)."""
+    if not dead_letters:
+        return 0
+    cur.execute(
+        statements.insert_dead_letters,
+        (
+            [d.topic for d in dead_letters],
+            [d.partition for d in dead_letters],
+            [d.offset for d in dead_letters],
+            [d.key for d in dead_letters],
+            [d.value for d in dead_letters],
+            [d.reason for d in dead_letters],
+        ),
+    )
+    return cur.rowcount
+
+
+# Gold items are counted apart from the items to label, once the schema counts them.
+COUNTS_GOLD = "gold_items" in COUNTER_FIELDS
+
+
+def pick_shard() -> int:
+    return random.randrange(PROGRESS_SHARDS)
+
+
+def bump_ingest_counters(
+    cur: psycopg.Cursor[Any],
+    statements: IngestStatements,
+    shard: int,
+    *,
+    items: int,
+    gold_items: int,
+    dead_lettered: int,
+) -> None:
+    """Add what a batch ingested to the progress shard `shard`, last in its transaction
+    (see labelops.store.progress.bump_counters)."""
+    deltas = {field: 0 for field in COUNTER_FIELDS}
+    deltas["items_total"] = items - gold_items if COUNTS_GOLD else items
+    deltas["dead_lettered"] = dead_lettered
+    if COUNTS_GOLD:
+        deltas["gold_items"] = gold_items
+    if any(deltas.values()):
+        cur.execute(statements.bump_progress, {"shard": shard, **deltas})
 
 
 def write_ingest_batch(
@@ -155,42 +447,15 @@ def write_ingest_batch(
     items: Sequence[ItemRecord],
     dead_letters: Sequence[DeadLetter],
 ) -> IngestOutcome:
-    """write_raw_batch for items given as Python values (tests and seeding)."""
-    return write_raw_batch(
-        cur, statements_for(q.schema), [item.as_raw() for item in items], dead_letters
-    )
-
-
-def write_raw_batch(
-    cur: psycopg.Cursor[Any],
-    statements: IngestStatements,
-    items: Sequence[RawItem],
-    dead_letters: Sequence[DeadLetter],
-) -> IngestOutcome:
-    """Upsert items (unique ids; the caller keeps the newest message per id) and record
-    dead letters, counting both in the progress counters."""
-    inserted = updated = 0
+    """Upsert items given as Python values (tests and seeding) and record dead letters."""
+    statements = statements_for(q.schema)
+    lock_arrivals(cur, statements, exclusive=False)
+    inserted = updated = gold = 0
     if items:
-        ordered = sorted(items, key=lambda i: i.id)
-        batch = b"[" + b",".join(item.raw for item in ordered) + b"]"
-        row = cur.execute(statements.upsert_items, (batch.decode(),)).fetchone()
-        assert row is not None  # the statement always returns its one row of counts
-        inserted, updated = int(row[0]), int(row[1])
-    recorded = 0
-    if dead_letters:
-        cur.execute(
-            statements.insert_dead_letters,
-            (
-                [d.topic for d in dead_letters],
-                [d.partition for d in dead_letters],
-                [d.offset for d in dead_letters],
-                [d.key for d in dead_letters],
-                [d.value for d in dead_letters],
-                [d.reason for d in dead_letters],
-            ),
-        )
-        recorded = cur.rowcount
-    bump_counters(
-        cur, statements.schema, CounterDelta(items_total=inserted, dead_lettered=recorded)
+        upserted = upsert_items(cur, statements, [i.as_raw() for i in items])
+        inserted, updated, gold = upserted.inserted, upserted.updated, upserted.gold
+    recorded = record_dead_letters(cur, statements, dead_letters)
+    bump_ingest_counters(
+        cur, statements, pick_shard(), items=inserted, gold_items=gold, dead_lettered=recorded
     )
     return IngestOutcome(inserted=inserted, updated=updated, dead_lettered=recorded)

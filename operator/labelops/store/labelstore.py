@@ -106,6 +106,7 @@ from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
 from labelops.store.leased import LeasedPayloads
+from labelops.store.policy import CampaignPolicy, write_policy
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelerStats, LabelOrigin, SubmitResult
@@ -235,6 +236,8 @@ class LabelStore:
         return submitted.result, self._remembered(labeler, submitted.next_lease)
 
     def _submit(self, submission: Submission) -> Submitted:
+        if not self._synced.is_set():
+            self._io.blocking(self._sync_once)
         labeler, item_id = submission.labeler, submission.item_id
         payload = self._leased.get(labeler, item_id)
         try:
@@ -279,6 +282,7 @@ class LabelStore:
         if not self._synced.is_set():
             with self._sync_lock:
                 if not self._synced.is_set():
+                    self.sync_policy()
                     self.sync_labels_per_item()
 
     def release(self, labeler: str, item_id: str) -> bool:
@@ -322,10 +326,22 @@ class LabelStore:
 
         self._io.blocking(ping)
 
+    def sync_policy(self) -> CampaignPolicy:
+        """Write the policy this store's config implies into the schema (campaign_policy):
+        the functions read it. Idempotent; the first claim or submission runs it."""
+        policy = CampaignPolicy.from_config(self._config)
+        self._transact(lambda conn: write_policy(conn, self._config.schema_, policy))
+        return policy
+
     def sync_labels_per_item(self) -> int:
         """Reopen items completed under a smaller target.labelsPerItem (the CRD only lets
         it grow); returns how many. The first claim runs it; it is idempotent, and cheap
         only in the sense of once per worker (it reads the completed items)."""
+
+        if CampaignPolicy.from_config(self._config).adaptive:
+            # Adaptive overlap decides completion per item: complete items stay complete.
+            self._synced.set()
+            return 0
 
         def reopen(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():

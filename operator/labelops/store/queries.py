@@ -49,7 +49,7 @@ class Queries:
         # knows its size.
         self.claim_task = self._compose(
             "SELECT verdict, labels_today, held, earliest_expiry, clock, item_id, payload::text,"
-            "       priority, model_prediction, model_confidence, expires_at"
+            "       priority, model_prediction, model_confidence, expires_at, refusal"
             " FROM {claim_task}(%s, %s, %s, %s, %s, %s)"
         )
         # The slow path of a submission (labelops.store.submissions): the payload to
@@ -66,7 +66,8 @@ class Queries:
         )
         self.accept_label = self._compose(
             "SELECT verdict, label_id::text, created_at, ordinal, replay_label_id::text,"
-            "       replay_item_id, replay_value, replay_created_at, replay_ordinal"
+            "       replay_item_id, replay_value, replay_created_at, replay_ordinal,"
+            "       refusal, completed"
             " FROM {accept_label}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s, %s::smallint)"
         )
         self.accept_label_and_claim = self._compose(
@@ -74,7 +75,8 @@ class Queries:
             "       replay_item_id, replay_value, replay_created_at, replay_ordinal,"
             "       next_verdict, next_labels_today, next_held, next_earliest_expiry,"
             "       next_clock, next_item_id, next_payload::text, next_priority,"
-            "       next_model_prediction, next_model_confidence, next_expires_at"
+            "       next_model_prediction, next_model_confidence, next_expires_at,"
+            "       refusal, completed"
             " FROM {accept_label_and_claim}(%s, %s, %s, %s, %s, %s, %s::text, %s, %s,"
             "                               %s::smallint, %s, %s, %s)"
         )
@@ -85,13 +87,15 @@ class Queries:
             "       replay_label_id::text, replay_item_id, replay_value, replay_created_at,"
             "       replay_ordinal, next_verdict, next_labels_today, next_held,"
             "       next_earliest_expiry, next_clock, next_item_id, next_payload::text,"
-            "       next_priority, next_model_prediction, next_model_confidence, next_expires_at"
+            "       next_priority, next_model_prediction, next_model_confidence, next_expires_at,"
+            "       refusal, completed"
             " FROM {accept_labels}(%s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[],"
             "                      %s::boolean[], %s, %s, %s, %s, %s::smallint, %s, %s, %s)"
         )
         self.claim_tasks = self._compose(
             "SELECT element, verdict, labels_today, held, earliest_expiry, clock, item_id,"
-            "       payload::text, priority, model_prediction, model_confidence, expires_at"
+            "       payload::text, priority, model_prediction, model_confidence, expires_at,"
+            "       refusal"
             " FROM {claim_tasks}(%s::text[], %s, %s, %s, %s, %s)"
         )
         self.release_task = self._compose(

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from labelops.api.tasktypes import LabelValidator, Violation
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed, seconds_until_utc_midnight
-from labelops.store.errors import Conflict, LeaseRequired, NotFound, QuotaExceeded
+from labelops.store.errors import Blocked, Conflict, LeaseRequired, NotFound, QuotaExceeded
 from labelops.store.jsoncheck import storage_violations
 from labelops.store.progress import PROGRESS_SHARDS, CounterDelta, bump_params
 from labelops.store.queries import Queries
@@ -127,7 +127,7 @@ def accept_params(config: WorkerConfig, sub: Submission, shard: int) -> tuple[An
 def accepted(found: Sequence[Any], config: WorkerConfig, sub: Submission) -> Submitted:
     """What accept_label (or accept_label_and_claim, accept_labels without their first
     column) answered: the result, or the refusal raised."""
-    verdict, label_id, created_at, ordinal = found[:4]
+    verdict, label_id, created_at = found[:3]
     if verdict == "accepted":
         result = SubmitResult(
             label_id=label_id,
@@ -135,12 +135,14 @@ def accepted(found: Sequence[Any], config: WorkerConfig, sub: Submission) -> Sub
             labeler=sub.labeler,
             created_at=created_at,
             replayed=False,
-            item_completed=ordinal >= config.target.labels_per_item,
+            item_completed=bool(found[-1]),
         )
     elif verdict == "replay":  # this key was used before, perhaps by a concurrent first try
         result = _replay(config, sub, tuple(found[4:9]))
     elif verdict == "not_found":
         raise _not_found(sub)
+    elif verdict == "blocked":
+        raise Blocked(found[-2])
     else:
         raise refusal(verdict, config, sub, created_at)
     if not sub.lease_next:

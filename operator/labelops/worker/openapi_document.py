@@ -231,6 +231,10 @@ _UNAUTHORIZED = _problem(
     "Missing, malformed or unknown bearer token.",
     {"WWW-Authenticate": {"required": True, "schema": _STRING}},
 )
+_BLOCKED = _problem(
+    "The labeler is blocked in this campaign (spec.labelers.blocked, or gold accuracy below "
+    "quality.gold.minAccuracy); the detail names the rule and the figures."
+)
 _RETRY_AFTER = {
     "Retry-After": {
         "required": True,
@@ -296,6 +300,7 @@ def _paths() -> dict[str, Any]:
                     },
                     "204": {"description": "Nothing to label right now."},
                     "401": _UNAUTHORIZED,
+                    "403": _BLOCKED,
                     "429": _problem(
                         "The labeler holds maxLeasesPerLabeler leases or used the daily quota.",
                         _RETRY_AFTER,
@@ -345,6 +350,7 @@ def _paths() -> dict[str, Any]:
                         "impossible."
                     ),
                     "401": _UNAUTHORIZED,
+                    "403": _BLOCKED,
                     "404": _problem("No item with this id."),
                     "409": _problem(
                         "The item has all its labels, or this labeler already labeled it."

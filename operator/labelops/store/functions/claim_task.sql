@@ -1,6 +1,14 @@
 -- claim_task: the labeler's next task, with a lease on it, or the reason there is none
 -- (claim_result's verdicts). The rules are documented in labelops.store.labelstore.
 --
+-- With the campaign's policy (campaign_policy): a blocked labeler gets 'blocked'; a gold
+-- turn (the labeler's first quality.gold.onboarding claims, then a random share
+-- quality.gold.rate of them, labelops.quality.sampling) serves a gold item the labeler has
+-- not answered, if any is left; other claims walk the open items by priority, then, with
+-- model.order uncertainty, audits first and least confident first. An item's slots are
+-- its label_cap (adaptive overlap raises it one label at a time) or labelsPerItem /
+-- quality.overlap.min.
+--
 -- Cost per claim: the candidate items are checked against this labeler's labels, leases
 -- and skips one (item, labeler) key probe at a time, so a claim does not read all of a
 -- labeler's labels; the labeler's row of the day is locked rather than rewritten; expired
@@ -24,8 +32,14 @@ AS $$
 DECLARE
     r claim_result;
     v_item bigint;
+    v_claims bigint;
+    v_cap integer;
+    p campaign_policy;
 BEGIN
     r.clock := now();
+    SELECT * INTO p FROM campaign_policy;
+    v_cap := CASE WHEN p.overlap_min IS NOT NULL AND p.num_classes IS NOT NULL
+                  THEN p.overlap_min ELSE p_labels_per_item END;
     -- The labeler's row of today is the per-labeler lock: it serialises one labeler's
     -- claims (exact maxLeasesPerLabeler) with their submissions. Locking the row writes no
     -- new version of it; only the day's first claim inserts it (the upsert covers a
@@ -43,6 +57,15 @@ BEGIN
     SELECT count(*), min(l.expires_at) INTO r.held, r.earliest_expiry
     FROM leases l
     WHERE l.labeler = p_labeler AND l.reserved AND l.expires_at > now();
+
+    -- Read under the row of the day, which serialises this labeler's claims: the claim
+    -- count the gold turns are drawn from.
+    SELECT q.claims INTO v_claims FROM labeler_quality q WHERE q.labeler = p_labeler;
+    r.refusal := labeler_block_reason(p_labeler, p);
+    IF r.refusal IS NOT NULL THEN
+        r.verdict := 'blocked';
+        RETURN r;
+    END IF;
 
     IF r.labels_today >= p_daily_quota THEN
         r.verdict := 'per_labeler_daily';
@@ -79,27 +102,73 @@ BEGIN
         WHERE i.id = freed.item_id;
     END IF;
 
-    -- The first open item, in priority order, with a free slot this labeler has not
-    -- labeled, does not hold and did not skip. items_open_by_priority serves the order;
-    -- SKIP LOCKED lets concurrent claimers pass each other.
+    -- A gold turn: the first gold item (in id order) this labeler has not answered, holds
+    -- or skipped. Gold items have no cap: every labeler may answer each once.
+    IF (p.gold_rate > 0 OR p.gold_onboarding > 0)
+       AND (coalesce(v_claims, 0) + 1 <= p.gold_onboarding
+            OR (('x' || substr(md5('labelops/gold' || chr(31) || p_labeler || chr(31)
+                                   || (coalesce(v_claims, 0) + 1)::text), 1, 13))::bit(52)
+                ::bigint::float8 / 4503599627370496::float8) < p.gold_rate) THEN
+        SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
+               i.model_confidence
+        INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
+        FROM items i
+        WHERE i.gold_value IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM labels l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM leases l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
+                          OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM skips s
+                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+        ORDER BY i.id
+        LIMIT 1
+        FOR UPDATE OF i SKIP LOCKED;
+    END IF;
+
+    -- The first open item, in the campaign's order, with a free slot this labeler has not
+    -- labeled, does not hold and did not skip. items_open_by_priority (or
+    -- items_open_by_uncertainty) serves the order; SKIP LOCKED lets concurrent claimers
+    -- pass each other.
     --
     -- OFFSET 0 keeps each NOT EXISTS a probe of the (item, labeler) key per candidate
     -- item. Without it the planner turns them into anti-joins that first read every label
     -- (and lease) of the labeler, so a claim cost more the more the labeler had labeled.
-    SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction, i.model_confidence
-    INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
-    FROM items i
-    WHERE i.completed_at IS NULL
-      AND i.label_count + i.lease_count < p_labels_per_item
-      AND NOT EXISTS (SELECT 1 FROM labels l
-                      WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
-      AND NOT EXISTS (SELECT 1 FROM leases l
-                      WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved OFFSET 0)
-      AND NOT EXISTS (SELECT 1 FROM skips s
-                      WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
-    ORDER BY i.priority DESC, i.id
-    LIMIT 1
-    FOR UPDATE OF i SKIP LOCKED;
+    IF v_item IS NULL AND p.order_by = 'uncertainty' THEN
+        SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
+               i.model_confidence
+        INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
+        FROM items i
+        WHERE i.completed_at IS NULL AND i.gold_value IS NULL
+          AND i.label_count + i.lease_count < coalesce(i.label_cap, v_cap)
+          AND NOT EXISTS (SELECT 1 FROM labels l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM leases l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
+                          OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM skips s
+                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+        ORDER BY i.priority DESC, i.audit DESC, i.model_confidence ASC NULLS FIRST, i.id
+        LIMIT 1
+        FOR UPDATE OF i SKIP LOCKED;
+    ELSIF v_item IS NULL THEN
+        SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
+               i.model_confidence
+        INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
+        FROM items i
+        WHERE i.completed_at IS NULL AND i.gold_value IS NULL
+          AND i.label_count + i.lease_count < coalesce(i.label_cap, v_cap)
+          AND NOT EXISTS (SELECT 1 FROM labels l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM leases l
+                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
+                          OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM skips s
+                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+        ORDER BY i.priority DESC, i.id
+        LIMIT 1
+        FOR UPDATE OF i SKIP LOCKED;
+    END IF;
     IF v_item IS NULL THEN
         r.verdict := 'none';
         RETURN r;
@@ -112,6 +181,8 @@ BEGIN
     SET claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at, reserved = true
     RETURNING l.expires_at INTO r.expires_at;
     UPDATE items SET lease_count = items.lease_count + 1 WHERE items.id = v_item;
+    INSERT INTO labeler_quality AS q (labeler, claims) VALUES (p_labeler, 1)
+    ON CONFLICT (labeler) DO UPDATE SET claims = q.claims + 1;
     r.verdict := 'claimed';
     RETURN r;
 END

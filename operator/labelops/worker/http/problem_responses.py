@@ -1,7 +1,8 @@
 """Every refusal of the worker's HTTP API as an RFC 9457 problem (application/problem+json).
 
 The store's errors map to statuses here: QuotaExceeded -> 429 with Retry-After, Conflict ->
-409, NotFound -> 404, InvalidLabel -> 422; werkzeug's (unknown path, wrong method, body too
+409, NotFound -> 404, InvalidLabel -> 422, Blocked -> 403;
+werkzeug's (unknown path, wrong method, body too
 large) keep their status; anything unexpected is a 500 whose details stay in the log.
 """
 
@@ -13,7 +14,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from labelops.api.worker_configmap import WorkerConfig
-from labelops.store.errors import Conflict, InvalidLabel, NotFound, QuotaExceeded
+from labelops.store.errors import Blocked, Conflict, InvalidLabel, NotFound, QuotaExceeded
 from labelops.worker.problem_details import Problem
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
             Problem(
                 409, err.reason.replace("_", "-"), err.message, extensions={"reason": err.reason}
             )
+        )
+
+    @app.errorhandler(Blocked)
+    def blocked(err: Blocked) -> Response:
+        return problem(
+            Problem(403, "labeler-blocked", err.message, extensions={"reason": err.reason})
         )
 
     @app.errorhandler(NotFound)

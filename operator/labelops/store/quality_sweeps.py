@@ -1,0 +1,273 @@
+"""The statements of the worker's quality job: calibration, labeler quality, summaries.
+
+The decisions (thresholds, the brake, blocks, alpha) are pure code in labelops.quality; this
+module only reads what they need and writes what they decided, each step in a transaction
+of its own, so a step never holds a lock while another is computed. The labeling
+transactions (claim, submit) never wait for these: they touch labeler_quality rows of one
+labeler after that labeler's row of the day, items with SKIP LOCKED or one at a time, and
+every step below locks items (in id order) or labeler_quality rows (in labeler order), never
+both in one transaction, and a progress shard last.
+
+One runner at a time per campaign (replicas take turns through a transaction-level advisory
+lock keyed by the schema), so two workers never decide the same block twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from labelops.quality.version_trust import VersionCalibration
+from labelops.store.progress import PROGRESS_SHARDS
+
+# Items completed less than this long ago are left to the next run: a transaction that
+# began earlier may still commit a completion stamped before the watermark.
+SETTLE_SECONDS = 5.0
+_LOCK_NAMESPACE = 0x4C51  # "LQ": the quality job's advisory lock, keyed by the schema
+
+
+def _shard() -> int:
+    return random.randrange(PROGRESS_SHARDS)
+
+
+class QualitySweeps:
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    def _t(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    def take_turn(self, conn: psycopg.Connection[Any]) -> bool:
+        """In a transaction: whether this worker runs the job now (another replica may)."""
+        row = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.schema)
+        ).fetchone()
+        return bool(row and row[0])
+
+    # --- labelers ---------------------------------------------------------------------
+
+    def gold_records(self, conn: psycopg.Connection[Any], min_answers: int) -> list[Any]:
+        """(labeler, gold_correct, gold_answers) of labelers not blocked, with enough answers."""
+        return conn.execute(
+            sql.SQL(
+                "SELECT labeler, gold_correct, gold_answers FROM {} "
+                "WHERE blocked_at IS NULL AND gold_answers >= %s ORDER BY labeler"
+            ).format(self._t("labeler_quality")),
+            (min_answers,),
+        ).fetchall()
+
+    def block(self, conn: psycopg.Connection[Any], blocks: Iterable[tuple[str, str]]) -> list[str]:
+        """Block (labeler, reason) pairs not blocked yet; returns who was newly blocked."""
+        newly = []
+        for labeler, reason in sorted(blocks):
+            row = conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} AS q (labeler, blocked_at, blocked_reason) "
+                    "VALUES (%s, now(), %s) ON CONFLICT (labeler) DO UPDATE "
+                    "SET blocked_at = now(), blocked_reason = EXCLUDED.blocked_reason, "
+                    "    exclusion_done = false "
+                    "WHERE q.blocked_at IS NULL RETURNING q.labeler"
+                ).format(self._t("labeler_quality")),
+                (labeler, reason),
+            ).fetchone()
+            if row:
+                newly.append(row[0])
+        return newly
+
+    def unblock(self, conn: psycopg.Connection[Any], labelers: Iterable[str]) -> int:
+        """Lift blocks (spec.labelers.unblocked); labels excluded before stay excluded."""
+        names = sorted(labelers)
+        if not names:
+            return 0
+        return conn.execute(
+            sql.SQL(
+                "UPDATE {} SET blocked_at = NULL, blocked_reason = NULL "
+                "WHERE labeler = ANY (%s) AND blocked_at IS NOT NULL"
+            ).format(self._t("labeler_quality")),
+            (names,),
+        ).rowcount
+
+    def pending_exclusions(self, conn: psycopg.Connection[Any]) -> list[str]:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT labeler FROM {} WHERE blocked_at IS NOT NULL AND NOT exclusion_done "
+                "ORDER BY labeler"
+            ).format(self._t("labeler_quality"))
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def exclude(self, conn: psycopg.Connection[Any], labeler: str) -> int:
+        row = conn.execute(
+            sql.SQL("SELECT {}(%s, %s::smallint)").format(self._t("exclude_labeler")),
+            (labeler, _shard()),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def refresh_agreement(self, conn: psycopg.Connection[Any]) -> int:
+        """Count each human label of the items completed by people since the watermark as
+        agreeing with its item's consolidated answer or not; returns the items counted."""
+        watermark_row = conn.execute(
+            sql.SQL("SELECT completed_watermark FROM {} FOR UPDATE").format(
+                self._t("quality_summary")
+            )
+        ).fetchone()
+        watermark = watermark_row[0] if watermark_row else None
+        upto = conn.execute(
+            "SELECT now() - make_interval(secs => %s)", (SETTLE_SECONDS,)
+        ).fetchone()
+        assert upto is not None
+        row = conn.execute(
+            sql.SQL(
+                """
+                WITH done AS (
+                    SELECT i.id, i.consolidated_value FROM {items} i
+                    WHERE i.completed_at IS NOT NULL AND i.completed_at <= %(upto)s
+                      AND (%(since)s::timestamptz IS NULL OR i.completed_at > %(since)s)
+                      AND NOT i.machine_labeled AND i.gold_value IS NULL
+                      AND i.consolidated_value IS NOT NULL
+                ), votes AS (
+                    SELECT l.labeler, count(*) AS total,
+                           count(*) FILTER (
+                               WHERE l.answer = d.consolidated_value -> p.answer_key) AS agreed
+                    FROM done d JOIN {labels} l ON l.item_id = d.id
+                    CROSS JOIN {policy} p
+                    WHERE l.origin = 'human' AND l.status = 'counted'
+                    GROUP BY l.labeler
+                ), applied AS (
+                    INSERT INTO {quality} AS q (labeler, agreements, agreement_total)
+                    SELECT labeler, agreed, total FROM votes ORDER BY labeler
+                    ON CONFLICT (labeler) DO UPDATE
+                    SET agreements = q.agreements + EXCLUDED.agreements,
+                        agreement_total = q.agreement_total + EXCLUDED.agreement_total
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM applied)
+                """
+            ).format(
+                items=self._t("items"),
+                labels=self._t("labels"),
+                policy=self._t("campaign_policy"),
+                quality=self._t("labeler_quality"),
+            ),
+            {"upto": upto[0], "since": watermark},
+        ).fetchone()
+        conn.execute(
+            sql.SQL("UPDATE {} SET completed_watermark = %s").format(self._t("quality_summary")),
+            (upto[0],),
+        )
+        return int(row[0]) if row else 0
+
+    # --- models -------------------------------------------------------------------------
+
+    def versions_with_new_audits(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        """(version, audits now, audits at the last calibration, trusted, braked,
+        last_passing_at) of versions whose audit count moved."""
+        return conn.execute(
+            sql.SQL(
+                """
+                SELECT v.version, coalesce(a.n, 0), v.audits, v.trusted, v.braked,
+                       v.last_passing_at
+                FROM {versions} v
+                LEFT JOIN (SELECT version, count(*) AS n FROM {audits} GROUP BY version) a
+                  ON a.version = v.version
+                WHERE coalesce(a.n, 0) <> v.audits
+                ORDER BY v.version
+                """
+            ).format(versions=self._t("model_versions"), audits=self._t("audits"))
+        ).fetchall()
+
+    def audits_of(self, conn: psycopg.Connection[Any], version: str) -> list[Any]:
+        """(confidence, correct, created_at) of a version's audits, oldest first."""
+        return conn.execute(
+            sql.SQL(
+                "SELECT confidence, correct, created_at FROM {} WHERE version = %s "
+                "ORDER BY created_at, item_id"
+            ).format(self._t("audits")),
+            (version,),
+        ).fetchall()
+
+    def record_calibration(
+        self, conn: psycopg.Connection[Any], version: str, calibration: VersionCalibration
+    ) -> None:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET threshold = %s, trusted = %s, braked = braked OR %s, audits = %s, "
+                "audits_correct = %s, lower_bound = %s, "
+                "last_passing_at = coalesce(%s, last_passing_at), message = %s, "
+                "updated_at = now() WHERE version = %s"
+            ).format(self._t("model_versions")),
+            (
+                calibration.threshold,
+                calibration.trusted,
+                calibration.braked,
+                calibration.audits,
+                calibration.audits_correct,
+                calibration.lower_bound,
+                calibration.passing_at,
+                calibration.message,
+                version,
+            ),
+        )
+
+    def trusted_versions(self, conn: psycopg.Connection[Any]) -> list[str]:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT version FROM {} WHERE trusted AND NOT braked AND threshold IS NOT NULL "
+                "ORDER BY version"
+            ).format(self._t("model_versions"))
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def auto_accept_pending(self, conn: psycopg.Connection[Any], version: str, limit: int) -> int:
+        row = conn.execute(
+            sql.SQL("SELECT {}(NULL, %s, %s, %s::smallint)").format(self._t("auto_accept")),
+            (version, limit, _shard()),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def withdraw(self, conn: psycopg.Connection[Any], version: str, after: datetime | None) -> int:
+        row = conn.execute(
+            sql.SQL("SELECT {}(%s, %s, %s::smallint)").format(self._t("withdraw_machine_labels")),
+            (version, after, _shard()),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- summaries ----------------------------------------------------------------------
+
+    def human_answers(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        """(item id, labeler, answer) of every counted human answer on non-gold items."""
+        return conn.execute(
+            sql.SQL(
+                "SELECT item_id, labeler, answer FROM {} "
+                "WHERE origin = 'human' AND status = 'counted' AND NOT gold "
+                "AND answer IS NOT NULL"
+            ).format(self._t("labels"))
+        ).fetchall()
+
+    def write_summary(self, conn: psycopg.Connection[Any], summary: QualitySummary) -> None:
+        conn.execute(
+            sql.SQL(
+                """
+                UPDATE {summary} SET alpha = %s, alpha_level = %s,
+                    gold_answers = g.answers, gold_correct = g.correct,
+                    labelers_blocked = g.blocked, updated_at = now()
+                FROM (SELECT coalesce(sum(gold_answers), 0) AS answers,
+                             coalesce(sum(gold_correct), 0) AS correct,
+                             count(*) FILTER (WHERE blocked_at IS NOT NULL) AS blocked
+                      FROM {quality}) g
+                """
+            ).format(summary=self._t("quality_summary"), quality=self._t("labeler_quality")),
+            (summary.alpha, summary.alpha_level),
+        )
+
+
+@dataclass(frozen=True)
+class QualitySummary:
+    alpha: float | None
+    alpha_level: str | None
