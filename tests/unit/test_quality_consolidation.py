@@ -67,7 +67,7 @@ def test_other_batch_methods_on_an_easy_dataset(method):
     # Three careful labelers and one who always answers "cat": every method gets all right.
     labels = [(i, c, t) for i, t in TRUTH.items() for c in ("c1", "c2", "c3")]
     labels += [(i, "spam", "cat") for i in TRUTH]
-    result = consolidate(labels, method)  # type: ignore[arg-type]
+    result = consolidate(labels, method)
     assert set(result) == set(TRUTH)
     assert correct(result) == 20
     assert all(0.5 < r.confidence <= 1.0 for r in result.values())
@@ -77,8 +77,8 @@ def test_other_batch_methods_on_an_easy_dataset(method):
 def test_ties_are_deterministic_and_disputed():
     labels = [("x", "a", "dog"), ("x", "b", "cat")]
     for method in ("majority", "weighted", "dawid-skene"):
-        forward = consolidate(labels, method)["x"]  # type: ignore[arg-type]
-        backward = consolidate(labels[::-1], method)["x"]  # type: ignore[arg-type]
+        forward = consolidate(labels, method)["x"]
+        backward = consolidate(labels[::-1], method)["x"]
         assert forward.value == backward.value == "cat"
         assert forward.disputed
 

@@ -119,7 +119,7 @@ def test_agreement_reached_exactly_at_max_is_not_disputed():
 def test_labels_needed_never_exceeds_max_minus_k():
     rng = random.Random(5)
     for min_l, max_l in itertools.product([1, 2, 3], [3, 5, 7]):
-        answers = []
+        answers: list[tuple[int, float]] = []
         for _ in range(max_l):
             d = stopping_decision(answers, 3, min_l, max_l, 0.9)
             assert 0 <= d.labels_needed_at_most <= max_l - len(answers)

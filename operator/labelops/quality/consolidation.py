@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from labelops.quality.posterior import labeler_accuracy, leading, posterior
 from labelops.quality.values import order_key
@@ -31,6 +31,7 @@ from labelops.quality.values import order_key
 Method = Literal["majority", "weighted", "dawid-skene", "glad", "mace"]
 METHODS: tuple[str, ...] = ("majority", "weighted", "dawid-skene", "glad", "mace")
 _TIE = 1e-12
+I = TypeVar("I", bound=Hashable)  # an item id  # noqa: E741
 
 
 class ConsolidationUnavailable(RuntimeError):
@@ -53,9 +54,9 @@ class Consolidated:
 
 
 def _group(
-    labels: Iterable[tuple[Hashable, Hashable, Hashable]],
-) -> dict[Hashable, list[tuple[Hashable, Hashable]]]:
-    per_item: dict[Hashable, list[tuple[Hashable, Hashable]]] = {}
+    labels: Iterable[tuple[I, Hashable, Hashable]],
+) -> dict[I, list[tuple[Hashable, Hashable]]]:
+    per_item: dict[I, list[tuple[Hashable, Hashable]]] = {}
     for item, labeler, value in labels:
         per_item.setdefault(item, []).append((labeler, value))
     return per_item
@@ -75,8 +76,8 @@ def _result(
 
 
 def _majority(
-    per_item: Mapping[Hashable, list[tuple[Hashable, Hashable]]], disputed_below: float | None
-) -> dict[Hashable, Consolidated]:
+    per_item: Mapping[I, list[tuple[Hashable, Hashable]]], disputed_below: float | None
+) -> dict[I, Consolidated]:
     out = {}
     for item, answers in per_item.items():
         counts = Counter(v for _, v in answers)
@@ -89,11 +90,11 @@ def _majority(
 
 
 def _weighted(
-    per_item: Mapping[Hashable, list[tuple[Hashable, Hashable]]],
-    accuracy: Mapping[Hashable, float],
+    per_item: Mapping[I, list[tuple[Hashable, Hashable]]],
+    accuracy: Mapping[Any, float],
     num_classes: int,
     disputed_below: float | None,
-) -> dict[Hashable, Consolidated]:
+) -> dict[I, Consolidated]:
     prior = labeler_accuracy(0, 0, 0, 0, num_classes=num_classes)
     out = {}
     for item, answers in per_item.items():
@@ -108,11 +109,11 @@ def _weighted(
 
 
 def _crowdkit(
-    per_item: Mapping[Hashable, list[tuple[Hashable, Hashable]]],
+    per_item: Mapping[I, list[tuple[Hashable, Hashable]]],
     method: str,
-    gold: Mapping[Hashable, Hashable] | None,
+    gold: Mapping[Any, Any] | None,
     disputed_below: float | None,
-) -> dict[Hashable, Consolidated]:
+) -> dict[I, Consolidated]:
     try:
         import pandas as pd
         from crowdkit.aggregation import GLAD, MACE, DawidSkene
@@ -157,13 +158,13 @@ def _crowdkit(
 
 
 def consolidate(
-    labels: Iterable[tuple[Hashable, Hashable, Hashable]],
+    labels: Iterable[tuple[I, Hashable, Hashable]],
     method: Method = "majority",
-    labeler_accuracy: Mapping[Hashable, float] | None = None,
+    labeler_accuracy: Mapping[Any, float] | None = None,
     num_classes: int | None = None,
-    gold: Mapping[Hashable, Hashable] | None = None,
+    gold: Mapping[Any, Any] | None = None,
     disputed_below: float | None = None,
-) -> dict[Hashable, Consolidated]:
+) -> dict[I, Consolidated]:
     """Consolidate (item, labeler, value) labels into one value per item.
 
     `labeler_accuracy` (labeler -> accuracy in (0, 1)) is used by `weighted`; `num_classes`

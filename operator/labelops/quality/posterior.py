@@ -27,10 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from labelops.quality.values import order_key
 
 MAX_ACCURACY = 0.99
+V = TypeVar("V", bound=Hashable)  # a label value
 _UNSEEN = object()  # stands for any class nobody answered
 
 
@@ -83,9 +85,7 @@ def vote_weight(accuracy: float, num_classes: int) -> float:
     return math.log(accuracy * (num_classes - 1) / (1.0 - accuracy))
 
 
-def posterior_from_weights(
-    weight_sums: Mapping[Hashable, float], num_classes: int
-) -> dict[Hashable, float]:
+def posterior_from_weights(weight_sums: Mapping[V, float], num_classes: int) -> dict[V, float]:
     """Softmax over per-value weight sums, the K - len(weight_sums) unseen values scoring 0.
 
     Returns the posterior of each seen value; the rest of the mass (1 - sum) is spread evenly
@@ -103,7 +103,7 @@ def posterior_from_weights(
     return {v: e / total for v, e in exps.items()}
 
 
-def posterior(answers: Sequence[tuple[Hashable, float]], num_classes: int) -> dict[Hashable, float]:
+def posterior(answers: Sequence[tuple[V, float]], num_classes: int) -> dict[V, float]:
     """One-coin posterior of each given value from (value, labeler accuracy) pairs.
 
     Computed from the likelihood product directly (in logs); `posterior_from_weights` of the
@@ -134,13 +134,13 @@ def posterior(answers: Sequence[tuple[Hashable, float]], num_classes: int) -> di
 
 
 def leading(
-    distribution: Mapping[Hashable, float], votes: Mapping[Hashable, int] | None = None
-) -> tuple[Hashable | None, float]:
+    distribution: Mapping[V, float], votes: Mapping[V, int] | None = None
+) -> tuple[V | None, float]:
     """The value with the highest posterior; ties go to the value with more votes (when
     `votes` is given), then to the first in the fixed order of values (`values.order_key`)."""
     if not distribution:
         return None, 0.0
-    counts = votes or {}
+    counts: Mapping[V, int] = votes or {}
     value = min(distribution, key=lambda v: (-distribution[v], -counts.get(v, 0), order_key(v)))
     return value, distribution[value]
 
