@@ -24,7 +24,7 @@ test: install ## run every test (unit, tools, integration, e2e); starts the stac
 	  echo "  install it: sudo apt-get install -y chromium   (.ci/run does this for you)" >&2; exit 1; }
 	$(PY) -m pytest tests
 
-test-unit: install ## run the unit tests only: pure Python, no stack, no external tools
+test-unit: install ## run the unit tests only: Python, no stack, no external tools
 	$(PY) -m pytest tests/unit
 
 test-tools: install ## run the tests that drive helm, kstatus, Go programs, terraform and pip (no stack)
