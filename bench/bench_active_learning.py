@@ -267,6 +267,7 @@ def ground_truth_style(items: list[Item], labelers: Labelers) -> tuple[Tally, di
 
 
 def scenario(items: list[Item], noise: float, labels_per_item: int) -> dict[str, Any]:
+    print(f"scenario: noise {noise}, {labels_per_item} labels per item", file=sys.stderr)
     labelers = Labelers(noise, labels_per_item)
     baseline = all_human(items, labelers)
     started = time.monotonic()
