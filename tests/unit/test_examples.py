@@ -1,7 +1,7 @@
 """examples/ holds one campaign per task type, each valid by the API models, with its
 labelers' Secret beside it, and an item and a label of the shapes its comment describes.
 
-tests/e2e/test_examples.py applies each to the real API server.
+tests/e2e/test_examples_on_api_server.py applies each to the real API server.
 """
 
 from __future__ import annotations
