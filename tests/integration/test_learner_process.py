@@ -322,3 +322,55 @@ def test_the_reader_is_caught_up_only_once_it_read_every_partition_to_its_end(
         wait_for(lambda: reader.poll(5, 0.2) == [] and reader.caught_up, 10, lambda: "")
     finally:
         reader.close()
+
+
+def test_pairwise_predictions_name_one_of_the_items_responses(
+    topics: Topics, tmp_path: Path
+) -> None:
+    def payload(n: int) -> dict[str, Any]:
+        good = f"A careful answer with steps, caveats and a source, number {n}."
+        texts = [good, "dunno"] if n % 2 else ["dunno", good]
+        return {
+            "prompt": f"Question {n}?",
+            "responses": [
+                {"id": f"{n}-{side}", "text": t} for side, t in zip("ab", texts, strict=True)
+            ],
+        }
+
+    items = {f"pair-{n:02d}": payload(n) for n in range(40)}
+    topics.produce(topics.items, [(i, {"id": i, "payload": p}) for i, p in items.items()])
+    labeled = sorted(items)[:20]
+    topics.produce(
+        topics.labels,
+        [
+            (
+                i,
+                {
+                    "labelId": str(uuid.uuid4()),
+                    "itemId": i,
+                    "origin": "human",
+                    "value": {
+                        "preferred": items[i]["responses"][0 if int(i[-2:]) % 2 else 1]["id"]
+                    },
+                },
+            )
+            for i in labeled
+        ],
+    )
+    learner = LearnerProcess(learner_env(topics, {"type": "pairwise"}), tmp_path / "learner.log")
+    try:
+        unlabeled = set(items) - set(labeled)
+
+        def all_scored() -> bool:
+            learner.get("/healthz")
+            return set(latest_by_item(topics)) >= unlabeled
+
+        wait_for(all_scored, 90, learner.log)
+        for item_id, value in latest_by_item(topics).items():
+            model = value["model"]
+            assert model["version"] == "builtin-000000020"
+            good = next(r["id"] for r in items[item_id]["responses"] if r["text"] != "dunno")
+            assert model["prediction"] == {"preferred": good}
+            assert 0.0 <= model["confidence"] <= 1.0
+    finally:
+        learner.kill()
