@@ -37,6 +37,7 @@ from test_operator_harness import (
     wait_ready,
 )
 
+from devstack import podrunner
 from labelops.api.naming import CampaignNames
 from labelops.store.progress import CounterDelta, bump_counters
 
@@ -393,8 +394,6 @@ def test_worker_process_starts_from_what_the_operator_wrote(
     example: dict[str, Any], kube_api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
     """Pods are simulated; run the Deployment's pod as a local process, as the demo does."""
-    podrunner = pytest.importorskip("devstack.podrunner")
-    pytest.importorskip("labelops.worker.main")
     pods = podrunner.start_pods(kube_api, namespace, names(namespace).worker, tmp_path)
     try:
         for pod in pods:
