@@ -56,7 +56,8 @@ def claimed(
             payload=json.loads(payload_text),
             priority=priority,
             lease_expires_at=expires_at,
-            model=model_hint(prediction, confidence),
+            # model.showPrediction: off by default, so labelers are not anchored.
+            model=model_hint(prediction, confidence) if shows_prediction(config) else None,
         )
         return task, len(payload_text)
     if verdict == "none":
@@ -98,6 +99,10 @@ def release_item(conn: psycopg.Connection[Any], q: Queries, labeler: str, item_i
     if not item_found:
         raise NotFound(f"no item with id {item_id!r} in this campaign")
     return bool(had_lease)
+
+
+def shows_prediction(config: WorkerConfig) -> bool:
+    return config.model is not None and config.model.show_prediction
 
 
 def model_hint(prediction: Any, confidence: float | None) -> dict[str, Any] | None:

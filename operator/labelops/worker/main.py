@@ -44,6 +44,7 @@ from labelops.worker.runtime import (
     background_tasks,
     describe,
     open_pool,
+    quality_loop,
     shut_down_on_signals,
     sync_labels_per_item,
     wait_for_shutdown,
@@ -71,15 +72,19 @@ def run(environ: Mapping[str, str] | None = None) -> int:
 
 
 def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
-    # Ingest and the relay hold one connection each; the HTTP processes have their own.
-    pool = open_pool(settings, min_size=1, max_size=2)
+    # Ingest, the relay and the quality job hold one connection each; the HTTP processes
+    # have their own.
+    pool = open_pool(settings, min_size=1, max_size=3)
     if pool is None:
         return EXIT_FAILURE
     metrics_dir = tempfile.mkdtemp(prefix="labelops-worker-metrics-")
     try:
         shutdown = threading.Event()
-        sync_labels_per_item(LabelStore(pool, settings.campaign))
+        store = LabelStore(pool, settings.campaign)
+        policy = store.sync_policy()
+        sync_labels_per_item(store)
         ingest, relay = background_tasks(settings, pool, shutdown.set)
+        quality = quality_loop(settings, pool, policy)
         shut_down_on_signals(shutdown)
         sock = listen_socket(settings.host, settings.port)
         port = sock.getsockname()[1]
@@ -91,6 +96,7 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
             sock.close()
         ingest.start()
         relay.start()
+        quality.start()
         log.info(
             "%s",
             describe(
@@ -111,6 +117,7 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
 
         wait_for_shutdown(shutdown, watch)
         clean = stop_http_server(http)
+        quality.stop(BACKGROUND_JOIN_SECONDS)
         ingest.join(BACKGROUND_JOIN_SECONDS)
         relay.join(BACKGROUND_JOIN_SECONDS)
         failed = lost + [f"{task.name} failed" for task in (ingest, relay) if task.failed]

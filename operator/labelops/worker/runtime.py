@@ -16,11 +16,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.store import LabelStore
 from labelops.store.batching import BatchedIO
+from labelops.store.policy import CampaignPolicy
 from labelops.worker.background import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
+from labelops.worker.quality_loop import QualityJob, QualityLoop
 from labelops.worker.readiness import ReadinessCheck, kafka_topics_check
 from labelops.worker.server import Draining, LoadedApp
 
@@ -76,6 +78,15 @@ def background_tasks(
         "outbox-relay", OutboxRelay(pool, config, settings.kafka_bootstrap).run, on_failure
     )
     return ingest, relay
+
+
+def quality_loop(
+    settings: WorkerSettings, pool: ConnectionPool, policy: CampaignPolicy
+) -> QualityLoop:
+    """The quality job's thread (not started): calibration, blocks, agreement, summaries."""
+    task = settings.campaign.task
+    scale = (task.scale.min, task.scale.max) if task.scale else None
+    return QualityLoop(QualityJob(pool, settings.campaign.schema_, policy, scale))
 
 
 def kafka_check(settings: WorkerSettings) -> ReadinessCheck:
