@@ -43,6 +43,12 @@ def _export(args: argparse.Namespace) -> int:
     )
 
 
+def _labelers(args: argparse.Namespace) -> int:
+    from labelops.report.labelers import labelers
+
+    return labelers(name=args.name, namespace=args.namespace, fmt=args.format)
+
+
 def _crd(args: argparse.Namespace) -> int:
     from labelops.api.crd import crd_yaml
 
@@ -85,6 +91,14 @@ def parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
     ex.set_defaults(func=_export)
+
+    lb = sub.add_parser(
+        "labelers", help="each labeler's labels, gold accuracy, agreement, skips and blocks"
+    )
+    lb.add_argument("name")
+    lb.add_argument("--namespace", "-n", default=None)
+    lb.add_argument("--format", choices=["table", "json"], default="table")
+    lb.set_defaults(func=_labelers)
 
     cr = sub.add_parser("crd", help="print the LabelingCampaign CRD")
     cr.set_defaults(func=_crd)
