@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChanges
 from labelops.clients.errors import PostgresUnavailable
 from labelops.store import ProgressCounts, migrate, read_progress
+from labelops.store.summaries import BlockMark, CampaignReading, read_campaign
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,24 @@ class PostgresAdmin:
     async def read_progress(self, schema: str) -> ProgressCounts | None:
         """O(1) counters of the campaign, None while its schema is not migrated."""
         return await asyncio.to_thread(self._progress, schema)
+
+    def _reading(self, schema: str, blocks_since: BlockMark | None) -> CampaignReading | None:
+        with self._connection(f"read status of {schema}") as conn:
+            try:
+                return read_campaign(conn, schema, blocks_since)
+            except (
+                psycopg.errors.UndefinedTable,
+                psycopg.errors.UndefinedColumn,
+                psycopg.errors.InvalidSchemaName,
+            ):
+                return None
+
+    async def read_campaign(
+        self, schema: str, blocks_since: BlockMark | None
+    ) -> CampaignReading | None:
+        """Counters, model and quality summaries and the labelers blocked after
+        `blocks_since`, all O(1) in labels; None while the schema is not migrated."""
+        return await asyncio.to_thread(self._reading, schema, blocks_since)
 
     def _drop(self, role: str, schema: str) -> list[str]:
         r = sql.Identifier(role)

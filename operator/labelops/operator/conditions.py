@@ -54,10 +54,18 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     SECRET_NOT_FOUND = "SecretNotFound"
     STALLED = "Stalled"
+    # ModelTrusted (campaigns with model.autoAccept)
+    TRUSTED = "Trusted"
+    CALIBRATING = "Calibrating"
+    NO_MODEL_VERSION = "NoModelVersion"
+    BRAKED = "Braked"
 
 
 TRANSIENT = frozenset({Reason.KAFKA_UNAVAILABLE, Reason.POSTGRES_UNAVAILABLE})
 PERMANENT = frozenset({Reason.NOT_SUPPORTED, Reason.INVALID_SPEC, Reason.SECRET_NOT_FOUND})
+# Not a fault of the operator or the spec, but on-call should hear of it: a model version
+# lost trust and its machine labels since the last passing audit window were withdrawn.
+ALARMING = frozenset({Reason.BRAKED})
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,6 @@ def transitions(before: Sequence[Condition], after: Sequence[Condition]) -> list
         ):
             # A first "nothing wrong" says nothing worth an Event.
             continue
-        warning = condition.reason in TRANSIENT or condition.reason in PERMANENT
+        warning = condition.reason in TRANSIENT | PERMANENT | ALARMING
         found.append(Transition(condition, warning))
     return found

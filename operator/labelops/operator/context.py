@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from labelops.clients.kafka import KafkaAdmin
 from labelops.clients.kube import KubeClient
 from labelops.clients.postgres import PostgresAdmin
+from labelops.operator.blocks import BlockWatermark
 from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
 from labelops.operator.progress_math import RateWindow, ReadSchedule
 from labelops.operator.settings import OperatorSettings
@@ -27,6 +28,8 @@ class ProgressTracker:
     window: RateWindow = field(default_factory=RateWindow)
     schedule: ReadSchedule = field(default_factory=ReadSchedule)
     last_written: dt.datetime | None = None
+    # The last labeler block posted as an Event (see blocks.py); in memory only.
+    blocks: BlockWatermark = field(default_factory=BlockWatermark)
 
 
 @dataclass

@@ -51,6 +51,8 @@ class StatusUpdate:
     # write, under the campaign's lock: whoever writes last has read last, so a slower
     # reconcile can never overwrite a newer rollout state seen by the Deployment watch.
     workers_deployment: str | None = None
+    # Conditions that no longer apply (ModelTrusted once model.autoAccept is removed).
+    drop_conditions: tuple[str, ...] = ()
 
 
 def now_utc() -> dt.datetime:
@@ -85,7 +87,8 @@ def render_status(
         if update.observed_generation is not None
         else before.observed_generation
     )
-    conditions = apply_verdicts(before.conditions, update.verdicts, generation, now)
+    kept = [c for c in before.conditions if c.type not in update.drop_conditions]
+    conditions = apply_verdicts(kept, update.verdicts, generation, now)
     summary = summary_verdicts(conditions, generation, observed)
     conditions = apply_verdicts(conditions, summary, generation, now)
     order = {t: i for i, t in enumerate(CONDITION_TYPES)}
@@ -121,6 +124,10 @@ class StatusWriter:
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop(f"{namespace}/{name}", None)
         metrics.forget_campaign(namespace, name)
+
+    def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event on the campaign that is not a condition transition (a labeler blocked)."""
+        self._sink(body, type_, reason, message)
 
     async def _with_workers(self, namespace: str, update: StatusUpdate) -> StatusUpdate:
         if update.workers_deployment is None:

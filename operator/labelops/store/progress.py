@@ -32,6 +32,13 @@ COUNTER_FIELDS = (
     "machine_labeled",
     "rejected",
     "dead_lettered",
+    # Added by 0002_models_and_quality.sql; appended so positional reads keep their order.
+    "gold_answers",
+    "disputed",
+    "scored_by_people",
+    "withdrawn",
+    "excluded",
+    "gold_items",
 )
 
 
@@ -42,7 +49,11 @@ class ProgressCounts:
     items_total: distinct items ingested; items_completed: items that reached
     labelsPerItem; labels: accepted labels (= human_labeled + machine_labeled);
     rejected: submissions refused by label validation; dead_lettered: item messages
-    that could not be ingested.
+    that could not be ingested; gold_answers: labels given on gold items; disputed: items
+    that completed at overlap.max without agreement; scored_by_people: items people completed
+    although a model had scored them (audits included); withdrawn / excluded: labels that
+    stopped counting (a braked model's, a blocked labeler's); gold_items: gold items
+    ingested, which items_total leaves out.
     """
 
     items_total: int = 0
@@ -52,6 +63,12 @@ class ProgressCounts:
     machine_labeled: int = 0
     rejected: int = 0
     dead_lettered: int = 0
+    gold_answers: int = 0
+    disputed: int = 0
+    scored_by_people: int = 0
+    withdrawn: int = 0
+    excluded: int = 0
+    gold_items: int = 0
 
 
 # The same shape, read as "what to add".
