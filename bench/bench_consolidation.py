@@ -1,6 +1,8 @@
 """Offline benchmark of consolidation and adaptive overlap on real crowd answers (issue 11).
 
     python bench/bench_consolidation.py         # about a minute; no stack needed
+    python bench/bench_consolidation.py --all-methods \
+        --out bench/results/consolidation-all-methods.json   # with GLAD and MACE: ~11 min here
 
 Data: the truth-inference benchmark of Zheng, Li, Li, Shan & Cheng (PVLDB 10(5), 2017), in
 /work/shared/datasets (../shared/datasets from the repository): D_PosSent (`zheng_d_sentiment`,
