@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from test_store_support import migrated_schema, open_pool, query
 
@@ -55,7 +55,7 @@ def seed(
         for item_id, value in (gold or {}).items():
             cur.execute(
                 f'UPDATE "{schema}".items SET gold_value = %s WHERE external_id = %s',
-                (psycopg.types.json.Jsonb(value), item_id),
+                (Jsonb(value), item_id),
             )
         for item_id, answers in labels.items():
             for ordinal, (labeler, preferred, origin) in enumerate(answers, start=1):
@@ -67,7 +67,7 @@ def seed(
                     (
                         uuid.uuid5(uuid.NAMESPACE_URL, f"{item_id}/{labeler}"),
                         labeler,
-                        psycopg.types.json.Jsonb({"preferred": preferred}),
+                        Jsonb({"preferred": preferred}),
                         origin,
                         ordinal,
                         CREATED,

@@ -1,14 +1,16 @@
-"""Ingest from the real items topic: idempotent under redelivery, dead letters, offsets."""
+"""Ingest from the real items and predictions topics: idempotent under redelivery, dead letters
+with the reason, offsets after the commit, predictions before and after their items."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 from test_store_support import (
     create_topics,
@@ -52,7 +54,17 @@ def item_message(item_id: str, text: str = "some text", **extra: Any) -> bytes:
     return json.dumps({"id": item_id, "payload": {"text": text}, **extra}).encode()
 
 
-def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+def model(version: str, choice: str, confidence: float) -> dict[str, Any]:
+    return {"version": version, "prediction": {"choice": choice}, "confidence": confidence}
+
+
+def prediction_message(item_id: str, version: str, choice: str, confidence: float) -> bytes:
+    return json.dumps({"id": item_id, "model": model(version, choice, confidence)}).encode()
+
+
+def produce(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
+) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for key, value in messages:
         producer.produce(topic, key=key, value=value)
@@ -154,7 +166,7 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
     ]
     good = (
         b"ok",
-        item_message("ok", priority=3, model={"prediction": "helpful", "confidence": 0.9}),
+        item_message("ok", priority=3, model=model("v1", "helpful", 0.9)),
     )
     produce(kafka_bootstrap, config.topics.items, [*bad, good])
     ingestor = Ingestor(pool, config, kafka_bootstrap)
@@ -189,7 +201,7 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
     [(priority, prediction, confidence)] = query(
         pool, schema, "SELECT priority, model_prediction, model_confidence FROM {schema}.items"
     )
-    assert (priority, prediction, confidence) == (3, "helpful", 0.9)
+    assert (priority, prediction, confidence) == (3, {"choice": "helpful"}, 0.9)
 
     again = Ingestor(
         pool, config.model_copy(update={"consumer_group": unique_name("g")}), kafka_bootstrap
@@ -249,3 +261,281 @@ def test_a_message_the_database_refuses_fails_only_itself_in_a_large_batch(
     with pool.connection() as conn:
         counts = read_progress(conn, schema)
     assert (counts.items_total, counts.dead_lettered) == (len(good), 1)
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scored_config(config: WorkerConfig, kafka_bootstrap: str) -> WorkerConfig:
+    """The campaign with its predictions topic."""
+    predictions = unique_name("predictions")
+    create_topics(kafka_bootstrap, predictions)
+    topics = config.topics.model_copy(update={"predictions": predictions})
+    return config.model_copy(update={"topics": topics})
+
+
+def predictions_topic(config: WorkerConfig) -> str:
+    assert config.topics.predictions is not None
+    return config.topics.predictions
+
+
+def scores(pool: ConnectionPool[Any], schema: str) -> dict[str, Any]:
+    rows = query(
+        pool,
+        schema,
+        "SELECT external_id, model_version, model_prediction ->> 'choice', model_confidence,"
+        "       model_scored_at IS NOT NULL FROM {schema}.items",
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_predictions_apply_whether_they_come_before_or_after_their_items(
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+) -> None:
+    topics = scored_config.topics
+    predictions = predictions_topic(scored_config)
+    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    try:
+        produce(kafka_bootstrap, topics.items, [(b"after", item_message("after"))])
+        produce(
+            kafka_bootstrap,
+            predictions,
+            [(b"before", prediction_message("before", "v1", "helpful", 0.8))],
+        )
+        ingest_until(
+            ingestor,
+            lambda: (
+                count(pool, schema, "early_predictions") == 1 and count(pool, schema, "items") == 1
+            ),
+            "the early prediction kept and the first item in",
+        )
+        assert scores(pool, schema) == {"after": (None, None, None, False)}
+        produce(kafka_bootstrap, topics.items, [(b"before", item_message("before"))])
+        produce(
+            kafka_bootstrap,
+            predictions,
+            [(b"after", prediction_message("after", "v2", "unhelpful", 0.25))],
+        )
+        ingest_until(
+            ingestor,
+            lambda: (
+                len(scores(pool, schema)) == 2 and all(s[0] for s in scores(pool, schema).values())
+            ),
+            "both scored",
+        )
+    finally:
+        ingestor.close()
+    assert scores(pool, schema) == {
+        "before": ("v1", "helpful", 0.8, True),
+        "after": ("v2", "unhelpful", 0.25, True),
+    }
+    assert count(pool, schema, "early_predictions") == 0, "an applied early prediction is gone"
+    with pool.connection() as conn:
+        assert read_progress(conn, schema).items_total == 2
+
+
+def test_the_latest_prediction_of_an_item_wins_and_redelivery_changes_nothing(
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+) -> None:
+    predictions = predictions_topic(scored_config)
+    produce(
+        kafka_bootstrap,
+        scored_config.topics.items,
+        [(b"a", item_message("a", model=model("v0", "helpful", 0.1)))],
+    )
+    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    try:
+        ingest_until(ingestor, lambda: count(pool, schema, "items") == 1, "the item")
+        assert scores(pool, schema) == {"a": ("v0", "helpful", 0.1, True)}
+        produce(
+            kafka_bootstrap,
+            predictions,
+            [
+                (
+                    b"a",
+                    prediction_message("a", f"v{n}", "helpful" if n % 2 else "unhelpful", n / 10),
+                )
+                for n in range(1, 4)
+            ],
+        )
+        handle(ingestor, 3)
+        produce(
+            kafka_bootstrap, predictions, [(b"a", prediction_message("a", "v4", "unhelpful", 0.4))]
+        )
+        handle(ingestor, 1)
+        # The item message again (a re-read of the topic): its own older score stays out.
+        produce(
+            kafka_bootstrap,
+            scored_config.topics.items,
+            [(b"a", item_message("a", model=model("v0", "helpful", 0.1)))],
+        )
+        handle(ingestor, 1)
+    finally:
+        ingestor.close()
+    assert scores(pool, schema) == {"a": ("v4", "unhelpful", 0.4, True)}
+
+
+def test_bad_predictions_are_dead_lettered_with_the_reason(
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+) -> None:
+    predictions = predictions_topic(scored_config)
+    good = prediction_message("a", "v1", "helpful", 0.5)
+    bad = [
+        (
+            b"n",
+            b'{"id": "n", "model": {"version": "v1", "prediction": {"choice": "helpful"},'
+            b' "confidence": NaN}}',
+        ),
+        (
+            b"i",
+            b'{"id": "i", "model": {"version": "v1", "prediction": {"choice": "helpful"},'
+            b' "confidence": 1e999}}',
+        ),
+        (b"o", prediction_message("o", "v1", "helpful", 1.5)),
+        (b"m", prediction_message("m", "v1", "helpful", -0.5)),
+        (b"c", prediction_message("c", "v1", "maybe", 0.5)),
+        (b"v", prediction_message("v", "", "helpful", 0.5)),
+        (b"s", json.dumps({"id": "s", "model": {"prediction": "helpful"}}).encode()),
+        (b"k", prediction_message("other", "v1", "helpful", 0.5)),
+    ]
+    produce(kafka_bootstrap, scored_config.topics.items, [(b"a", item_message("a"))])
+    produce(kafka_bootstrap, predictions, [*bad, (b"a", good)])
+    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    try:
+        handle(ingestor, len(bad) + 2)
+    finally:
+        ingestor.close()
+    reasons = dict(
+        query(
+            pool, schema, "SELECT convert_from(raw_key, 'UTF8'), reason FROM {schema}.dead_letters"
+        )
+    )
+    assert "NaN is not a JSON number" in reasons["n"]
+    assert "/model/confidence: inf is greater than the maximum of 1" in reasons["i"]
+    assert "/model/confidence: 1.5 is greater than the maximum of 1" in reasons["o"]
+    assert "/model/confidence: -0.5 is less than the minimum of 0" in reasons["m"]
+    assert (
+        "/model/prediction/choice: 'maybe' is not one of ['helpful', 'unhelpful']" in reasons["c"]
+    )
+    assert "/model/version: '' should be non-empty" in reasons["v"]
+    assert "'version' is a required property" in reasons["s"]
+    assert "message key 'k' does not match id 'other'" in reasons["k"]
+    assert len(reasons) == len(bad)
+    assert scores(pool, schema) == {"a": ("v1", "helpful", 0.5, True)}
+    assert count(pool, schema, "early_predictions") == 0
+    with pool.connection() as conn:
+        assert read_progress(conn, schema).dead_lettered == len(bad)
+
+
+def test_a_prediction_that_does_not_fit_its_item_is_dead_lettered(
+    pool: ConnectionPool[Any], schema: str, kafka_bootstrap: str
+) -> None:
+    items, labels, predictions = unique_name("items"), unique_name("labels"), unique_name("p")
+    create_topics(kafka_bootstrap, items, labels, predictions)
+    base = make_config(
+        schema,
+        task={"type": "pairwise", "instructions": "Which is better?"},
+        topics=(items, labels),
+        consumer_group=unique_name("g"),
+    )
+    config = base.model_copy(
+        update={"topics": base.topics.model_copy(update={"predictions": predictions})}
+    )
+    payload = {"prompt": "p", "responses": [{"id": "x", "text": "1"}, {"id": "y", "text": "2"}]}
+
+    def pairwise(item_id: str, preferred: str) -> bytes:
+        score = {"version": "v1", "prediction": {"preferred": preferred}, "confidence": 0.9}
+        return json.dumps({"id": item_id, "model": score}).encode()
+
+    produce(kafka_bootstrap, items, [(b"q", json.dumps({"id": "q", "payload": payload}).encode())])
+    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    try:
+        ingest_until(ingestor, lambda: count(pool, schema, "items") == 1, "the item")
+        produce(
+            kafka_bootstrap, predictions, [(b"q", pairwise("q", "z")), (b"q", pairwise("q", "y"))]
+        )
+        handle(ingestor, 2)
+        produce(kafka_bootstrap, predictions, [(b"q", pairwise("q", "z"))])
+        handle(ingestor, 1)
+    finally:
+        ingestor.close()
+    [(reason,)] = query(pool, schema, "SELECT reason FROM {schema}.dead_letters")
+    assert "prediction does not fit item 'q'" in reason
+    assert "/model/prediction/preferred: 'z' is not one of 'x', 'y', 'tie'" in reason
+    [(preferred,)] = query(
+        pool, schema, "SELECT model_prediction ->> 'preferred' FROM {schema}.items"
+    )
+    assert preferred == "y", "the one that fits stays"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["p_item_ids bigint[]", "p_item_ids bigint[], p_shard smallint"],
+    ids=["ids", "ids-and-shard"],
+)
+def test_after_scoring_runs_in_the_same_transaction_with_the_scored_items(
+    pool: ConnectionPool[Any],
+    schema: str,
+    scored_config: WorkerConfig,
+    kafka_bootstrap: str,
+    signature: str,
+) -> None:
+    # Stand-ins for the schema's after_scoring, in either form: they record their calls.
+    statements = [
+        "DROP FUNCTION IF EXISTS {schema}.after_scoring(bigint[], smallint)",
+        "DROP FUNCTION IF EXISTS {schema}.after_scoring(bigint[])",
+        "CREATE TABLE {schema}.scoring_calls (ids bigint[])",
+        f"CREATE FUNCTION {{schema}}.after_scoring({signature}) RETURNS void"
+        " LANGUAGE sql AS 'INSERT INTO {schema}.scoring_calls VALUES (p_item_ids)'",
+    ]
+    for statement in statements:
+        with pool.connection() as conn:
+            conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
+    predictions = predictions_topic(scored_config)
+    produce(
+        kafka_bootstrap,
+        scored_config.topics.items,
+        [(b"a", item_message("a")), (b"b", item_message("b"))],
+    )
+    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    try:
+        ingest_until(ingestor, lambda: count(pool, schema, "items") == 2, "the items")
+        produce(
+            kafka_bootstrap, predictions, [(b"b", prediction_message("b", "v1", "helpful", 0.9))]
+        )
+        handle(ingestor, 1)
+    finally:
+        ingestor.close()
+    [(ids,)] = query(pool, schema, "SELECT ids FROM {schema}.scoring_calls")
+    [(b_row,)] = query(pool, schema, "SELECT id FROM {schema}.items WHERE external_id = 'b'")
+    assert ids == [b_row]
+
+
+def test_gold_items_keep_their_answer_and_bad_gold_is_dead_lettered(
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+) -> None:
+    produce(
+        kafka_bootstrap,
+        config.topics.items,
+        [
+            (b"g", item_message("g", gold={"value": {"choice": "helpful"}})),
+            (b"w", item_message("w", gold={"value": {"choice": "maybe"}})),
+            (b"e", item_message("e", gold={"answer": "helpful"})),
+            (b"plain", item_message("plain")),
+        ],
+    )
+    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    try:
+        handle(ingestor, 4)
+    finally:
+        ingestor.close()
+    gold = dict(query(pool, schema, "SELECT external_id, gold_value FROM {schema}.items"))
+    assert gold == {"g": {"choice": "helpful"}, "plain": None}
+    reasons = dict(
+        query(
+            pool, schema, "SELECT convert_from(raw_key, 'UTF8'), reason FROM {schema}.dead_letters"
+        )
+    )
+    assert "/gold/value/choice: 'maybe' is not one of" in reasons["w"]
+    assert "/gold: 'value' is a required property" in reasons["e"]

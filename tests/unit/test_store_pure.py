@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from labelops.api.campaign import TaskType
+from labelops.api.campaign import Task
 from labelops.api.tasktypes import Violation
 from labelops.store.claims import model_hint, next_utc_midnight, seconds_until_utc_midnight
 from labelops.store.errors import InvalidLabel, QuotaExceeded
@@ -20,25 +20,33 @@ from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
 from labelops.worker.ingest import parse_item_message
 
+CLASSIFICATION = Task.model_validate(
+    {"type": "classification", "instructions": "?", "choices": ["yes", "no"]}
+)
+
 
 def message(**fields: Any) -> bytes:
     return json.dumps(fields).encode()
 
 
 def test_a_well_formed_item_message_becomes_an_item() -> None:
+    rating = Task.model_validate(
+        {"type": "rating", "instructions": "?", "scale": {"min": 1, "max": 5}}
+    )
     item = parse_item_message(
-        TaskType.RATING,
+        rating,
         b"i-1",
         message(
             id="i-1",
             payload={"text": "t"},
             priority=4,
-            model={"prediction": 3, "confidence": 0.5},
+            model={"version": "v1", "prediction": {"score": 3}, "confidence": 0.5},
             extra="ignored",
         ),
     )
     assert (item.id, item.payload, item.priority) == ("i-1", {"text": "t"}, 4)
-    assert (item.model_prediction, item.model_confidence) == (3, 0.5)
+    assert (item.model_prediction, item.model_confidence) == ({"score": 3}, 0.5)
+    assert item.model_version == "v1"
 
 
 @pytest.mark.parametrize(
@@ -66,7 +74,7 @@ def test_a_malformed_item_message_is_refused_with_its_reason(
     key: bytes | None, value: bytes | None, reason: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
-        parse_item_message(TaskType.CLASSIFICATION, key, value)
+        parse_item_message(CLASSIFICATION, key, value)
 
 
 def test_deep_nesting_is_refused_at_its_pointer() -> None:

@@ -1,24 +1,34 @@
-"""Ingest: the campaign's items topic -> the items table.
+"""Ingest: the campaign's items and predictions topics -> the items table.
 
 An item message has key = the item's external id and a JSON value
     {"id": str, "payload": object, "priority": int (optional),
-     "model": {"prediction": any, "confidence": number} (optional)}.
+     "model": {"version": str, "prediction": <label value>, "confidence": 0..1} (optional),
+     "gold": {"value": <label value>} (optional: a gold item, its known answer)}.
+A prediction message (topic `<prefix>.predictions`, when the config names it) has key =
+the item id and a JSON value {"id": str, "model": {"version", "prediction", "confidence"}}:
+a model service's score of an item, after (or before) the item arrived. The latest
+prediction of an item wins (Kafka keeps one item's messages in order); one that comes
+before its item is kept for it (early_predictions) and applied when the item arrives.
+After the scores of a batch are written, the schema's after_scoring(item ids) runs in the
+same transaction, when the schema has it (it decides audits and auto-accept).
 
-Delivery is at-least-once and the write idempotent: a batch of messages is written in one
-transaction (labelops.store.items: upsert by id, dead letters unique by topic position),
-and the consumer group's offsets are committed synchronously only after that transaction
-committed. A crash between the two redelivers the batch, which then changes nothing.
+Delivery is at-least-once and the write idempotent: a batch of messages (both topics) is
+written in one transaction (labelops.store.items: upsert by id, dead letters unique by
+topic position), and the consumer group's offsets are committed synchronously only after
+that transaction committed. A crash between the two redelivers the batch, which then
+changes nothing.
 
-A message that cannot become an item (not JSON, no id, key and id differ, payload not of
-the campaign's task type, ...) is recorded in dead_letters with the reason and its offset
-is committed like any other: it never stops the consumer. When the database refuses a
-batch for its data, the batch is halved and each half retried, down to single messages,
-so only the offending message is dead-lettered and a batch of thousands costs a few dozen
-retries, not thousands. When the database is unreachable, the consumer rewinds to the
-batch and tries again after a pause.
+A message that cannot be used (not JSON, no id, key and id differ, payload not of the
+campaign's task type, a prediction that is not a label value of the task, a confidence
+outside [0, 1], ...) is recorded in dead_letters with the reason and its offset is
+committed like any other: it never stops the consumer. When the database refuses a batch
+for its data, the batch is halved and each half retried, down to single messages, so only
+the offending message is dead-lettered and a batch of thousands costs a few dozen retries,
+not thousands. When the database is unreachable, the consumer rewinds to the batch and
+tries again after a pause.
 
-Speed: batches are large (BATCH_SIZE messages, one transaction, one upsert statement and
-one offset commit each), and a message's Python cost is one fast check
+Speed: batches are large (BATCH_SIZE messages, one transaction, one upsert statement per
+topic and one offset commit each), and a message's Python cost is one fast check
 (labelops.worker.ingest_messages); its raw bytes go to the database unchanged.
 """
 
@@ -26,21 +36,32 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from psycopg_pool import ConnectionPool
 
+from labelops.api.tasktypes import LabelValidator
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.items import (
+    AfterScoring,
     DeadLetter,
     IngestOutcome,
     RawItem,
+    RawPrediction,
+    UnfitPrediction,
+    bump_ingest_counters,
+    lock_arrivals,
+    pick_shard,
+    record_dead_letters,
     statements_for,
-    write_raw_batch,
+    upsert_items,
+    upsert_predictions,
 )
-from labelops.worker.ingest_messages import ItemMessages, parse_item_message
+from labelops.worker.ingest_messages import ItemMessages, PredictionMessages, parse_item_message
 
 __all__ = ["IngestFailed", "Ingestor", "parse_item_message"]
 
@@ -50,14 +71,27 @@ log = logging.getLogger(__name__)
 # spread thin; small enough that a batch is a few MB and a second or so of work.
 BATCH_SIZE = 10_000
 RETRY_PAUSE_SECONDS = 2.0
+METADATA_REFRESH_MS = 5000
 
 
 class IngestFailed(RuntimeError):
     """The consumer cannot go on; restarting the worker is the way out."""
 
 
+@dataclass
+class Batch:
+    """A batch's messages sorted out: the newest item and prediction per id (later
+    messages of an id supersede earlier ones) and the dead letters."""
+
+    items: dict[str, RawItem] = field(default_factory=dict)
+    predictions: dict[str, RawPrediction] = field(default_factory=dict)
+    prediction_messages: dict[str, Message] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
 class Ingestor:
-    """Consumes config.topics.items in consumer group config.consumer_group."""
+    """Consumes config.topics.items (and config.topics.predictions, when the config has
+    it) in consumer group config.consumer_group."""
 
     def __init__(
         self,
@@ -70,9 +104,14 @@ class Ingestor:
     ) -> None:
         self._pool = pool
         self._config = config
-        self._statements = statements_for(config.schema_)
-        self._messages = ItemMessages(config.task.type)
+        self._statements = statements_for(config.schema_, config.task.type)
+        self._items = ItemMessages(config.task)
+        self._predictions = PredictionMessages(config.task)
+        self._labels = LabelValidator(config.task)
+        self._after_scoring = AfterScoring()
         self._batch_size = batch_size
+        self._items_topic = config.topics.items
+        predictions = config.topics.predictions
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -81,10 +120,14 @@ class Ingestor:
                 # Offsets are committed by hand, after the database commit.
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                # A topic that appears after the consumer joined (the predictions topic of
+                # a campaign that just got a model) is taken up within seconds, not at
+                # librdkafka's default 5-minute metadata refresh.
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 **(consumer_config or {}),
             }
         )
-        self._consumer.subscribe([config.topics.items])
+        self._consumer.subscribe([self._items_topic, *([predictions] if predictions else [])])
 
     def run(self, stop: threading.Event) -> None:
         """Ingest until stop is set. Database outages are waited out; a fatal consumer
@@ -101,7 +144,7 @@ class Ingestor:
 
     def poll_once(self, timeout: float) -> int:
         """Consume up to one batch, write it, commit its offsets; returns messages handled
-        (ingested or dead-lettered)."""
+        (ingested, applied or dead-lettered)."""
         messages = [m for m in self._consumer.consume(self._batch_size, timeout) if self._usable(m)]
         if not messages:
             return 0
@@ -110,11 +153,14 @@ class Ingestor:
         except Exception:
             self._rewind(messages)
             raise
-        if outcome.inserted or outcome.updated or outcome.dead_lettered:
+        if any((outcome.inserted, outcome.updated, outcome.dead_lettered, outcome.scored)):
             log.info(
-                "ingested %d new, %d updated items; %d dead letters",
+                "ingested %d new, %d updated items; %d scored, %d early predictions;"
+                " %d dead letters",
                 outcome.inserted,
                 outcome.updated,
+                outcome.scored,
+                outcome.early,
                 outcome.dead_lettered,
             )
         try:
@@ -133,40 +179,82 @@ class Ingestor:
         if error is None:
             return True
         if error.fatal():
-            raise IngestFailed(f"the items consumer failed for good: {error}")
+            raise IngestFailed(f"the ingest consumer failed for good: {error}")
         # Transient (the broker restarting, the topic not created yet): librdkafka retries.
         if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("items topic: %s", error)
+            log.warning("ingest topics: %s", error)
         return False
 
     def _write(self, messages: list[Message]) -> IngestOutcome:
-        items, dead_letters = self._classify(messages)
         try:
-            return self._transact(items, dead_letters)
+            return self._transact(self._classify(messages))
         except (psycopg.DataError, psycopg.IntegrityError) as err:
             if len(messages) == 1:
-                reason = f"database refused the item: {err}"
-                return self._transact([], [_dead_letter(messages[0], reason)])
+                reason = f"database refused the message: {err}"
+                return self._transact(Batch(dead_letters=[_dead_letter(messages[0], reason)]))
             log.warning("batch of %d refused (%s); writing it in halves", len(messages), err)
         half = len(messages) // 2
         return self._write(messages[:half]) + self._write(messages[half:])
 
-    def _classify(self, messages: list[Message]) -> tuple[list[RawItem], list[DeadLetter]]:
-        newest: dict[str, RawItem] = {}  # later messages of an id supersede earlier ones
-        dead_letters = []
-        accept = self._messages.accept
+    def _classify(self, messages: list[Message]) -> Batch:
+        batch = Batch()
+        items, predictions = batch.items, batch.predictions
+        accept_item, accept_prediction = self._items.accept, self._predictions.accept
+        items_topic = self._items_topic
         for message in messages:
             try:
-                item = accept(message.key(), message.value())
+                if message.topic() == items_topic:
+                    item = accept_item(message.key(), message.value())
+                    items[item.id] = item
+                else:
+                    prediction = accept_prediction(message.key(), message.value())
+                    predictions[prediction.id] = prediction
+                    batch.prediction_messages[prediction.id] = message
             except ValueError as err:
-                dead_letters.append(_dead_letter(message, str(err)))
-                continue
-            newest[item.id] = item
-        return list(newest.values()), dead_letters
+                batch.dead_letters.append(_dead_letter(message, str(err)))
+        return batch
 
-    def _transact(self, items: list[RawItem], dead_letters: list[DeadLetter]) -> IngestOutcome:
+    def _transact(self, batch: Batch) -> IngestOutcome:
+        st = self._statements
+        shard = pick_shard()  # after_scoring's counts and ours: one shard lock, taken last
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            return write_raw_batch(cur, self._statements, items, dead_letters)
+            lock_arrivals(cur, st, exclusive=bool(batch.predictions))
+            inserted = updated = gold = early = 0
+            scored: list[int] = []
+            dead_letters = list(batch.dead_letters)
+            # Items first: a prediction in the same batch as its item then finds it.
+            if batch.items:
+                items = upsert_items(cur, st, list(batch.items.values()))
+                inserted, updated, gold = items.inserted, items.updated, items.gold
+                scored = items.scored_ids
+                if items.unfit_early:
+                    log.warning(
+                        "%d early predictions did not fit their items and were dropped",
+                        items.unfit_early,
+                    )
+            if batch.predictions:
+                predictions = upsert_predictions(cur, st, list(batch.predictions.values()))
+                scored += predictions.scored_ids
+                early = predictions.early
+                dead_letters += [
+                    _dead_letter(batch.prediction_messages[u.item_id], self._unfit_reason(batch, u))
+                    for u in predictions.unfit
+                ]
+            self._after_scoring(cur, st, scored, shard)
+            recorded = record_dead_letters(cur, st, dead_letters)
+            bump_ingest_counters(
+                cur, st, shard, items=inserted, gold_items=gold, dead_lettered=recorded
+            )
+        return IngestOutcome(inserted, updated, recorded, len(scored), early)
+
+    def _unfit_reason(self, batch: Batch, unfit: UnfitPrediction) -> str:
+        prediction = orjson.loads(batch.predictions[unfit.item_id].raw)["model"]["prediction"]
+        payload = {"responses": [{"id": i, "text": ""} for i in unfit.response_ids]}
+        found = self._labels.violations(payload, prediction)
+        details = "; ".join(
+            f"{v.pointer.replace('/value', '/model/prediction', 1)}: {v.message}" for v in found
+        )
+        return f"prediction does not fit item {unfit.item_id!r}: {details or 'refused'}"
 
     def _rewind(self, messages: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}

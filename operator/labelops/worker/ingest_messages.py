@@ -21,77 +21,149 @@ import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator
 
-from labelops.api.campaign import TaskType
-from labelops.api.tasktypes import PAYLOAD_SCHEMAS, Violation, payload_violations
-from labelops.store.items import ItemRecord, RawItem
+from labelops.api.campaign import Task, TaskType
+from labelops.api.tasktypes import (
+    PAYLOAD_SCHEMAS,
+    LabelValidator,
+    Violation,
+    label_schema,
+    payload_violations,
+)
+from labelops.store.items import ItemRecord, RawItem, RawPrediction
 from labelops.store.jsoncheck import MAX_DEPTH, storage_violations
 
 MAX_ID_LENGTH = 512
+MAX_VERSION_LENGTH = 200
 UNADDRESSABLE_IDS = frozenset({".", ".."})
 INT32 = 2**31
-
-ITEM_MESSAGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "payload"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
-        "payload": {"type": "object"},
-        "priority": {"type": "integer", "minimum": -INT32, "maximum": INT32 - 1},
-        "model": {
-            "type": "object",
-            "properties": {"confidence": {"type": "number"}},
-        },
-    },
-}
-_MESSAGE_VALIDATOR = Draft202012Validator(ITEM_MESSAGE_SCHEMA)
 # Escaped NUL as JSON writes it; a raw NUL byte inside a string is not JSON at all.
 _ESCAPED_NUL = b"\\u0000"
 _RESPONSE_TYPES = (TaskType.PAIRWISE, TaskType.RANKING)
 
 
-def parse_item_message(task_type: TaskType, key: bytes | None, value: bytes | None) -> ItemRecord:
+def model_schema(task: Task) -> dict[str, Any]:
+    """A model's score of an item: which model, its answer (a label value of the task) and
+    how sure it is. (NaN and infinities are not JSON: they never get this far.)"""
+    return {
+        "type": "object",
+        "required": ["version", "prediction", "confidence"],
+        "properties": {
+            "version": {"type": "string", "minLength": 1, "maxLength": MAX_VERSION_LENGTH},
+            "prediction": label_schema(task),
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    }
+
+
+def gold_schema(task: Task) -> dict[str, Any]:
+    """A gold (honeypot) item's known answer: a label value of the task."""
+    return {"type": "object", "required": ["value"], "properties": {"value": label_schema(task)}}
+
+
+def item_message_schema(task: Task, *, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON Schema of an item message; with `payload`, the task's payload schema too."""
+    return {
+        "type": "object",
+        "required": ["id", "payload"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+            "payload": payload or {"type": "object"},
+            "priority": {"type": "integer", "minimum": -INT32, "maximum": INT32 - 1},
+            "model": model_schema(task),
+            "gold": gold_schema(task),
+        },
+    }
+
+
+def parse_item_message(task: Task, key: bytes | None, value: bytes | None) -> ItemRecord:
     """The item a message carries; ValueError with the reason when it carries none."""
-    document = _load(value, "items")
-    problems = [
-        Violation(_pointer(e.absolute_path), e.message)
-        for e in sorted(_MESSAGE_VALIDATOR.iter_errors(document), key=lambda e: e.json_path)
-    ]
-    if problems:
-        raise ValueError(f"value is not an item message: {_details(problems)}")
-    item_id: str = document["id"]
-    _check_id(item_id, key)
-    unstorable = storage_violations(document, "")
-    if unstorable:
-        raise ValueError(f"item cannot be stored: {_details(unstorable)}")
-    payload = document["payload"]
-    unfit = payload_violations(task_type, payload)
-    if unfit:
-        raise ValueError(f"payload does not fit task type {task_type.value!r}: {_details(unfit)}")
-    model = document.get("model", {})
-    return ItemRecord(
-        id=item_id,
-        payload=payload,
-        priority=document.get("priority", 0),
-        model_prediction=model.get("prediction"),
-        model_confidence=model.get("confidence"),
-    )
+    return _Explainer.for_task(task).item(key, value)
+
+
+class _Explainer:
+    """The explaining path: Python json and jsonschema, every reason spelled out."""
+
+    _cache: dict[str, _Explainer] = {}
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.message = Draft202012Validator(item_message_schema(task))
+        self.labels = LabelValidator(task)
+
+    @classmethod
+    def for_task(cls, task: Task) -> _Explainer:
+        key = task.model_dump_json()
+        found = cls._cache.get(key)
+        if found is None:
+            found = cls._cache[key] = cls(task)
+        return found
+
+    def item(self, key: bytes | None, value: bytes | None) -> ItemRecord:
+        document = _load(value, "items")
+        problems = [
+            Violation(_pointer(e.absolute_path), e.message)
+            for e in sorted(self.message.iter_errors(document), key=lambda e: e.json_path)
+        ]
+        if problems:
+            raise ValueError(f"value is not an item message: {_details(problems)}")
+        item_id: str = document["id"]
+        _check_id(item_id, key)
+        unstorable = storage_violations(document, "")
+        if unstorable:
+            raise ValueError(f"item cannot be stored: {_details(unstorable)}")
+        payload = document["payload"]
+        task_type = self.task.type
+        unfit = payload_violations(task_type, payload)
+        if unfit:
+            raise ValueError(
+                f"payload does not fit task type {task_type.value!r}: {_details(unfit)}"
+            )
+        model = document.get("model")
+        gold = document.get("gold")
+        for where, label in (
+            ("/model/prediction", model and model["prediction"]),
+            ("/gold/value", gold and gold["value"]),
+        ):
+            if label is None:
+                continue
+            wrong = self.labels.violations(payload, label)
+            if wrong:
+                raise ValueError(
+                    f"{where[1:].replace('/', '.')} is not a label value of this"
+                    f" {task_type.value} task: {_details(_moved(wrong, where))}"
+                )
+        return ItemRecord(
+            id=item_id,
+            payload=payload,
+            priority=document.get("priority", 0),
+            model_prediction=model["prediction"] if model else None,
+            model_confidence=model["confidence"] if model else None,
+            model_version=model["version"] if model else None,
+            gold_value=gold["value"] if gold else None,
+        )
+
+
+def _moved(violations: list[Violation], where: str) -> list[Violation]:
+    """LabelValidator's pointers (/value/...) moved to where the value is in the message."""
+    return [Violation(v.pointer.replace("/value", where, 1), v.message) for v in violations]
 
 
 class ItemMessages:
     """Decides item messages of one campaign: `accept` returns the item or raises
     ValueError with the reason."""
 
-    def __init__(self, task_type: TaskType) -> None:
-        self._task_type = task_type
-        whole = {
-            **ITEM_MESSAGE_SCHEMA,
-            "properties": {
-                **ITEM_MESSAGE_SCHEMA["properties"],
-                "payload": PAYLOAD_SCHEMAS[task_type],
-            },
-        }
+    def __init__(self, task: Task) -> None:
+        self._task = task
+        whole = item_message_schema(task, payload=PAYLOAD_SCHEMAS[task.type])
         self._valid = jsonschema_rs.Draft202012Validator(whole).is_valid
-        self._unique_responses = task_type in _RESPONSE_TYPES
+        self._unique_responses = task.type in _RESPONSE_TYPES
+        # Label values whose validity depends on the item or on the campaign's own
+        # labelSchema need LabelValidator; the others are fully checked by the schema.
+        self._labels = (
+            LabelValidator(task)
+            if task.type in _RESPONSE_TYPES or task.label_schema is not None
+            else None
+        )
 
     def accept(self, key: bytes | None, value: bytes | None) -> RawItem:
         # The fast path, inline (it runs for every message): any doubt -> the explaining one.
@@ -102,11 +174,21 @@ class ItemMessages:
                 key == item_id.encode()
                 and item_id not in UNADDRESSABLE_IDS
                 and (not self._unique_responses or _unique_responses(document))
+                and (self._labels is None or self._labels_fit(document))
             ):
                 return RawItem(item_id, value)  # type: ignore[arg-type]  # not None here
-        item = parse_item_message(self._task_type, key, value)
+        item = parse_item_message(self._task, key, value)
         assert value is not None  # parse_item_message refuses a message without one
         return RawItem(item.id, value)
+
+    def _labels_fit(self, document: dict[str, Any]) -> bool:
+        assert self._labels is not None
+        payload = document["payload"]
+        model, gold = document.get("model"), document.get("gold")
+        return not (
+            (model is not None and self._labels.violations(payload, model["prediction"]))
+            or (gold is not None and self._labels.violations(payload, gold["value"]))
+        )
 
 
 def _plain_document(key: bytes | None, value: bytes | None) -> Any:
@@ -165,3 +247,72 @@ def _pointer(path: Any) -> str:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"value is not JSON: {name} is not a JSON number")
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+
+def prediction_message_schema(task: Task) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["id", "model"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+            "model": model_schema(task),
+        },
+    }
+
+
+class PredictionMessages:
+    """Decides prediction messages ({"id", "model": {"version", "prediction",
+    "confidence"}}, key = item id) of one campaign: `accept` returns the prediction or
+    raises ValueError with the reason. What depends on the item itself (a preferred
+    response must be one of its responses) is checked where the item is: in the store."""
+
+    def __init__(self, task: Task) -> None:
+        schema = prediction_message_schema(task)
+        self._valid = jsonschema_rs.Draft202012Validator(schema).is_valid
+        self._explain = Draft202012Validator(schema)
+        self._custom = (
+            Draft202012Validator(task.label_schema) if task.label_schema is not None else None
+        )
+
+    def accept(self, key: bytes | None, value: bytes | None) -> RawPrediction:
+        document = _plain_document(key, value)
+        if (
+            document is not None
+            and self._valid(document)
+            and key == document["id"].encode()
+            and not self._custom_violations(document)
+        ):
+            return RawPrediction(document["id"], value)  # type: ignore[arg-type]
+        return RawPrediction(self._explained(key, value), value or b"")
+
+    def _custom_violations(self, document: dict[str, Any]) -> list[Violation]:
+        if self._custom is None:
+            return []
+        return [
+            Violation(
+                _pointer(["model", "prediction", *e.absolute_path]), f"labelSchema: {e.message}"
+            )
+            for e in self._custom.iter_errors(document["model"]["prediction"])
+        ]
+
+    def _explained(self, key: bytes | None, value: bytes | None) -> str:
+        """The item id of an acceptable message; ValueError with the reason otherwise."""
+        document = _load(value, "predictions")
+        problems = [
+            Violation(_pointer(e.absolute_path), e.message)
+            for e in sorted(self._explain.iter_errors(document), key=lambda e: e.json_path)
+        ]
+        if problems:
+            raise ValueError(f"value is not a prediction message: {_details(problems)}")
+        problems = self._custom_violations(document)
+        if problems:
+            raise ValueError(f"prediction does not fit the label schema: {_details(problems)}")
+        item_id: str = document["id"]
+        _check_id(item_id, key)
+        unstorable = storage_violations(document, "")
+        if unstorable:
+            raise ValueError(f"prediction cannot be stored: {_details(unstorable)}")
+        return item_id
