@@ -26,7 +26,6 @@ from test_store_support import migrated_schema, open_pool, query
 
 from labelops.store import ClaimedTask, LabelStore
 from labelops.store.errors import Blocked
-from labelops.store.policy import CampaignPolicy
 from labelops.worker.quality_loop import QualityJob
 
 pytestmark = pytest.mark.integration
@@ -166,9 +165,9 @@ def test_gold_turns_scores_blocks_and_exclusions(pool: ConnectionPool[Any], sche
     message = str(refused.value)
     assert "quality.gold" in message and f"{bad_correct} of {bad_total} gold answers" in message
     assert "gold.minAccuracy 0.8" in message and "upper bound" in message
-    with pytest.raises(Blocked, match="quality.gold"):
+    with pytest.raises(Blocked, match=r"quality\.gold"):
         store.submit(BAD, held.item_id, {"choice": "ham"})
-    with pytest.raises(Blocked, match="spec.labelers.blocked"):
+    with pytest.raises(Blocked, match=r"spec\.labelers\.blocked"):
         store.claim(BANNED)
     pardoned_task = labeling.claim(PARDONED)  # below the bar too, but pardoned
     assert pardoned_task is not None
@@ -183,9 +182,9 @@ def test_gold_turns_scores_blocks_and_exclusions(pool: ConnectionPool[Any], sche
         assert after[item_id] == (count - lost, leases, False), item_id
     count, leases, complete = before[held.item_id]
     assert after[held.item_id] == (count, leases - 1, complete)
-    assert query(
-        pool, schema, "SELECT count(*) FROM {schema}.leases WHERE labeler = %s", BAD
-    ) == [(0,)]
+    assert query(pool, schema, "SELECT count(*) FROM {schema}.leases WHERE labeler = %s", BAD) == [
+        (0,)
+    ]
     changed = {i for i in before if before[i] != after[i] and not i.startswith("gold-")}
     # PARDONED's claim above took one more lease.
     assert changed - (open_bad | open_banned | {held.item_id}) <= {
