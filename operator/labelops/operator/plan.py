@@ -358,3 +358,135 @@ def resource_quota(ref: CampaignRef, spec: CampaignSpec) -> dict[str, Any] | Non
         "metadata": ref.metadata(ref.names.resource_quota),
         "spec": {"hard": hard},
     }
+
+
+# --- the built-in learner ---------------------------------------------------------------
+
+LEARNER_PORT = 8080
+# Enough for TF-IDF + logistic regression over a campaign's texts; spec.workers.resources
+# sizes the workers, not the learner.
+LEARNER_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def learner_name(ref: CampaignRef) -> str:
+    return f"{ref.name}-learner"
+
+
+def learner_kafka_secret(ref: CampaignRef) -> str:
+    """An optional Secret with the learner's own Kafka credentials (LABELOPS_KAFKA_* keys:
+    security protocol, SASL user and password, CA), for a broker with ACLs: read the items
+    and labels topics, write the predictions topic; nothing else."""
+    return f"{ref.name}-learner-kafka"
+
+
+def learner_selector_labels(ref: CampaignRef) -> dict[str, str]:
+    # Not the worker's: the worker Service must never send labelers to a learner pod.
+    return {"app.kubernetes.io/name": "labelops-learner", "app.kubernetes.io/instance": ref.name}
+
+
+def learner_labels(ref: CampaignRef) -> dict[str, str]:
+    return {
+        **learner_selector_labels(ref),
+        "app.kubernetes.io/component": "learner",
+        "app.kubernetes.io/managed-by": "labelops",
+        f"{GROUP}/campaign": ref.name,
+    }
+
+
+def desired_learner_replicas(spec: CampaignSpec, target_met: bool) -> int:
+    """One learner while the campaign labels; none when it is paused or complete."""
+    return 0 if spec.paused or target_met else 1
+
+
+def learner_task_json(spec: CampaignSpec) -> str:
+    """spec.task for the learner: what it learns, without the labelers' instructions."""
+    task = spec.task.model_dump(mode="json", by_alias=True, exclude_none=True)
+    task.pop("instructions", None)
+    return json.dumps(task, sort_keys=True)
+
+
+def learner_deployment(
+    ref: CampaignRef, spec: CampaignSpec, env: WorkerEnvironment, replicas: int
+) -> dict[str, Any] | None:
+    """The `<campaign>-learner` Deployment, or None when spec.model.learner is not builtin.
+
+    Least privilege: the learner talks to Kafka only. It gets no database credentials, no
+    labeler tokens and no service account token; its Kafka credentials, when the broker
+    needs any, come from its own optional Secret (learner_kafka_secret).
+    """
+    learner = spec.model.learner if spec.model is not None else None
+    if learner is None:
+        return None
+    names = ref.names
+    variables = {
+        "LABELOPS_LEARNER_CAMPAIGN": names.key,
+        "LABELOPS_LEARNER_TASK": learner_task_json(spec),
+        "LABELOPS_KAFKA_BOOTSTRAP": env.kafka_bootstrap,
+        "LABELOPS_LEARNER_ITEMS_TOPIC": names.items_topic,
+        "LABELOPS_LEARNER_LABELS_TOPIC": names.labels_topic,
+        "LABELOPS_LEARNER_PREDICTIONS_TOPIC": names.predictions_topic,
+        "LABELOPS_LEARNER_RETRAIN_LABELS": str(learner.retrain_labels),
+        "LABELOPS_LEARNER_RETRAIN_SECONDS": str(learner.retrain_seconds),
+        "LABELOPS_LEARNER_PORT": str(LEARNER_PORT),
+    }
+    container = {
+        "name": "learner",
+        "image": worker_image(spec, env),
+        "command": ["labelops", "learner"],
+        "env": [{"name": key, "value": value} for key, value in variables.items()],
+        "envFrom": [{"secretRef": {"name": learner_kafka_secret(ref), "optional": True}}],
+        "ports": [{"name": "http", "containerPort": LEARNER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
+        "resources": LEARNER_RESOURCES,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    labels = learner_labels(ref)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": learner_name(ref),
+            "namespace": ref.namespace,
+            "labels": labels,
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": {
+            "replicas": replicas,
+            # One learner publishes a campaign's model versions: a rolling update would run
+            # two that race each other's versions.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": learner_selector_labels(ref)},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": WORKER_UID,
+                        "runAsGroup": WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }

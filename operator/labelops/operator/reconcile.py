@@ -142,7 +142,11 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
 
     names = ref.names
     state.fields.update(
-        topics=Topics(items=names.items_topic, labels=names.labels_topic),
+        topics=Topics(
+            items=names.items_topic,
+            labels=names.labels_topic,
+            predictions=names.predictions_topic,
+        ),
         schema_=names.schema,
         database_secret=names.database_secret,
     )
@@ -174,6 +178,7 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
         )
     state.step = WORKERS_READY
     problem = await converge_workers(ctx, ref, spec, plan.desired_replicas(spec, met), dsn)
+    await converge_learner(ctx, ref, spec, plan.desired_learner_replicas(spec, met))
     if problem is None:
         state.workers_deployment = names.worker
     else:
@@ -301,6 +306,23 @@ async def converge_workers(
     )
     await ctx.kube.apply(plan.worker_deployment(ref, spec, ctx.workers, replicas, pod_hash))
     return None
+
+
+async def converge_learner(
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec, replicas: int
+) -> None:
+    """The built-in learner's Deployment: applied while spec.model.learner is builtin,
+    deleted (only ours) once it is removed from the spec."""
+    desired = plan.learner_deployment(ref, spec, ctx.workers, replicas)
+    if desired is not None:
+        await ctx.kube.apply(desired)
+        return
+    name = plan.learner_name(ref)
+    live = await ctx.kube.get("apps/v1", "Deployment", ref.namespace, name)
+    owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+    if any(owner.get("uid") == ref.uid for owner in owners):
+        await ctx.kube.delete("apps/v1", "Deployment", ref.namespace, name)
+        log.info("%s: learner removed from the spec, Deployment %s deleted", ref.names.key, name)
 
 
 async def _converge_quota(ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec) -> None:
