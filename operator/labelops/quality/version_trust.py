@@ -3,7 +3,12 @@
 Pure: from a version's audits (oldest first) and the campaign's autoAccept settings, decide
 its threshold (calibration.choose_threshold: fixed-sequence Clopper-Pearson), and whether
 the brake holds (calibration.drift_detected over the rolling window of the latest
-`brake_window` audits at or above the threshold, the population machine labels come from).
+`brake_window` audits at or above a threshold). The brake watches two populations: the
+audits above the threshold proven now, and the audits above `machine_floor`, the lowest
+confidence of the version's counted machine labels (the population those labels came from).
+The second matters when failing audits make every threshold unprovable: the version then
+loses its threshold, but the labels it already gave must still be withdrawn if the window
+they came from drifted.
 A braked version stays braked: its machine labels since its last passing window are
 withdrawn and it is never trusted again; a new version is calibrated on its own audits.
 """
@@ -47,6 +52,7 @@ def calibrate_version(
     confidence_level: float,
     brake_window: int,
     already_braked: bool,
+    machine_floor: float | None = None,
 ) -> VersionCalibration:
     correct = sum(1 for a in audits if a.correct)
     if already_braked:
@@ -64,29 +70,37 @@ def calibrate_version(
     decision = choose_threshold(
         [Audit(a.confidence, a.correct) for a in audits], target_accuracy, confidence_level
     )
+    lower = next(
+        (t.lower_bound for t in decision.tested if t.threshold == decision.threshold), None
+    )
+    windows = {
+        floor: [a for a in audits if a.confidence >= floor][-brake_window:]
+        for floor in (decision.threshold, machine_floor)
+        if floor is not None
+    }
+    for floor, window in windows.items():
+        drift = drift_detected(
+            [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
+        )
+        if drift.drifted:
+            return VersionCalibration(
+                None,
+                False,
+                True,
+                len(audits),
+                correct,
+                lower,
+                None,
+                f"braked: audits at confidence >= {floor:.4f}: {drift.reason}",
+            )
     if decision.threshold is None:
         return VersionCalibration(
             None, False, False, len(audits), correct, None, None, decision.reason
         )
-    above = [a for a in audits if a.confidence >= decision.threshold]
-    window = above[-brake_window:]
+    window = windows[decision.threshold]
     drift = drift_detected(
         [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
     )
-    lower = next(
-        (t.lower_bound for t in decision.tested if t.threshold == decision.threshold), None
-    )
-    if drift.drifted:
-        return VersionCalibration(
-            None,
-            False,
-            True,
-            len(audits),
-            correct,
-            lower,
-            None,
-            f"braked at threshold {decision.threshold:.4f}: {drift.reason}",
-        )
     return VersionCalibration(
         decision.threshold,
         True,

@@ -192,6 +192,18 @@ class QualitySweeps:
             (version,),
         ).fetchall()
 
+    def machine_floor(self, conn: psycopg.Connection[Any], version: str) -> float | None:
+        """The lowest confidence among the version's counted machine labels (None: none):
+        the population of audits the brake must watch for those labels."""
+        row = conn.execute(
+            sql.SQL(
+                "SELECT min(confidence) FROM {} WHERE labeler = %s AND origin = 'machine' "
+                "AND status = 'counted'"
+            ).format(self._t("labels")),
+            ("model:" + version,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def record_calibration(
         self, conn: psycopg.Connection[Any], version: str, calibration: VersionCalibration
     ) -> None:
@@ -214,6 +226,25 @@ class QualitySweeps:
                 version,
             ),
         )
+
+    def braked_with_labels(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        """(version, last_passing_at) of braked versions that still have counted machine
+        labels given after their last passing window: the brake's withdrawal, and a label
+        an ingest transaction committed while the brake was being applied (it read the
+        version as trusted), caught at the next run."""
+        return conn.execute(
+            sql.SQL(
+                """
+                SELECT v.version, v.last_passing_at FROM {versions} v
+                WHERE v.braked AND EXISTS (
+                    SELECT 1 FROM {labels} l
+                    WHERE l.labeler = 'model:' || v.version AND l.status = 'counted'
+                      AND NOT l.gold AND l.origin = 'machine'
+                      AND (v.last_passing_at IS NULL OR l.created_at > v.last_passing_at))
+                ORDER BY v.version
+                """
+            ).format(versions=self._t("model_versions"), labels=self._t("labels"))
+        ).fetchall()
 
     def trusted_versions(self, conn: psycopg.Connection[Any]) -> list[str]:
         rows = conn.execute(

@@ -9,8 +9,9 @@ model versions, runs here (one replica at a time, under a session-level advisory
    people completed is counted (it weighs votes in the adaptive-overlap posterior);
 2. a block's consequences: the labeler's labels on open items excluded, those items reopen;
 3. models: each version with new audits is calibrated (labelops.quality.version_trust): a
-   proven threshold turns auto-accept on, a failing rolling window brakes it and withdraws
-   the machine labels given since the last passing window;
+   proven threshold turns auto-accept on, a failing rolling window brakes it; a braked
+   version's machine labels given since its last passing window are withdrawn (checked at
+   every run, so a label an ingest transaction gave while the brake was applied is too);
 4. pending items a trusted version's threshold now covers are auto-accepted;
 5. every SUMMARY_SECONDS, Krippendorff's alpha of the human answers and the gold totals
    into quality_summary, which the operator reads in O(1).
@@ -23,10 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from labelops.quality.agreement import krippendorff_alpha
@@ -74,7 +77,7 @@ class QualityJob:
 
     def run_once(self, force_summary: bool = False) -> RunReport:
         report = RunReport()
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, _autocommit(conn):
             got = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self._schema)
             ).fetchone()
@@ -128,7 +131,7 @@ class QualityJob:
     def _models(self, conn: Any, report: RunReport) -> None:
         policy, sweeps = self._policy, self._sweeps
         if policy.auto_accept:
-            for version, _, _, _, braked, last_passing in sweeps.versions_with_new_audits(conn):
+            for version, _, _, _, braked, _ in sweeps.versions_with_new_audits(conn):
                 with conn.transaction():
                     audits = [
                         TimedAudit(float(c), bool(ok), at)
@@ -140,13 +143,18 @@ class QualityJob:
                         policy.confidence_level,
                         policy.brake_window,
                         already_braked=bool(braked),
+                        machine_floor=sweeps.machine_floor(conn, version),
                     )
                     sweeps.record_calibration(conn, version, calibration)
                     report.calibrated.append(version)
                     if calibration.braked and not braked:
                         report.braked.append(version)
-                        report.withdrawn += sweeps.withdraw(conn, version, last_passing)
                         log.warning("model %s braked: %s", version, calibration.message)
+            # The brake's withdrawal, in a transaction of its own per version (the version
+            # is braked already, so auto-accept gives it no new label meanwhile).
+            for version, last_passing in sweeps.braked_with_labels(conn):
+                with conn.transaction():
+                    report.withdrawn += sweeps.withdraw(conn, version, last_passing)
             for version in sweeps.trusted_versions(conn):
                 while True:
                     with conn.transaction():
@@ -161,12 +169,27 @@ class QualityJob:
                 (item, labeler, _hashable(answer))
                 for item, labeler, answer in self._sweeps.human_answers(conn)
             ]
-            level = "ordinal" if self._rating else "nominal"
+            level: Literal["nominal", "ordinal"] = "ordinal" if self._rating else "nominal"
             agreement = krippendorff_alpha(answers, level=level) if answers else None
             self._sweeps.write_summary(
                 conn,
                 QualitySummary(agreement.alpha if agreement else None, level),
             )
+
+
+@contextmanager
+def _autocommit(conn: Any) -> Iterator[None]:
+    """Each step's `with conn.transaction()` must be a transaction of its own, not a
+    savepoint of one that spans the run (which would hold the locks of every step till the
+    end, in an order the labeling transactions do not keep): autocommit while the job runs,
+    whatever the pool's connections default to."""
+    saved = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.autocommit = saved
 
 
 def _hashable(value: Any) -> Any:

@@ -5,9 +5,10 @@
 -- or, when that is NULL, up to p_limit pending items of p_version, most confident first
 -- (the quality job, when a version's threshold appears or falls).
 --
--- Exactly once, racing claims: items are locked with SKIP LOCKED and the conditions are
--- checked again on the locked row, so an item a claim holds (or leased a moment ago) is
--- passed over; the labeler 'model:<version>' can label an item once (labels_item_labeler_unique).
+-- Exactly once, racing claims: items are locked (in id order) with SKIP LOCKED and the
+-- conditions (auto_acceptable) are checked again on the locked row, so an item a claim
+-- holds (or leased a moment ago) is passed over; the labeler 'model:<version>' can label
+-- an item once (labels_item_labeler_unique).
 -- Locks: items, then one progress shard, as every writer.
 CREATE OR REPLACE FUNCTION auto_accept(
     p_item_ids bigint[],
@@ -22,20 +23,28 @@ DECLARE
     r record;
     n integer := 0;
     v_now timestamptz := now();
+    v_ids bigint[];
     p campaign_policy;
 BEGIN
     SELECT * INTO p FROM campaign_policy;
     IF NOT p.auto_accept THEN
         RETURN 0;
     END IF;
+    -- The quality job's candidates: the version's most confident pending items, read
+    -- without locks (items_pending_by_version); the loop below locks and checks them again.
+    v_ids := coalesce(p_item_ids, ARRAY(
+        SELECT i.id FROM items i JOIN model_versions v ON v.version = i.model_version
+        WHERE i.model_version = p_version AND auto_acceptable(i, v)
+        ORDER BY i.model_confidence DESC
+        LIMIT p_limit));
     FOR r IN
         SELECT i.id, i.external_id, i.model_version, i.model_prediction, i.model_confidence,
                i.label_seq
         FROM items i JOIN model_versions v ON v.version = i.model_version
-        WHERE i.id = ANY (p_item_ids)
-          AND v.trusted AND NOT v.braked AND i.model_confidence >= v.threshold
-          AND i.completed_at IS NULL AND i.gold_value IS NULL AND NOT i.audit
-          AND i.label_count = 0 AND i.lease_count = 0
+        WHERE i.id = ANY (v_ids) AND auto_acceptable(i, v)
+          -- A label this version gave before and that was withdrawn: people decide now.
+          AND NOT EXISTS (SELECT 1 FROM labels l
+                          WHERE l.item_id = i.id AND l.labeler = 'model:' || i.model_version)
         ORDER BY i.id
         FOR UPDATE OF i SKIP LOCKED
     LOOP
@@ -43,24 +52,6 @@ BEGIN
                               r.model_confidence, r.label_seq, v_now, p);
         n := n + 1;
     END LOOP;
-    IF p_item_ids IS NULL THEN
-        FOR r IN
-            SELECT i.id, i.external_id, i.model_version, i.model_prediction, i.model_confidence,
-                   i.label_seq
-            FROM items i JOIN model_versions v ON v.version = i.model_version
-            WHERE i.model_version = p_version
-              AND v.trusted AND NOT v.braked AND i.model_confidence >= v.threshold
-              AND i.completed_at IS NULL AND i.gold_value IS NULL AND NOT i.audit
-              AND i.label_count = 0 AND i.lease_count = 0
-            ORDER BY i.model_confidence DESC
-            LIMIT p_limit
-            FOR UPDATE OF i SKIP LOCKED
-        LOOP
-            PERFORM machine_label(r.id, r.external_id, r.model_version, r.model_prediction,
-                                  r.model_confidence, r.label_seq, v_now, p);
-            n := n + 1;
-        END LOOP;
-    END IF;
     IF n > 0 THEN
         INSERT INTO progress_shards AS s (shard, labels, machine_labeled, items_completed)
         VALUES (p_shard, n, n, n)
