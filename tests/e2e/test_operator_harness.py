@@ -98,7 +98,7 @@ class Operator:
     def log(self) -> str:
         return log_tail(self.started.log, 60) if self.started else "(never started)"
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, /, **labels: str) -> float:
         """Sum of a Prometheus sample over series matching the labels (0 when absent)."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as reply:
@@ -112,7 +112,9 @@ class Operator:
                 total += float(value)
         return total
 
-    def wait_metric(self, name: str, at_least: float, timeout: float = 60, **labels: str) -> None:
+    def wait_metric(
+        self, name: str, at_least: float, /, timeout: float = 60, **labels: str
+    ) -> None:
         assert self.started is not None
         wait_until(
             self.started,

@@ -91,7 +91,11 @@ def test_example_campaign_becomes_ready_with_status_for_humans_and_gitops(
     status = example["status"]
     n = names(namespace)
     assert status["phase"] == "Running"
-    assert status["topics"] == {"items": n.items_topic, "labels": n.labels_topic}
+    assert status["topics"] == {
+        "items": n.items_topic,
+        "labels": n.labels_topic,
+        "predictions": n.predictions_topic,
+    }
     assert status["schema"] == n.schema
     assert status["databaseSecret"] == n.database_secret
     for type_ in ("TopicsReady", "SchemaReady", "WorkersReady"):
