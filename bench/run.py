@@ -176,6 +176,8 @@ def main() -> int:
             "store": run_script("store", up.env, []),
             "worker": run_script("worker", up.env, []),
             "operator": run_script("operator", up.env, []),
+            # Data quality on real crowd answers through the worker's API (issue 11).
+            "crowd_replay": run_script("crowd_replay", up.env, []),
         }
     finally:
         if up.started:  # leave a stack that was already up as it was
