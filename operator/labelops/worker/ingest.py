@@ -27,15 +27,17 @@ the offending message is dead-lettered and a batch of thousands costs a few doze
 not thousands. When the database is unreachable, the consumer rewinds to the batch and
 tries again after a pause.
 
-Speed: batches are large (BATCH_SIZE messages, one transaction, one upsert statement per
-topic and one offset commit each), and a message's Python cost is one fast check
-(labelops.worker.ingest_messages); its raw bytes go to the database unchanged.
+Speed: batches are large (BATCH_SIZE messages, one upsert statement per topic and one
+offset commit each), split by partition over WRITERS transactions that run at the same
+time, and a message's Python cost is one fast check (labelops.worker.ingest_messages);
+its raw bytes go to the database unchanged.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,10 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 10_000
 RETRY_PAUSE_SECONDS = 2.0
 METADATA_REFRESH_MS = 5000
+# Transactions written at the same time, one per group of partitions: the database does
+# each batch on one core, and on a busy machine each connection gets its own share of the
+# cores. Two keep the worker's pool (shared with the HTTP threads) mostly free.
+WRITERS = 2
 
 
 class IngestFailed(RuntimeError):
@@ -100,9 +106,16 @@ class Ingestor:
         bootstrap: str,
         *,
         batch_size: int = BATCH_SIZE,
+        writers: int = WRITERS,
         consumer_config: dict[str, Any] | None = None,
     ) -> None:
         self._pool = pool
+        self._writers = writers
+        self._executor = (
+            ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-writer")
+            if writers > 1
+            else None
+        )
         self._config = config
         self._statements = statements_for(config.schema_, config.task.type)
         self._items = ItemMessages(config.task)
@@ -149,7 +162,7 @@ class Ingestor:
         if not messages:
             return 0
         try:
-            outcome = self._write(messages)
+            outcome = self._write_in_parallel(messages)
         except Exception:
             self._rewind(messages)
             raise
@@ -172,6 +185,8 @@ class Ingestor:
         return len(messages)
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self._consumer.close()
 
     def _usable(self, message: Message) -> bool:
@@ -184,6 +199,32 @@ class Ingestor:
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("ingest topics: %s", error)
         return False
+
+    def _write_in_parallel(self, messages: list[Message]) -> IngestOutcome:
+        """The batch split by partition over the writers, each group in its own
+        transaction at the same time; offsets are committed once all have committed.
+
+        Messages of one key share a partition, so the groups never touch the same item and
+        each item's messages keep their Kafka order. An item and its prediction may land
+        in different groups: the arrival lock (labelops.store.items) orders them."""
+        if self._executor is None:
+            return self._write(messages)
+        groups: dict[int, list[Message]] = {}
+        for message in messages:
+            groups.setdefault(_position(message)[1] % self._writers, []).append(message)
+        if len(groups) == 1:
+            return self._write(messages)
+        futures = [self._executor.submit(self._write, group) for group in groups.values()]
+        total = IngestOutcome(0, 0, 0)
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                total += future.result()
+            except Exception as err:  # the first failure is raised once all are done
+                failure = failure or err
+        if failure is not None:
+            raise failure
+        return total
 
     def _write(self, messages: list[Message]) -> IngestOutcome:
         try:
