@@ -9,12 +9,13 @@ rule (labelops.quality), without Kafka or Postgres: what it measures is the poli
 Policies, all in the same run, on the same items and the same simulated labelers:
 
 - all-human: every item gets `labelsPerItem` human labels (the baseline to save against);
-- labelops (issue 10): items stream in (`arrivalsPerRound` per round); every round people give
-  K labels (the learner's LABELOPS_LEARNER_RETRAIN_LABELS), then the learner retrains on every
-  human label and scores every pending item with a new version. People get audits first (a
-  share `auditRate` of scored items, `is_audit(item, version, rate)`), then the least confident
-  items. The threshold is `choose_threshold(audits, 0.95, 0.95)` (fixed-sequence Clopper-
-  Pearson); pending items at or above it that are not audits are auto-accepted (machine labels).
+- labelops (issue 10): items stream in (`arrivalsPerRound` per K human labels); the learner
+  retrains on every human label after every K of them (LABELOPS_LEARNER_RETRAIN_LABELS) and
+  rescores every pending item with a new version. People get audits first (a share `auditRate`
+  of scored items, `is_audit(item, version, rate)`), then the least confident items, as the
+  store's uncertainty order serves them. After every `thresholdRedecidedEveryHumanLabels`
+  human labels the threshold is `choose_threshold(audits, 0.95, 0.95)` (fixed-sequence
+  Clopper-Pearson) and pending items at or above it that are not audits are auto-accepted.
 - Ground Truth style (SageMaker's automated labeling, one round): a random 10% to people, one
   model trained on 80% of it, one threshold chosen on the other 20% (validation) as the lowest
   confidence whose validation accuracy at or above it is >= 95%; the other 90% of items at or
@@ -61,10 +62,22 @@ CONFIDENCE_LEVEL = 0.95
 AUDIT_RATE = 0.05
 RETRAIN_LABELS = 50  # the learner's default LABELOPS_LEARNER_RETRAIN_LABELS
 MIN_LABELS = 10  # the learner's default LABELOPS_LEARNER_MIN_LABELS
-ARRIVALS_PER_ROUND = 500
+ARRIVALS_PER_ROUND = 500  # items arriving per RETRAIN_LABELS human labels
+STEP_LABELS = 10  # the threshold is re-decided after every this many human labels
 GT_SAMPLE = 0.10
 GT_VALIDATION = 0.20
 SEED = 20261201
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    retrain_labels: int = RETRAIN_LABELS
+    pooling: str = "all"  # "all": audits of every version; "version": the current one's only
+
+
+# What the worker does today (quality/version_trust.py: a version is calibrated on its own
+# audits), with versions that live long enough to collect the 59 audits a proof needs.
+PER_VERSION_VARIANTS = [("perVersionAuditsRetrainEvery250", LoopSettings(250, "version"))]
 TASK = Task.model_validate(
     {"type": "classification", "instructions": "Spam?", "choices": ["ham", "spam"]}
 )
@@ -159,65 +172,94 @@ def all_human(items: list[Item], labelers: Labelers) -> Tally:
     return tally
 
 
-def labelops_loop(items: list[Item], labelers: Labelers) -> tuple[Tally, dict[str, Any]]:
+def labelops_loop(
+    items: list[Item], labelers: Labelers, settings: LoopSettings
+) -> tuple[Tally, dict[str, Any]]:
+    """The loop in steps of STEP_LABELS human labels: items arrive (ARRIVALS_PER_ROUND per
+    RETRAIN_LABELS human labels), the threshold is re-decided and pending items auto-accepted
+    after every step, as the worker's quality job does continuously; the learner retrains and
+    rescores every pending item after every `retrain_labels` human labels."""
     by_id = {item.id: item for item in items}
     texts = {item.id: item.text for item in items}
-    per_round = max(1, RETRAIN_LABELS // labelers.labels_per_item)
+    per_step = max(1, STEP_LABELS // labelers.labels_per_item)
+    arrivals_per_step = ARRIVALS_PER_ROUND * STEP_LABELS // RETRAIN_LABELS
     tally = Tally()
     labeled: dict[str, list[str]] = {}
-    audits: list[Audit] = []
+    audits: dict[str, list[Audit]] = {}  # version -> its audits
     pending: list[str] = []  # in arrival order
-    arrived = 0
+    arrived, since_training, versions = 0, 0, 0
     model: TrainedModel | None = None
     scores: dict[str, Any] = {}
-    rounds, thresholds, first_threshold_round = 0, [], None
+    audit: set[str] = set()
+    steps, thresholds, first_threshold_labels = 0, [], None
     audit_labels = 0
     train_seconds = 0.0
+
+    def scored(ids: list[str]) -> None:
+        if model is None:
+            return
+        scores.update(score(model, ids, texts))
+        audit.update(i for i in ids if is_audit(i, model.version, AUDIT_RATE))
+
     while arrived < len(items) or pending:
-        rounds += 1
-        pending += [item.id for item in items[arrived : arrived + ARRIVALS_PER_ROUND]]
-        arrived = min(len(items), arrived + ARRIVALS_PER_ROUND)
-        version = model.version if model else None
-        scores = score(model, pending, texts) if model else {}
-        audit = {i for i in pending if version and is_audit(i, version, AUDIT_RATE)}
-        decision = choose_threshold(audits, TARGET_ACCURACY, CONFIDENCE_LEVEL)
-        threshold = decision.threshold
-        thresholds.append(threshold)
-        if threshold is not None:
-            first_threshold_round = first_threshold_round or rounds
-            accepted = [i for i in pending if i not in audit and scores[i][1] >= threshold]
-            for i in accepted:
-                tally.machine[i] = scores[i][0]
-            done = set(accepted)
-            pending = [i for i in pending if i not in done]
+        steps += 1
+        new = [item.id for item in items[arrived : arrived + arrivals_per_step]]
+        arrived += len(new)
+        pending += new
+        scored(new)
+        if model is not None:
+            evidence = (
+                [a for batch in audits.values() for a in batch]
+                if settings.pooling == "all"
+                else audits.get(model.version, [])
+            )
+            threshold = choose_threshold(evidence, TARGET_ACCURACY, CONFIDENCE_LEVEL).threshold
+            thresholds.append(threshold)
+            if threshold is not None:
+                if first_threshold_labels is None:
+                    first_threshold_labels = tally.human_labels
+                accepted = {i for i in pending if i not in audit and scores[i][1] >= threshold}
+                for i in accepted:
+                    tally.machine[i] = scores[i][0]
+                pending = [i for i in pending if i not in accepted]
         # People: audits first, then the least confident (before any model: arrival order).
-        queue = sorted(
-            pending,
-            key=lambda i: (i not in audit, scores[i][1] if i in scores else 0.0),
-        )
-        for i in queue[:per_round]:
+        queue = sorted(pending, key=lambda i: (i not in audit, scores[i][1] if i in scores else 0))
+        taken = queue[:per_step]
+        for i in taken:
             labels = labelers.labels(by_id[i])
             tally.human_labels += len(labels)
+            since_training += len(labels)
             consensus = Counter(labels).most_common()[0][0]
             tally.human[i] = consensus
             labeled[i] = labels
-            if i in audit:
-                audits.append(Audit(scores[i][1], consensus == scores[i][0]))
+            if i in audit and model is not None:
+                audits.setdefault(model.version, []).append(
+                    Audit(scores[i][1], consensus == scores[i][0])
+                )
                 audit_labels += len(labels)
-        taken = set(queue[:per_round])
-        pending = [i for i in pending if i not in taken]
-        if pending or arrived < len(items):
+        done = set(taken)
+        pending = [i for i in pending if i not in done]
+        if since_training >= settings.retrain_labels and (pending or arrived < len(items)):
+            since_training = 0
             started = time.monotonic()
             model = fit(labeled, texts) or model
+            if model is not None:
+                versions += 1
+                scores, audit = {}, set()
+                scored(pending)
             train_seconds += time.monotonic() - started
     proven = [t for t in thresholds if t is not None]
+    all_audits = [a for batch in audits.values() for a in batch]
     details = {
-        "rounds": rounds,
-        "versions": rounds - 1,
-        "audits": len(audits),
-        "auditsCorrect": sum(a.correct for a in audits),
+        "auditPooling": settings.pooling,
+        "retrainEveryHumanLabels": settings.retrain_labels,
+        "steps": steps,
+        "versions": versions,
+        "audits": len(all_audits),
+        "auditsCorrect": sum(a.correct for a in all_audits),
+        "mostAuditsOfOneVersion": max((len(b) for b in audits.values()), default=0),
         "humanLabelsOnAudits": audit_labels,
-        "firstThresholdRound": first_threshold_round,
+        "humanLabelsBeforeFirstThreshold": first_threshold_labels,
         "thresholdFirst": proven[0] if proven else None,
         "thresholdLast": proven[-1] if proven else None,
         "thresholdMin": min(proven) if proven else None,
@@ -266,22 +308,32 @@ def ground_truth_style(items: list[Item], labelers: Labelers) -> tuple[Tally, di
     return tally, details
 
 
-def scenario(items: list[Item], noise: float, labels_per_item: int) -> dict[str, Any]:
+def scenario(
+    items: list[Item],
+    noise: float,
+    labels_per_item: int,
+    variants: Sequence[tuple[str, LoopSettings]] = (),
+) -> dict[str, Any]:
     print(f"scenario: noise {noise}, {labels_per_item} labels per item", file=sys.stderr)
     labelers = Labelers(noise, labels_per_item)
     baseline = all_human(items, labelers)
-    started = time.monotonic()
-    loop, loop_details = labelops_loop(items, labelers)
-    loop_seconds = time.monotonic() - started
-    gt, gt_details = ground_truth_style(items, labelers)
     total = baseline.human_labels
-    labelops_figures = loop.figures(items, total)
+
+    def loop_figures(settings: LoopSettings) -> dict[str, Any]:
+        started = time.monotonic()
+        tally, details = labelops_loop(items, labelers, settings)
+        seconds = round(time.monotonic() - started, 1)
+        return {**tally.figures(items, total), **details, "seconds": seconds}
+
+    labelops_figures = loop_figures(LoopSettings())
+    gt, gt_details = ground_truth_style(items, labelers)
     return {
         "labelNoise": noise,
         "labelsPerItem": labels_per_item,
         "allHuman": baseline.figures(items, total),
-        "labelops": {**labelops_figures, **loop_details, "seconds": round(loop_seconds, 1)},
+        "labelops": labelops_figures,
         "groundTruthStyle": {**gt.figures(items, total), **gt_details},
+        "variants": {name: loop_figures(settings) for name, settings in variants},
         "targetsMet": {
             "atLeast80PercentFewerHumanLabels": labelops_figures["humanLabelsSavedVsAllHuman"]
             >= 0.80,
@@ -321,17 +373,23 @@ def main() -> int:
             "order": "audits first, then least confident first",
             "model": "learner: word 1-2 + char_wb 1-4 TF-IDF, LogisticRegression(C=10)",
             "auditPooling": (
-                "audits of all versions pooled: a version lives for one round of "
-                f"{RETRAIN_LABELS} human labels, fewer than the 59 audits that can prove 95% "
-                "at 95%, so per-version audits would never prove a threshold"
+                "labelops: audits of all versions pooled. A version of the learner lives for "
+                f"{RETRAIN_LABELS} human labels, fewer than the 59 audits that can prove 95% at "
+                "95%, so with audits counted per version (as the worker does) no threshold is "
+                "ever proven at that cadence; variants.perVersionAuditsRetrainEvery250 shows "
+                "per-version calibration with versions that live 250 human labels"
             ),
+            "thresholdRedecidedEveryHumanLabels": STEP_LABELS,
             "groundTruthStyle": (
                 f"random {GT_SAMPLE:.0%} to people, one model on {1 - GT_VALIDATION:.0%} of it, "
                 f"threshold on the other {GT_VALIDATION:.0%}: lowest confidence with "
                 f"validation accuracy >= {TARGET_ACCURACY:.0%} at or above it"
             ),
         },
-        "scenarios": [scenario(items, noise, lpi) for noise, lpi in runs],
+        "scenarios": [
+            scenario(items, noise, lpi, PER_VERSION_VARIANTS if noise == 0 else ())
+            for noise, lpi in runs
+        ],
         "seed": SEED,
         "machine": host,
     }
