@@ -3,7 +3,7 @@
 Every worker writes it at start from the config the operator gave it, so claim_task and
 accept_label read one row instead of taking a dozen parameters, and a spec change (model,
 quality, the blocked lists) reaches open items with the next rollout: items already complete
-stay complete.
+stay complete. A change of model.order rewrites the open items' place in the claim order.
 
     policy = CampaignPolicy.from_config(config)
     write_policy(conn, schema, policy)
@@ -121,12 +121,35 @@ class CampaignPolicy:
 
 
 def write_policy(conn: psycopg.Connection, schema: str, policy: CampaignPolicy) -> None:
-    """Make the schema's campaign_policy row say `policy`."""
+    """Make the schema's campaign_policy row say `policy`, in one transaction. When
+    model.order changed, every open item's place in the claim order (items.claim_rank) is
+    rewritten with it, items locked in id order as every writer locks them."""
     values = asdict(policy)
     assignments = sql.SQL(", ").join(
         sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in values
     )
-    conn.execute(
-        sql.SQL("UPDATE {} SET {}").format(sql.Identifier(schema, "campaign_policy"), assignments),
-        values,
-    )
+    with conn.transaction():
+        row = conn.execute(
+            sql.SQL("SELECT order_by FROM {} FOR UPDATE").format(
+                sql.Identifier(schema, "campaign_policy")
+            )
+        ).fetchone()
+        conn.execute(
+            sql.SQL("UPDATE {} SET {}").format(
+                sql.Identifier(schema, "campaign_policy"), assignments
+            ),
+            values,
+        )
+        if row is not None and row[0] != policy.order_by:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {items} i SET claim_rank = {rank}(i.audit, i.model_confidence, %s)"
+                    " WHERE i.id IN (SELECT o.id FROM {items} o"
+                    "   WHERE o.completed_at IS NULL AND o.gold_value IS NULL"
+                    "   ORDER BY o.id FOR UPDATE)"
+                ).format(
+                    items=sql.Identifier(schema, "items"),
+                    rank=sql.Identifier(schema, "claim_rank"),
+                ),
+                (policy.order_by,),
+            )

@@ -2,7 +2,8 @@
 -- the transaction that wrote them, items still locked): each version is registered (it
 -- starts untrusted and is calibrated on its own audits), each open scored item is decided
 -- an audit or not for its version, from its id and the version alone
--- (labelops.quality.sampling.audit_hash_sql, compared in a unit test), and what a trusted
+-- (labelops.quality.sampling.audit_hash_sql, compared in a unit test) and placed in the
+-- claim order (claim_rank), and what a trusted
 -- version's threshold covers is auto-accepted. Returns the items auto-accepted.
 CREATE OR REPLACE FUNCTION after_scoring(p_item_ids bigint[], p_shard smallint)
 RETURNS integer
@@ -16,11 +17,19 @@ BEGIN
     ORDER BY 1
     ON CONFLICT (version) DO NOTHING;
     UPDATE items i
-    SET audit = p.audit_rate > 0
-                AND (('x' || substr(md5('labelops/audit' || chr(31) || (i.external_id) || chr(31) || (i.model_version)), 1, 13))::bit(52)::bigint::float8 / 4503599627370496::float8) < p.audit_rate,
+    SET audit = d.audit,
+        claim_rank = claim_rank(d.audit, i.model_confidence, d.order_by),
         model_scored_at = now()
-    FROM campaign_policy p
-    WHERE i.id = ANY (p_item_ids) AND i.model_version IS NOT NULL AND i.completed_at IS NULL;
+    FROM (
+        SELECT x.id, p.order_by,
+               p.audit_rate > 0
+               AND (('x' || substr(md5('labelops/audit' || chr(31) || (x.external_id) || chr(31) || (x.model_version)), 1, 13))::bit(52)::bigint::float8 / 4503599627370496::float8) < p.audit_rate
+               AS audit
+        FROM items x CROSS JOIN campaign_policy p
+        WHERE x.id = ANY (p_item_ids) AND x.model_version IS NOT NULL
+          AND x.completed_at IS NULL
+    ) d
+    WHERE i.id = d.id;
     RETURN auto_accept(p_item_ids, NULL, NULL, p_shard);
 END
 $$;

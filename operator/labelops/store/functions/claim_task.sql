@@ -5,9 +5,9 @@
 -- turn (the labeler's first quality.gold.onboarding claims, then a random share
 -- quality.gold.rate of them, labelops.quality.sampling) serves a gold item the labeler has
 -- not answered, if any is left; other claims walk the open items by priority, then, with
--- model.order uncertainty, audits first and least confident first. An item's slots are
--- its label_cap (adaptive overlap raises it one label at a time) or labelsPerItem /
--- quality.overlap.min.
+-- model.order uncertainty, audits first and least confident first (items.claim_rank). An
+-- item's slots are its label_cap (adaptive overlap raises it one label at a time) or
+-- labelsPerItem / quality.overlap.min.
 --
 -- Cost per claim: the candidate items are checked against this labeler's labels, leases
 -- and skips one (item, labeler) key probe at a time, so a claim does not read all of a
@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION claim_task(
 ) RETURNS claim_result
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
--- The next task must come from walking items_open_by_priority in order and stopping at the
+-- The next task must come from walking items_open_in_claim_order in order and stopping at the
 -- first fit: cost in proportion to the items passed over, whatever the number pending. With
 -- some table statistics the planner would rather fetch every open item and sort them, which
 -- costs in proportion to the pending items on every claim.
@@ -127,14 +127,14 @@ BEGIN
     END IF;
 
     -- The first open item, in the campaign's order, with a free slot this labeler has not
-    -- labeled, does not hold and did not skip. items_open_by_priority (or
-    -- items_open_by_uncertainty) serves the order; SKIP LOCKED lets concurrent claimers
-    -- pass each other.
+    -- labeled, does not hold and did not skip. items_open_in_claim_order serves the order
+    -- whatever model.order says (claim_rank); SKIP LOCKED lets concurrent claimers pass
+    -- each other.
     --
     -- OFFSET 0 keeps each NOT EXISTS a probe of the (item, labeler) key per candidate
     -- item. Without it the planner turns them into anti-joins that first read every label
     -- (and lease) of the labeler, so a claim cost more the more the labeler had labeled.
-    IF v_item IS NULL AND p.order_by = 'uncertainty' THEN
+    IF v_item IS NULL THEN
         SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
                i.model_confidence
         INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
@@ -148,24 +148,7 @@ BEGIN
                           OFFSET 0)
           AND NOT EXISTS (SELECT 1 FROM skips s
                           WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
-        ORDER BY i.priority DESC, i.audit DESC, i.model_confidence ASC NULLS FIRST, i.id
-        LIMIT 1
-        FOR UPDATE OF i SKIP LOCKED;
-    ELSIF v_item IS NULL THEN
-        SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
-               i.model_confidence
-        INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
-        FROM items i
-        WHERE i.completed_at IS NULL AND i.gold_value IS NULL
-          AND i.label_count + i.lease_count < coalesce(i.label_cap, v_cap)
-          AND NOT EXISTS (SELECT 1 FROM labels l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM leases l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
-                          OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM skips s
-                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
-        ORDER BY i.priority DESC, i.id
+        ORDER BY i.priority DESC, i.claim_rank, i.id
         LIMIT 1
         FOR UPDATE OF i SKIP LOCKED;
     END IF;

@@ -64,17 +64,20 @@ ALTER TABLE items
     ADD COLUMN machine_labeled boolean NOT NULL DEFAULT false,
     ADD COLUMN disputed        boolean NOT NULL DEFAULT false,
     ADD COLUMN consolidated_value      jsonb,
-    ADD COLUMN consolidated_confidence double precision;
+    ADD COLUMN consolidated_confidence double precision,
+    -- Where the item stands in the claim order among items of its priority: written with
+    -- audit by after_scoring, and for every open item when model.order changes
+    -- (labelops.store.policy.write_policy).
+    ADD COLUMN claim_rank double precision NOT NULL DEFAULT 0;
 UPDATE items SET label_seq = label_count;
 
--- Gold items never complete and have no cap: they leave the claim order of the rest.
+-- The claim order, one index whatever model.order says: priority, then claim_rank, then
+-- ingest order. claim_rank is 0 for every item under model.order priority; under
+-- uncertainty it puts audits first (they calibrate the model), then unscored items (the
+-- least known), then the least confident (functions/claim_rank.sql). Gold items never
+-- complete and have no cap: they leave the claim order of the rest.
 DROP INDEX items_open_by_priority;
-CREATE INDEX items_open_by_priority ON items (priority DESC, id)
-    WHERE completed_at IS NULL AND gold_value IS NULL;
--- model.order uncertainty: audits first (they calibrate the model), then least confident,
--- unscored items counting as the least known.
-CREATE INDEX items_open_by_uncertainty
-    ON items (priority DESC, audit DESC, model_confidence ASC NULLS FIRST, id)
+CREATE INDEX items_open_in_claim_order ON items (priority DESC, claim_rank, id)
     WHERE completed_at IS NULL AND gold_value IS NULL;
 CREATE INDEX items_gold ON items (id) WHERE gold_value IS NOT NULL;
 -- Scored, pending, auto-acceptable candidates of a version, most confident first.
