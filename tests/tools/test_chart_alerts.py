@@ -59,6 +59,28 @@ load 1m
 eval instant at 5m {expr}
   {namespace="ml",name="slow"} 3000
 """,
+    # Only campaigns with model.autoAccept have the series; 1 = trusted.
+    "ModelDistrusted": """
+load 1m
+  labelops_campaign_model_trusted{namespace="ml",name="braked"} 0x10
+  labelops_campaign_model_trusted{namespace="ml",name="proven"} 1x10
+
+eval instant at 5m {expr}
+  labelops_campaign_model_trusted{namespace="ml",name="braked"} 0
+""",
+    # alpha below the campaign's own minAgreement; no floor, no alert.
+    "AgreementLow": """
+load 1m
+  labelops_campaign_agreement_alpha{namespace="ml",name="sloppy"} 0.41x10
+  labelops_campaign_min_agreement{namespace="ml",name="sloppy"} 0.6x10
+  labelops_campaign_agreement_alpha{namespace="ml",name="careful"} 0.82x10
+  labelops_campaign_min_agreement{namespace="ml",name="careful"} 0.6x10
+  labelops_campaign_agreement_alpha{namespace="ml",name="no-floor"} 0.1x10
+  labelops_campaign_agreement_alpha{namespace="other",name="sloppy"} 0.5x10
+
+eval instant at 5m {expr}
+  labelops_campaign_agreement_alpha{namespace="ml",name="sloppy"} 0.41
+""",
 }
 
 

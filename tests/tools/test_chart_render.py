@@ -6,18 +6,23 @@ and read the YAML. Nothing talks to a cluster: tests/e2e/test_chart.py does that
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from devstack.stack import REPO_ROOT
 from gotools import stack_tool
+from labelops.api.campaign import CampaignSpec
 from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
-from labelops.operator import rbac
+from labelops.operator import metrics as _metrics  # noqa: F401  (registers the gauges)
+from labelops.operator import plan, rbac
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)
@@ -220,23 +225,122 @@ def test_service_monitor_without_service_is_refused(helm: Path) -> None:
     assert "a ServiceMonitor scrapes a Service" in stderr
 
 
-def test_prometheus_rule_alerts_on_stalled_and_deadline(helm: Path) -> None:
+def test_prometheus_rule_alerts_on_stalled_deadline_trust_and_agreement(helm: Path) -> None:
     objects = helm_template(
         helm, "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.severity=critical"
     )
-    [group] = by_kind(objects, "PrometheusRule")["spec"]["groups"]
-    alerts = {rule["alert"]: rule for rule in group["rules"]}
+    groups = by_kind(objects, "PrometheusRule")["spec"]["groups"]
+    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"]}
     assert set(alerts) == {
         "LabelingCampaignStalled",
         "LabelingCampaignPastDeadline",
         "LabelingCampaignBehindDeadline",
+        "ModelDistrusted",
+        "AgreementLow",
     }
     assert 'type="Stalled"' in alerts["LabelingCampaignStalled"]["expr"]
     assert alerts["LabelingCampaignStalled"]["for"] == "10m"
+    assert alerts["ModelDistrusted"]["expr"] == "labelops_campaign_model_trusted == 0"
+    assert alerts["ModelDistrusted"]["for"] == "5m"
+    assert "labelops_campaign_min_agreement" in alerts["AgreementLow"]["expr"]
+    assert alerts["AgreementLow"]["for"] == "15m"
     for rule in alerts.values():
         assert rule["labels"] == {"severity": "critical"}
         # Prometheus, not Helm, must expand these: Helm would fail or print nothing.
         assert "{{ $labels.namespace }}/{{ $labels.name }}" in rule["annotations"]["summary"]
+
+
+def test_alerts_read_only_metrics_the_operator_exports(helm: Path) -> None:
+    objects = helm_template(helm, "metrics.prometheusRule.enabled=true")
+    exprs = " ".join(
+        rule["expr"]
+        for group in by_kind(objects, "PrometheusRule")["spec"]["groups"]
+        for rule in group["rules"]
+    )
+    assert set(re.findall(r"labelops_campaign_\w+", exprs)) <= operator_metric_names()
+
+
+def operator_metric_names() -> set[str]:
+    return {family.name for family in REGISTRY.collect() if family.name.startswith("labelops_")}
+
+
+def test_grafana_dashboard_ships_as_a_configmap_for_the_sidecar(helm: Path) -> None:
+    assert not [o for o in helm_template(helm) if o["kind"] == "ConfigMap"]
+    objects = helm_template(helm, "metrics.grafanaDashboard.enabled=true")
+    config_map = by_kind(objects, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == "labelops-system"
+    [(key, text)] = config_map["data"].items()
+    assert key.endswith(".json")
+    dashboard = json.loads(text)
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in (
+        "progress",
+        "label rate",
+        "agreement",
+        "gold accuracy",
+        "labelers blocked",
+        "machine-labeled share",
+        "ingest lag",
+        "outbox backlog",
+        "dead letters",
+    ):
+        assert topic in titles, topic
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert set(re.findall(r"labelops_campaign_\w+", exprs)) <= operator_metric_names()
+    elsewhere = helm_template(
+        helm, "metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=grafana"
+    )
+    assert by_kind(elsewhere, "ConfigMap")["metadata"]["namespace"] == "grafana"
+
+
+def test_pod_monitor_scrapes_every_campaigns_workers_and_learner(helm: Path) -> None:
+    monitor = by_kind(helm_template(helm, "metrics.workersPodMonitor.enabled=true"), "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    ref = plan.CampaignRef("ml", "c1", "uid", 1)
+    spec = CampaignSpec.model_validate(
+        {
+            "task": {"type": "classification", "instructions": "x", "choices": ["a", "b"]},
+            "target": {"items": 1},
+            "labelers": {"tokenSecretRef": {"name": "t"}},
+            "model": {"learner": {"type": "builtin"}},
+        }
+    )
+    env = plan.WorkerEnvironment("img", "kafka:9092", plan.PostgresEndpoint("pg", 5432, "db"))
+    learner = plan.learner_deployment(ref, spec, env, 1)
+    worker = plan.worker_deployment(ref, spec, env, 1, "hash")
+    assert learner is not None
+    for deployment in (worker, learner):
+        pod = deployment["spec"]["template"]
+        assert selects(monitor["spec"]["selector"], pod["metadata"]["labels"])
+        ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert {
+        "sourceLabels": ["__meta_kubernetes_pod_label_labelops_dev_campaign"],
+        "targetLabel": "name",
+    } in endpoint["relabelings"]
+    only = by_kind(
+        helm_template(
+            helm,
+            "metrics.workersPodMonitor.enabled=true",
+            "metrics.workersPodMonitor.namespaces={ml}",
+        ),
+        "PodMonitor",
+    )
+    assert only["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector's meaning, for matchLabels and In expressions."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
 
 
 def test_network_policy_admits_only_scrapers_and_known_backends(helm: Path) -> None:
