@@ -2,6 +2,9 @@
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+
+import pytest
 
 from labelops.report.export import (
     ItemLabels,
@@ -10,6 +13,7 @@ from labelops.report.export import (
     consolidated_records,
     origin_of,
     parse_item_line,
+    read_ahead,
     rlhf_lines,
     rlhf_pair,
     rlhf_record,
@@ -98,6 +102,34 @@ def test_lines_are_written_whole_and_counted() -> None:
     out = io.BytesIO()
     assert write_lines((b"%d\n" % n for n in range(3)), out) == 3
     assert out.getvalue() == b"0\n1\n2\n"
+
+
+def test_read_ahead_keeps_order_and_raises_the_readers_failure() -> None:
+    lines = [b"%d\n" % n for n in range(5000)]
+    assert list(read_ahead(iter(lines), depth=2)) == lines
+
+    def failing() -> Iterator[bytes]:
+        yield b"one\n"
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError, match="the database went away"):
+        list(read_ahead(failing()))
+
+
+def test_read_ahead_stops_its_reader_when_the_writer_stops_early() -> None:
+    closed = []
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x\n"
+        finally:
+            closed.append(True)
+
+    ahead = read_ahead(endless(), depth=1)
+    assert next(ahead) == b"x\n"
+    ahead.close()
+    assert closed == [True]
 
 
 def test_progress_bar_is_clamped_and_proportional() -> None:

@@ -24,7 +24,8 @@ Formats:
                 consolidated preference is a tie, or that have no labels, are left out
                 (counted on stderr).
 The per-item formats read one row per item (its labels aggregated by PostgreSQL, in label
-order), so their Python cost is per item, not per label, and majority and weighted
+order; a thread reads ahead, so the database works while Python consolidates), so their
+Python cost is per item, not per label, and majority and weighted
 consolidate ITEMS_PER_CHUNK items at a time; dawid-skene is batch EM over the whole
 campaign, so it holds every label's (item, labeler, value) in memory first.
 """
@@ -34,7 +35,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
@@ -50,6 +53,8 @@ from labelops.api.campaign import GROUP, PLURAL, VERSION
 FORMATS = ("jsonl", "consolidated", "rlhf")
 METHODS = ("majority", "weighted", "dawid-skene")
 ITEMS_PER_CHUNK = 5000
+READ_AHEAD_LINES = 1000
+READ_AHEAD_CHUNKS = 16
 WRITE_BYTES = 1 << 20
 # CSV mode with characters JSON text never holds raw: no field is quoted, nothing escaped.
 _RAW_LINES = "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
@@ -172,6 +177,53 @@ def items_query(
     )
 
 
+def read_ahead(lines: Iterator[bytes], depth: int = READ_AHEAD_CHUNKS) -> Iterator[bytes]:
+    """The same lines, read by a thread up to `depth` chunks ahead: PostgreSQL keeps
+    building rows while Python consolidates, and memory stays bounded. A failure of the
+    reader is raised here; stopping early stops the reader."""
+    chunks: queue.Queue[list[bytes] | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            chunk: list[bytes] = []
+            for line in lines:
+                chunk.append(line)
+                if len(chunk) >= READ_AHEAD_LINES:
+                    _put(chunks, chunk, stop)
+                    chunk = []
+                if stop.is_set():
+                    return
+            _put(chunks, chunk, stop)
+            _put(chunks, None, stop)
+        except BaseException as err:  # handed to the consumer, raised there
+            _put(chunks, err, stop)
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="export-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (chunk := chunks.get()) is not None:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield from chunk
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _put(chunks: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            chunks.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
 def parse_item_line(line: bytes) -> ItemLabels:
     item_id, payload, labels = orjson.loads(line)
     return ItemLabels(item_id, payload, [(lb, value, origin) for lb, value, origin in labels])
@@ -283,13 +335,64 @@ def origin_of(origins: Iterable[str]) -> str:
     return "human"
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the campaign knows besides the labels: how accurate each labeler is (gold
+    answers and agreement with consensus, for `weighted`) and how many answers the task
+    has (None: the distinct values seen)."""
+
+    labeler_accuracy: dict[str, float] | None = None
+    num_classes: int | None = None
+
+
+def read_evidence(conn: psycopg.Connection[Any], schema: str) -> Evidence:
+    """Evidence from labeler_quality and campaign_policy, in the schemas that have them."""
+    from labelops.quality.posterior import labeler_accuracy
+
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name IN ('labeler_quality', 'campaign_policy')",
+            (schema,),
+        ).fetchall()
+    }
+    num_classes = None
+    if "campaign_policy" in tables:
+        row = conn.execute(
+            sql.SQL("SELECT num_classes FROM {}").format(sql.Identifier(schema, "campaign_policy"))
+        ).fetchone()
+        num_classes = row[0] if row else None
+    accuracy: dict[str, float] | None = None
+    if "labeler_quality" in tables:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT labeler, gold_correct, gold_answers, agreements, agreement_total FROM {}"
+            ).format(sql.Identifier(schema, "labeler_quality"))
+        ).fetchall()
+        accuracy = {
+            labeler: labeler_accuracy(
+                correct, answers, agree, agree_total, num_classes=num_classes or 2
+            )
+            for labeler, correct, answers, agree, agree_total in rows
+        }
+    conn.commit()  # nothing held open while the export streams
+    return Evidence(accuracy, num_classes)
+
+
 def consolidated_records(
-    items: Iterable[ItemLabels], method: str, *, whole_campaign: bool
+    items: Iterable[ItemLabels],
+    method: str,
+    *,
+    whole_campaign: bool,
+    evidence: Evidence | None = None,
 ) -> Iterator[tuple[ItemLabels, dict[str, Any]]]:
     """(item, consolidated record) per item, in item order. Majority and weighted work
     ITEMS_PER_CHUNK items at a time; with whole_campaign (dawid-skene) every item is read
     before the first is consolidated."""
     from labelops.quality.consolidation import Method, consolidate
+
+    known = evidence or Evidence()
 
     def flush(chunk: list[ItemLabels]) -> Iterator[tuple[ItemLabels, dict[str, Any]]]:
         values: dict[str, Any] = {}
@@ -299,7 +402,14 @@ def consolidated_records(
                 key = value_key(value)
                 values[key] = value
                 triples.append((item.item_id, labeler, key))
-        results = consolidate(triples, cast("Method", method))
+        classes = known.num_classes
+        results = consolidate(
+            triples,
+            cast("Method", method),
+            labeler_accuracy=known.labeler_accuracy,
+            # Never fewer than the values seen (a free-form value, a stale policy row).
+            num_classes=max(classes, len(values)) if classes else None,
+        )
         for item in chunk:
             result = results.get(item.item_id)
             if result is None:
@@ -331,8 +441,12 @@ def consolidated_records(
 def write_consolidated(
     conn: psycopg.Connection[Any], schema: str, method: str, out: IO[bytes]
 ) -> int:
-    items = map(parse_item_line, copy_lines(conn, items_query(conn, schema, with_payload=False)))
-    records = consolidated_records(items, method, whole_campaign=method == "dawid-skene")
+    evidence = read_evidence(conn, schema)
+    query = items_query(conn, schema, with_payload=False)
+    items = map(parse_item_line, read_ahead(copy_lines(conn, query)))
+    records = consolidated_records(
+        items, method, whole_campaign=method == "dawid-skene", evidence=evidence
+    )
     return write_lines((orjson.dumps(record) + b"\n" for _, record in records), out)
 
 
@@ -340,8 +454,12 @@ def write_rlhf(
     conn: psycopg.Connection[Any], schema: str, method: str, out: IO[bytes]
 ) -> RlhfTally:
     tally = RlhfTally()
-    items = map(parse_item_line, copy_lines(conn, items_query(conn, schema, with_payload=True)))
-    records = consolidated_records(items, method, whole_campaign=method == "dawid-skene")
+    evidence = read_evidence(conn, schema)
+    query = items_query(conn, schema, with_payload=True)
+    items = map(parse_item_line, read_ahead(copy_lines(conn, query)))
+    records = consolidated_records(
+        items, method, whole_campaign=method == "dawid-skene", evidence=evidence
+    )
 
     def lines() -> Iterator[bytes]:
         for item, record in records:
