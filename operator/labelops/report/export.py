@@ -39,7 +39,7 @@ import queue
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -177,7 +177,9 @@ def items_query(
     )
 
 
-def read_ahead(lines: Iterator[bytes], depth: int = READ_AHEAD_CHUNKS) -> Iterator[bytes]:
+def read_ahead(
+    lines: Iterator[bytes], depth: int = READ_AHEAD_CHUNKS
+) -> Generator[bytes, None, None]:
     """The same lines, read by a thread up to `depth` chunks ahead: PostgreSQL keeps
     building rows while Python consolidates, and memory stays bounded. A failure of the
     reader is raised here; stopping early stops the reader."""
