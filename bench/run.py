@@ -20,6 +20,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO))  # devstack/ is a package of the repository
 
 from devstack import stack  # noqa: E402  (needs the path above when run as a script)
 

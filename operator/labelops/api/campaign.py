@@ -311,7 +311,12 @@ class Learner(Model):
         "regression, retrained on the campaign's human labels)."
     )
     retrain_labels: int = Field(
-        default=50, ge=1, le=1000000, description="Retrain after this many new human labels."
+        default=250,
+        ge=1,
+        le=1000000,
+        description="Retrain after this many new human labels. Each version is calibrated on "
+        "its own audits (59 correct ones at least prove 95% at 95%), so with autoAccept a "
+        "version must live long enough for people to audit it: audits are served first.",
     )
     retrain_seconds: int = Field(
         default=60, ge=5, le=86400, description="... or after this many seconds."
