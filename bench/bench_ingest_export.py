@@ -1,0 +1,417 @@
+"""Benchmark of ingest (Kafka -> PostgreSQL) and export (PostgreSQL -> JSON lines), new code
+against old in the same run, on the real local stack.
+
+    LABELOPS_POSTGRES_DSN=... LABELOPS_KAFKA_BOOTSTRAP=... \\
+        python bench/bench_ingest_export.py --baseline /tmp/labelops-h7-baseline
+
+Measures, and prints as JSON (written to bench/results/ingest_export.json by --write):
+  ingest       --items item messages produced once to a fresh items topic, then taken in by
+               one Ingestor (one process, a fresh consumer group and schema per run) until
+               every message is handled: items per second from the first batch handed to the
+               database to the last commit (the consumer group's join is left out, it is the
+               same for both), with durable commits (synchronous_commit on) and without;
+  predictions  --items prediction messages for those items on a fresh predictions topic,
+               taken in by the new Ingestor (the old code has no predictions topic);
+  export       --labels labels of completed items, exported as jsonl (and consolidated,
+               rlhf where the code has them) to /dev/null by a child process: labels per
+               second and the child's peak RSS (its own rusage, so the parent's memory does
+               not count).
+Every run of the old code (--baseline, a `git worktree` of the commit before this work) runs
+in a child process whose PYTHONPATH points at that tree, so both run on the same stack, data
+and machine, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET_KAFKA = {"log_level": 3}
+
+
+def log(message: str) -> None:
+    print(f"# {message}", file=sys.stderr, flush=True)
+
+
+# --- children: one measurement each, with the code of --code -------------------------------
+
+
+def _worker_config(schema: str, topics: dict[str, str], group: str, task: dict[str, Any]) -> Any:
+    try:
+        from labelops.api.worker_configmap import WorkerConfig
+    except ImportError:  # the old code's name
+        from labelops.api.workerconfig import WorkerConfig  # type: ignore[no-redef]
+    fields = WorkerConfig.model_fields["topics"].annotation.model_fields  # type: ignore[union-attr]
+    return WorkerConfig.model_validate(
+        {
+            "namespace": "bench",
+            "name": schema.replace("_", "-"),
+            "task": task,
+            "target": {"items": 1_000_000, "labelsPerItem": 1},
+            "quotas": {"perLabelerDaily": 1000, "maxLeasesPerLabeler": 5},
+            "schema": schema,
+            "topics": {k: v for k, v in topics.items() if k in fields},
+            "consumerGroup": group,
+        }
+    )
+
+
+def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
+    from psycopg_pool import ConnectionPool
+
+    from labelops.worker.ingest import Ingestor
+
+    topics = json.loads(args.topics)
+    config = _worker_config(args.schema, topics, args.group, json.loads(args.task))
+    kwargs = {} if args.durable else {"options": "-c synchronous_commit=off"}
+    pool: ConnectionPool[Any] = ConnectionPool(
+        args.dsn, min_size=1, max_size=2, kwargs=kwargs, open=False
+    )
+    pool.open(wait=True, timeout=30)
+    ingestor = Ingestor(pool, config, args.bootstrap, consumer_config=QUIET_KAFKA)
+    handled = 0
+    first = last = 0.0
+    deadline = time.monotonic() + args.timeout
+    try:
+        while handled < args.expect and time.monotonic() < deadline:
+            began = time.perf_counter()
+            n = ingestor.poll_once(timeout=1.0)
+            if n and not first:
+                first = began
+            handled += n
+            last = time.perf_counter()
+    finally:
+        ingestor.close()
+        pool.close()
+    seconds = last - first
+    return {
+        "handled": handled,
+        "seconds": round(seconds, 2),
+        "perSecond": round(handled / seconds) if seconds else None,
+        "durableCommits": args.durable,
+        "complete": handled >= args.expect,
+    }
+
+
+def child_export(args: argparse.Namespace) -> dict[str, Any]:
+    import inspect
+
+    import psycopg
+
+    from labelops.report import export
+
+    params = inspect.signature(export.write_export).parameters
+    started = time.perf_counter()
+    with psycopg.connect(args.dsn) as conn, open(os.devnull, "wb") as sink:
+        binary = hasattr(export, "write_lines")  # the new code writes bytes
+        out: Any = sink if binary else open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        extra = {"method": args.method} if "method" in params else {}
+        result = export.write_export(conn, args.schema, args.format, out, **extra)
+    seconds = time.perf_counter() - started
+    count = result if isinstance(result, int) else result.written + result.ties
+    return {"rows": count, "seconds": round(seconds, 2)}
+
+
+def run_child(code: Path, mode: str, **options: Any) -> dict[str, Any]:
+    argv = [sys.executable, __file__, mode]
+    for name, value in options.items():
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is not False and value is not None:
+            argv += [f"--{name}", str(value)]
+    env = {**os.environ, "PYTHONPATH": str(code / "operator")}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}"}
+    result: dict[str, Any] = json.loads(output)
+    result["peakRssMiB"] = round(usage.ru_maxrss / 1024, 1)
+    result["cpuSeconds"] = round(usage.ru_utime + usage.ru_stime, 2)
+    return result
+
+
+# --- the parent: data, then one child per measurement --------------------------------------
+
+
+CLASSIFICATION = {
+    "type": "classification",
+    "instructions": "Is it helpful?",
+    "choices": ["helpful", "unhelpful"],
+}
+
+
+def fresh_schema(dsn: str, prefix: str, created: list[str]) -> str:
+    import psycopg
+
+    from labelops.store.migrations import migrate
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+    created.append(schema)
+    return schema
+
+
+def create_topic(bootstrap: str, kind: str, partitions: int) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"bench.{kind}.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=1)
+    admin.create_topics([topic])[name].result(30)
+    return name
+
+
+def produce(bootstrap: str, topic: str, count: int, message: Any) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            **QUIET_KAFKA,
+        }
+    )
+    began = time.perf_counter()
+    for n in range(count):
+        key, value = message(n)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if n % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0, "not every message was delivered"
+    return time.perf_counter() - began
+
+
+def item_message(n: int) -> tuple[bytes, bytes]:
+    item_id = f"item-{n}"
+    value: dict[str, Any] = {
+        "id": item_id,
+        "payload": {"text": f"text of item {n}, a sentence or so long."},
+    }
+    if n % 10:
+        value["priority"] = n % 10
+    return item_id.encode(), json.dumps(value).encode()
+
+
+def prediction_message(n: int) -> tuple[bytes, bytes]:
+    item_id = f"item-{n}"
+    model = {
+        "version": "v1",
+        "prediction": {"choice": "helpful" if n % 3 else "unhelpful"},
+        "confidence": (n % 1000) / 1000,
+    }
+    return item_id.encode(), json.dumps({"id": item_id, "model": model}).encode()
+
+
+def bulk_labels(dsn: str, schema: str, count: int, per_item: int = 3) -> None:
+    import psycopg
+    from psycopg import sql
+
+    items = -(-count // per_item)
+    t = {name: sql.Identifier(schema, name) for name in ("items", "labels")}
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {items} (external_id, payload, label_count, completed_at)"
+                " SELECT 'item-' || g, jsonb_build_object('prompt', 'Which is better? ' || g,"
+                "   'responses', jsonb_build_array(jsonb_build_object('id', 'a', 'text', 'one'),"
+                "                                  jsonb_build_object('id', 'b', 'text', 'two'))),"
+                "   %s, now()"
+                " FROM generate_series(1, %s) g"
+            ).format(**t),
+            (per_item, items),
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {labels} (id, item_id, labeler, value, ordinal)"
+                " SELECT gen_random_uuid(), i.id, 'labeler-' || ((i.id + k) %% 50),"
+                "        jsonb_build_object('preferred',"
+                "          CASE WHEN (i.id + k) %% 4 = 0 THEN 'b' ELSE 'a' END), k + 1"
+                " FROM {items} i CROSS JOIN generate_series(0, %s) k"
+            ).format(**t),
+            (per_item - 1,),
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in ("items", "labels"):
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t[table]))
+
+
+def drop_schemas(dsn: str, schemas: list[str]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def has_predictions_topic() -> bool:
+    from labelops.api.worker_configmap import WorkerTopics
+
+    return "predictions" in WorkerTopics.model_fields
+
+
+def main(args: argparse.Namespace) -> None:
+    sys.path[:0] = [str(REPO / "bench"), str(REPO)]
+    from run import machine
+
+    dsn = os.environ["LABELOPS_POSTGRES_DSN"]
+    bootstrap = os.environ["LABELOPS_KAFKA_BOOTSTRAP"]
+    baseline = Path(args.baseline) if args.baseline else None
+    codes = {"new": REPO, **({"old": baseline} if baseline else {})}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "items": args.items,
+        "labels": args.labels,
+        "baseline": str(baseline) if baseline else None,
+        "baselineCommit": _commit(baseline) if baseline else None,
+        "newCommit": _commit(REPO),
+    }
+    schemas: list[str] = []
+    task = json.dumps(CLASSIFICATION)
+    try:
+        if "ingest" in args.parts:
+            items_topic = create_topic(bootstrap, "items", args.partitions)
+            log(f"producing {args.items} item messages to {items_topic}")
+            produced = produce(bootstrap, items_topic, args.items, item_message)
+            results["producedItemsSeconds"] = round(produced, 2)
+            ingest: dict[str, Any] = {}
+            for name, code in codes.items():
+                for durable in (True, False):
+                    schema = fresh_schema(dsn, f"bench_ingest_{name}", schemas)
+                    label = f"{name}-{'durable' if durable else 'async-commit'}"
+                    log(f"ingest {label}")
+                    ingest[label] = run_child(
+                        code,
+                        "child-ingest",
+                        dsn=dsn,
+                        bootstrap=bootstrap,
+                        schema=schema,
+                        topics=json.dumps({"items": items_topic, "labels": "bench.none"}),
+                        group=f"bench-{uuid.uuid4().hex[:8]}",
+                        task=task,
+                        expect=args.items,
+                        durable=durable,
+                        timeout=args.timeout,
+                    )
+                    log(json.dumps(ingest[label]))
+                    if name == "new" and durable and has_predictions_topic():
+                        results["predictions"] = measure_predictions(
+                            args, dsn, bootstrap, schema, task
+                        )
+            results["ingest"] = ingest
+        if "export" in args.parts:
+            schema = fresh_schema(dsn, "bench_export", schemas)
+            log(f"inserting {args.labels} labels")
+            bulk_labels(dsn, schema, args.labels)
+            export: dict[str, Any] = {}
+            for name, code in codes.items():
+                for fmt in ("jsonl", "consolidated", "rlhf"):
+                    if fmt == "consolidated" and name == "old":
+                        continue  # the old code has no such format
+                    log(f"export {name} {fmt}")
+                    measured = run_child(
+                        code, "child-export", dsn=dsn, schema=schema, format=fmt, method="majority"
+                    )
+                    if measured.get("seconds"):
+                        measured["labelsPerSecond"] = round(args.labels / measured["seconds"])
+                    export[f"{name}-{fmt}"] = measured
+                    log(json.dumps(measured))
+            results["export"] = export
+    finally:
+        if not args.keep:
+            drop_schemas(dsn, schemas)
+    results["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.write:
+        (REPO / "bench" / "results" / "ingest_export.json").write_text(text + "\n")
+
+
+def measure_predictions(
+    args: argparse.Namespace, dsn: str, bootstrap: str, schema: str, task: str
+) -> dict[str, Any]:
+    predictions_topic = create_topic(bootstrap, "predictions", args.partitions)
+    log(f"producing {args.items} prediction messages to {predictions_topic}")
+    produce(bootstrap, predictions_topic, args.items, prediction_message)
+    empty_items = create_topic(bootstrap, "items", 1)
+    log("ingest new-predictions (durable)")
+    measured = run_child(
+        REPO,
+        "child-ingest",
+        dsn=dsn,
+        bootstrap=bootstrap,
+        schema=schema,
+        topics=json.dumps(
+            {"items": empty_items, "labels": "bench.none", "predictions": predictions_topic}
+        ),
+        group=f"bench-{uuid.uuid4().hex[:8]}",
+        task=task,
+        expect=args.items,
+        durable=True,
+        timeout=args.timeout,
+    )
+    measured["note"] = "predictions for the items just ingested, applied to them"
+    log(json.dumps(measured))
+    return measured
+
+
+def _commit(tree: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="mode")
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--labels", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="a worktree of the old code")
+    parser.add_argument("--parts", nargs="+", default=["ingest", "export"])
+    parser.add_argument("--timeout", type=float, default=900.0, help="per ingest run")
+    parser.add_argument("--keep", action="store_true", help="keep the schemas")
+    parser.add_argument("--write", action="store_true", help="write bench/results/")
+    ingest = sub.add_parser("child-ingest")
+    for name in ("dsn", "bootstrap", "schema", "topics", "group", "task"):
+        ingest.add_argument(f"--{name}", required=True)
+    ingest.add_argument("--expect", type=int, required=True)
+    ingest.add_argument("--durable", action="store_true")
+    ingest.add_argument("--timeout", type=float, default=900.0)
+    export = sub.add_parser("child-export")
+    for name in ("dsn", "schema", "format", "method"):
+        export.add_argument(f"--{name}", required=True)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parsed = parse_args()
+    if parsed.mode == "child-ingest":
+        print(json.dumps(child_ingest(parsed)))
+    elif parsed.mode == "child-export":
+        print(json.dumps(child_export(parsed)))
+    else:
+        main(parsed)
