@@ -325,7 +325,7 @@ def main(args: argparse.Namespace) -> None:
             bulk_labels(dsn, schema, args.labels)
             export: dict[str, Any] = {}
             for name, code in codes.items():
-                for fmt in ("jsonl", "consolidated", "rlhf"):
+                for fmt in args.formats:
                     if fmt == "consolidated" and name == "old":
                         continue  # the old code has no such format
                     log(f"export {name} {fmt}")
@@ -392,6 +392,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="a worktree of the old code")
     parser.add_argument("--parts", nargs="+", default=["ingest", "export"])
+    parser.add_argument("--formats", nargs="+", default=["jsonl", "consolidated", "rlhf"])
     parser.add_argument("--timeout", type=float, default=900.0, help="per ingest run")
     parser.add_argument("--keep", action="store_true", help="keep the schemas")
     parser.add_argument("--write", action="store_true", help="write bench/results/")
