@@ -151,7 +151,12 @@ def test_gold_turns_scores_blocks_and_exclusions(pool: ConnectionPool[Any], sche
 
     # A rollout with the lists: the worker writes the new policy, the job applies it.
     config = lifecycle_config(
-        schema, quality=GOLD, labels_per_item=N, blocked=[BANNED], unblocked=[PARDONED]
+        schema,
+        quality=GOLD,
+        labels_per_item=N,
+        blocked=[BANNED],
+        unblocked=[PARDONED],
+        generation=GENERATION + 1,
     )
     store = LabelStore(pool, config)
     policy = store.sync_policy()
@@ -230,9 +235,19 @@ def test_gold_turns_scores_blocks_and_exclusions(pool: ConnectionPool[Any], sche
     assert_item_counts_match(pool, schema)
     assert_counters_match(pool, schema)
 
-    # Lineage: every message carries it; gold answers say they are; exclusions were sent.
+    # Lineage: every message carries its label's (labels given before the rollout say
+    # generation 7, after it 8; an exclusion message repeats the label's own, 7); gold
+    # answers say they are; exclusions were sent.
     messages = outbox_messages(pool, schema)
-    assert all(m["generation"] == GENERATION and m["specDigest"] for m in messages)
+    lineage = {
+        r[0]: (r[1], r[2])
+        for r in query(
+            pool, schema, "SELECT id::text, generation, spec_digest FROM {schema}.labels"
+        )
+    }
+    assert all((m["generation"], m["specDigest"]) == lineage[m["labelId"]] for m in messages)
+    assert {m["generation"] for m in messages} == {GENERATION, GENERATION + 1}
+    assert {m["generation"] for m in messages if m["status"] == "excluded"} == {GENERATION}
     gold_messages = [m for m in messages if m["itemId"].startswith("gold-")]
     assert gold_messages and all(m.get("gold") is True for m in gold_messages)
     assert not any(m.get("gold") for m in messages if not m["itemId"].startswith("gold-"))

@@ -38,6 +38,7 @@ def lifecycle_config(
     labels_per_item: int = 1,
     max_leases: int = 2,
     daily: int = 100000,
+    generation: int = GENERATION,
 ) -> WorkerConfig:
     """make_config's campaign (ham/spam) with the spec's model and quality sections as the
     operator writes them into the worker's config (camelCase, validated)."""
@@ -46,7 +47,7 @@ def lifecycle_config(
     )
     return config.model_copy(
         update={
-            "generation": GENERATION,
+            "generation": generation,
             "model": ModelSpec.model_validate(model) if model is not None else None,
             "quality": QualitySpec.model_validate(quality) if quality is not None else None,
             "blocked": list(blocked),

@@ -263,9 +263,12 @@ class QualitySweeps:
         return int(row[0]) if row else 0
 
     def withdraw(self, conn: psycopg.Connection[Any], version: str, after: datetime | None) -> int:
+        """The brake: the version's machine labels given after `after` stop counting."""
         row = conn.execute(
-            sql.SQL("SELECT {}(%s, %s, %s::smallint)").format(self._t("withdraw_machine_labels")),
-            (version, after, _shard()),
+            sql.SQL("SELECT {}(%s, 'withdrawn', %s, %s::smallint)").format(
+                self._t("uncount_labels")
+            ),
+            ("model:" + version, after, _shard()),
         ).fetchone()
         return int(row[0]) if row else 0
 

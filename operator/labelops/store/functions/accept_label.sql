@@ -50,6 +50,7 @@ DECLARE
     v_has_lease boolean;
     v_reserved boolean;
     v_labeled boolean;
+    v_label labels;
     r submission_result;
     p campaign_policy;
 BEGIN
@@ -124,12 +125,11 @@ BEGIN
     INSERT INTO labels AS l (id, item_id, labeler, value, answer, origin, ordinal,
                              idempotency_key, created_at, gold, generation, spec_digest)
     VALUES (r.label_id, v_item, p_labeler, p_value, v_answer, p_origin, r.ordinal,
-            p_idempotency_key, r.created_at, v_gold IS NOT NULL, p.generation, p.spec_digest);
+            p_idempotency_key, r.created_at, v_gold IS NOT NULL, p.generation, p.spec_digest)
+    RETURNING l.* INTO v_label;
     INSERT INTO outbox (label_id, message_key, message)
     VALUES (r.label_id, p_item_id,
-            label_message(r.label_id, p_item_id, p_labeler, p_origin, p_value, r.ordinal,
-                          r.created_at, NULL, NULL, v_gold IS NOT NULL, 'counted', p_namespace,
-                          p_campaign, p_labels_per_item));
+            label_message(v_label, p_item_id, p_namespace, p_campaign, p_labels_per_item));
 
     IF v_gold IS NOT NULL THEN
         UPDATE items i

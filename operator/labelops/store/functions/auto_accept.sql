@@ -53,12 +53,7 @@ BEGIN
         n := n + 1;
     END LOOP;
     IF n > 0 THEN
-        INSERT INTO progress_shards AS s (shard, labels, machine_labeled, items_completed)
-        VALUES (p_shard, n, n, n)
-        ON CONFLICT (shard) DO UPDATE
-        SET labels = s.labels + EXCLUDED.labels,
-            machine_labeled = s.machine_labeled + EXCLUDED.machine_labeled,
-            items_completed = s.items_completed + EXCLUDED.items_completed;
+        PERFORM add_progress(p_shard, n, 0, n, n, 0, 0);
     END IF;
     RETURN n;
 END

@@ -1,21 +1,13 @@
--- label_message: the labels-topic message of a label, with its lineage (who or which model
--- version gave it, with what confidence, under which generation of the campaign and which
--- instructions and label schema), built in one place for people's and models' labels.
--- Generation and spec digest come from campaign_policy (the worker writes them at start).
--- `status` is 'counted', or 'excluded' / 'withdrawn' when a label stops counting (the
--- message then tells consumers to drop the label they got before under the same labelId).
+-- label_message: the labels-topic message of a label, from its row: who or which model
+-- version gave it, with what confidence, and its lineage (the generation of the campaign
+-- and the digest of the instructions and label schema it was given under, stored with the
+-- label), built in one place for people's and models' labels.
+-- The row's status is 'counted', or 'excluded' / 'withdrawn' when a label stops counting
+-- (the message then tells consumers to drop the label they got before under the same
+-- labelId; it carries the label's own lineage, not the campaign's current one).
 CREATE OR REPLACE FUNCTION label_message(
-    p_label_id uuid,
+    l labels,
     p_item_id text,
-    p_labeler text,
-    p_origin text,
-    p_value jsonb,
-    p_ordinal integer,
-    p_created_at timestamptz,
-    p_model_version text,
-    p_confidence double precision,
-    p_gold boolean,
-    p_status text,
     p_namespace text,
     p_campaign text,
     p_labels_per_item integer
@@ -23,25 +15,22 @@ CREATE OR REPLACE FUNCTION label_message(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $$
-DECLARE
-    p campaign_policy;
 BEGIN
-    SELECT * INTO p FROM campaign_policy;
     RETURN jsonb_strip_nulls(jsonb_build_object(
-        'labelId', p_label_id,
+        'labelId', l.id,
         'campaign', jsonb_build_object('namespace', p_namespace, 'name', p_campaign),
         'itemId', p_item_id,
-        'labeler', p_labeler,
-        'origin', p_origin,
-        'value', p_value,
-        'ordinal', p_ordinal,
+        'labeler', l.labeler,
+        'origin', l.origin,
+        'value', l.value,
+        'ordinal', l.ordinal,
         'labelsPerItem', p_labels_per_item,
-        'createdAt', rfc3339_utc(p_created_at),
-        'modelVersion', p_model_version,
-        'confidence', p_confidence,
-        'gold', CASE WHEN p_gold THEN true END,
-        'status', p_status,
-        'generation', p.generation,
-        'specDigest', p.spec_digest));
+        'createdAt', rfc3339_utc(l.created_at),
+        'modelVersion', l.model_version,
+        'confidence', l.confidence,
+        'gold', CASE WHEN l.gold THEN true END,
+        'status', l.status,
+        'generation', l.generation,
+        'specDigest', l.spec_digest));
 END
 $$;

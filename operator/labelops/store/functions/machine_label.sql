@@ -16,18 +16,17 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    v_label uuid := gen_random_uuid();
+    v_label labels;
 BEGIN
-    INSERT INTO labels (id, item_id, labeler, value, answer, origin, ordinal, created_at,
-                        model_version, confidence, generation, spec_digest)
-    VALUES (v_label, p_item, 'model:' || p_version, p_prediction, p_prediction -> p.answer_key,
-            'machine', p_label_seq + 1, p_now, p_version, p_confidence, p.generation,
-            p.spec_digest);
+    INSERT INTO labels AS l (id, item_id, labeler, value, answer, origin, ordinal, created_at,
+                             model_version, confidence, generation, spec_digest)
+    VALUES (gen_random_uuid(), p_item, 'model:' || p_version, p_prediction,
+            p_prediction -> p.answer_key, 'machine', p_label_seq + 1, p_now, p_version,
+            p_confidence, p.generation, p.spec_digest)
+    RETURNING l.* INTO v_label;
     INSERT INTO outbox (label_id, message_key, message)
-    VALUES (v_label, p_item_id,
-            label_message(v_label, p_item_id, 'model:' || p_version, 'machine', p_prediction,
-                          p_label_seq + 1, p_now, p_version, p_confidence, false, 'counted',
-                          p.namespace, p.campaign, p.labels_per_item));
+    VALUES (v_label.id, p_item_id,
+            label_message(v_label, p_item_id, p.namespace, p.campaign, p.labels_per_item));
     UPDATE items i
     SET label_count = i.label_count + 1,
         label_seq = i.label_seq + 1,
