@@ -313,7 +313,7 @@ def run_scenario(
         wait_ready(port, worker)
         if "ingest" not in results:  # the first worker takes the items in
             results["ingest"] = wait_ingested(port, token, args.items, started)
-        out["workerProcesses"] = http_processes(worker.pid, version is not None)
+        out["workerProcesses"] = http_processes(worker.pid)
         out["submitWithNext"] = with_next
         out["pendingItemsAtStart"] = database.pending_items()
         log(f"one labeler, {args.sequential} claims and labels one after the other")
@@ -389,11 +389,9 @@ class Database:
         return int(row[0]) if row else 0
 
 
-def http_processes(worker: int, baseline: bool) -> int:
-    """How many processes serve HTTP: besides the worker itself (the supervisor), this
-    version runs a gunicorn master; the baseline served in the worker process itself or in
-    the processes it started."""
-    return max(1, len(tree_cpu_seconds(worker)) - (1 if baseline else 2))
+def http_processes(worker: int) -> int:
+    """How many processes serve HTTP: the worker itself, or the processes it started."""
+    return max(1, len(tree_cpu_seconds(worker)) - 1)
 
 
 def parse_args() -> argparse.Namespace:
@@ -462,7 +460,8 @@ def campaign(name: str, args: argparse.Namespace) -> WorkerConfig:
             # rounds those leases add up (they lapse after leaseSeconds).
             "quotas": {
                 "perLabelerDaily": 100_000,
-                "maxLeasesPerLabeler": 5 + 2 * len(SCENARIOS) * args.rounds,
+                "maxLeasesPerLabeler": 5
+                + 2 * len(SCENARIOS) * args.rounds * (2 if args.baseline else 1),
                 "leaseSeconds": 600,
             },
             "schema": f"lc_bench_{name.replace('-', '_')}",
@@ -524,7 +523,9 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        ENV_CAMPAIGN: config.model_dump_json(by_alias=True),
+        # The baseline's config model may not know fields added since: it gets only what
+        # differs from the defaults (what the bench sets).
+        ENV_CAMPAIGN: config.model_dump_json(by_alias=True, exclude_defaults=version is not None),
         ENV_POSTGRES_DSN: dsn,
         ENV_KAFKA_BOOTSTRAP: bootstrap,
         ENV_HOST: "127.0.0.1",

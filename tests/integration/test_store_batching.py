@@ -4,16 +4,16 @@ and progress counters exact, and every submission's own verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from test_store_concurrency import (
     LABELERS,
     assert_exactly_n_labels,
@@ -36,6 +36,7 @@ from labelops.store.submissions import Submission, Submitted
 pytestmark = pytest.mark.integration
 
 BATCHERS = 3
+AsyncPool = AsyncConnectionPool[Any]
 
 
 @pytest.fixture
@@ -50,54 +51,51 @@ def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
         yield opened
 
 
-@contextmanager
-def batching_pools(dsn: str, count: int, size: int) -> Iterator[list[ConnectionPool[Any]]]:
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(
-                ConnectionPool(dsn, min_size=size, max_size=size, kwargs={"autocommit": True})
-            )
-            for _ in range(count)
-        ]
+@asynccontextmanager
+async def async_pools(dsn: str, count: int, size: int) -> AsyncIterator[list[AsyncPool]]:
+    pools = [
+        AsyncConnectionPool(
+            dsn, min_size=size, max_size=size, open=False, kwargs={"autocommit": True}
+        )
+        for _ in range(count)
+    ]
+    for opened in pools:
+        await opened.open(wait=True, timeout=30)
+    try:
+        yield pools
+    finally:
+        for opened in pools:
+            await opened.close()
 
 
-@contextmanager
-def batchers(
+@asynccontextmanager
+async def batchers(
     dsn: str, config: WorkerConfig, count: int, writers: int = 2
-) -> Iterator[list[LabelBatcher]]:
+) -> AsyncIterator[list[LabelBatcher]]:
     """count LabelBatchers, as count worker processes have, each with its own pool."""
-    with batching_pools(dsn, count, writers) as pools:
-        group = [LabelBatcher(p, config, Queries(config.schema_), writers) for p in pools]
-        try:
-            yield group
-        finally:
-            for batcher in group:
-                batcher.close()
+    async with async_pools(dsn, count, writers) as pools:
+        yield [LabelBatcher(p, config, Queries(config.schema_), writers) for p in pools]
 
 
-@contextmanager
-def claim_batchers(
+@asynccontextmanager
+async def claim_batchers(
     dsn: str, config: WorkerConfig, count: int, writers: int = 2
-) -> Iterator[list[ClaimBatcher]]:
-    with batching_pools(dsn, count, writers) as pools:
-        group = [ClaimBatcher(p, config, Queries(config.schema_), writers) for p in pools]
-        try:
-            yield group
-        finally:
-            for batcher in group:
-                batcher.close()
-
-
-def in_threads(work: Callable[[str], Any], labelers: Sequence[str] = LABELERS) -> list[Any]:
-    """work(labeler) for every labeler at once, each on a thread of its own."""
-    with ThreadPoolExecutor(len(labelers)) as pool:
-        return list(pool.map(work, labelers, timeout=120))
+) -> AsyncIterator[list[ClaimBatcher]]:
+    async with async_pools(dsn, count, writers) as pools:
+        yield [ClaimBatcher(p, config, Queries(config.schema_), writers) for p in pools]
 
 
 def submission(
     labeler: str, item_id: str, value: Any, *, key: str | None = None, lease_next: bool = False
 ) -> Submission:
     return Submission(labeler, item_id, value, key, LabelOrigin.HUMAN, lease_next)
+
+
+async def gather_outcomes(
+    batcher: LabelBatcher, subs: list[Submission]
+) -> list[Submitted | BaseException]:
+    """Submitted all at once, so they queue together and go in one batch."""
+    return await asyncio.gather(*(batcher.submit(s) for s in subs), return_exceptions=True)
 
 
 def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
@@ -108,33 +106,38 @@ def test_concurrent_batches_keep_exactly_n_and_every_counter_exact(
     store = LabelStore(pool, config)
     add_items(pool, schema, items, priority=lambda i: i % 4)
 
-    # One writer each: batches grow while one commits, and 3 still commit at once.
-    with batchers(postgres_dsn, config, BATCHERS, writers=1) as group:
+    async def main() -> list[LabelBatcher]:
+        # One writer each: batches grow while one commits, and 3 still commit at once.
+        async with batchers(postgres_dsn, config, BATCHERS, writers=1) as group:
 
-        def label_until_nothing_is_left(labeler: str) -> None:
-            rng = random.Random(labeler)
-            task = claim_until_none_is_left(store, pool, schema, labeler, n)
-            while task is not None:
-                # Any labeler's label may go through any batcher, as when a labeler's
-                # requests reach different processes or replicas.
-                batcher = rng.choice(group)
-                with_next = rng.random() < 0.5
-                value = {"choice": rng.choice(["helpful", "unhelpful"])}
-                done = batcher.submit(
-                    submission(labeler, task.item_id, value, lease_next=with_next)
-                )
-                assert not done.result.replayed
-                if with_next:
-                    assert done.claimed
-                    upcoming = done.next_lease
-                    assert not isinstance(upcoming, Exception), upcoming
-                    task = upcoming[0] if upcoming is not None else None
-                    if task is None:  # the lease passed over a locked item, perhaps
-                        task = claim_until_none_is_left(store, pool, schema, labeler, n)
-                else:
-                    task = claim_until_none_is_left(store, pool, schema, labeler, n)
+            async def label_until_nothing_is_left(labeler: str) -> None:
+                rng = random.Random(labeler)
+                claim = claim_until_none_is_left
+                task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
+                while task is not None:
+                    # Any labeler's label may go through any batcher, as when a labeler's
+                    # requests reach different processes or replicas.
+                    batcher = rng.choice(group)
+                    with_next = rng.random() < 0.5
+                    value = {"choice": rng.choice(["helpful", "unhelpful"])}
+                    done = await batcher.submit(
+                        submission(labeler, task.item_id, value, lease_next=with_next)
+                    )
+                    assert not done.result.replayed
+                    if with_next:
+                        assert done.claimed
+                        upcoming = done.next_lease
+                        assert not isinstance(upcoming, Exception), upcoming
+                        task = upcoming[0] if upcoming is not None else None
+                        if task is None:  # the lease passed over a locked item, perhaps
+                            task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
+                    else:
+                        task = await asyncio.to_thread(claim, store, pool, schema, labeler, n)
 
-        in_threads(label_until_nothing_is_left)
+            await asyncio.gather(*(label_until_nothing_is_left(lab) for lab in LABELERS))
+            return group
+
+    group = asyncio.run(main())
 
     assert_exactly_n_labels(pool, schema, n, items)
     assert query(pool, schema, "SELECT count(*) FROM {schema}.leases") == [(0,)]
@@ -159,18 +162,23 @@ def test_racing_batches_never_exceed_n_nor_take_a_promised_slot(
     accepted: list[tuple[str, str]] = []
     refusals = Counter[str]()
 
-    with batchers(postgres_dsn, config, BATCHERS) as group:
+    async def main() -> None:
+        async with batchers(postgres_dsn, config, BATCHERS) as group:
 
-        def submit_everywhere(labeler: str) -> None:
-            rng = random.Random(labeler)
-            for item_id in rng.sample(ids, len(ids)):
-                try:
-                    rng.choice(group).submit(submission(labeler, item_id, {"choice": "helpful"}))
-                    accepted.append((item_id, labeler))
-                except Conflict as err:
-                    refusals[err.reason] += 1
+            async def submit_everywhere(labeler: str) -> None:
+                rng = random.Random(labeler)
+                for item_id in rng.sample(ids, len(ids)):
+                    try:
+                        await rng.choice(group).submit(
+                            submission(labeler, item_id, {"choice": "helpful"})
+                        )
+                        accepted.append((item_id, labeler))
+                    except Conflict as err:
+                        refusals[err.reason] += 1
 
-        in_threads(submit_everywhere)
+            await asyncio.gather(*(submit_everywhere(lab) for lab in LABELERS))
+
+    asyncio.run(main())
 
     assert_race_outcome(pool, schema, store, n, live, accepted, refusals)
 
@@ -197,9 +205,11 @@ def test_each_submission_of_a_batch_gets_its_own_verdict(
         submission("ann", bobs, value),
     ]
 
-    with batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
-        # Queued together, so they go in one batch.
-        outcomes = batcher.submit_all(subs)
+    async def main() -> tuple[list[Submitted | BaseException], LabelBatcher]:
+        async with batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
+            return await gather_outcomes(batcher, subs), batcher
+
+    outcomes, batcher = asyncio.run(main())
 
     assert (batcher.batches, batcher.largest_batch) == (1, len(subs))
     accepted, replayed, reused, unknown, bob, late = outcomes
@@ -238,8 +248,11 @@ def test_a_submission_the_database_refuses_fails_alone(
     ]
     subs[2] = submission("labeler-2", subs[2].item_id, {"choice": "help\u0000ful"})
 
-    with batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
-        outcomes = batcher.submit_all(subs)
+    async def main() -> tuple[list[Submitted | BaseException], LabelBatcher]:
+        async with batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
+            return await gather_outcomes(batcher, subs), batcher
+
+    outcomes, batcher = asyncio.run(main())
 
     assert batcher.largest_batch == 4
     assert isinstance(outcomes[2], psycopg.Error)
@@ -257,13 +270,13 @@ def test_batched_claims_share_the_slots_exactly(
     config = make_config(schema, labels_per_item=n, max_leases=3)
     add_items(pool, schema, items)
 
-    with claim_batchers(postgres_dsn, config, BATCHERS) as group:
+    async def main() -> tuple[list[Any], list[ClaimBatcher]]:
+        async with claim_batchers(postgres_dsn, config, BATCHERS) as group:
+            rng = random.Random(7)
+            claims = [rng.choice(group).submit(labeler) for labeler in LABELERS for _ in range(3)]
+            return await asyncio.gather(*claims), group
 
-        def claim_three(labeler: str) -> list[Any]:
-            rng = random.Random(labeler)
-            return [rng.choice(group).submit(labeler) for _ in range(3)]
-
-        answers = [answer for three in in_threads(claim_three) for answer in three]
+    answers, group = asyncio.run(main())
 
     leased = [a for a in answers if a is not None]
     assert len(leased) == n * items
@@ -289,8 +302,15 @@ def test_claims_in_one_batch_follow_each_other(
     config = make_config(schema, labels_per_item=1, max_leases=2)
     add_items(pool, schema, 5)
 
-    with claim_batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
-        first, second, third, bobs = batcher.submit_all(["ann", "ann", "ann", "bob"])
+    async def main() -> tuple[list[Any], ClaimBatcher]:
+        async with claim_batchers(postgres_dsn, config, 1, writers=1) as (batcher,):
+            answers = await asyncio.gather(
+                *(batcher.submit(labeler) for labeler in ("ann", "ann", "ann", "bob")),
+                return_exceptions=True,
+            )
+            return answers, batcher
+
+    (first, second, third, bobs), batcher = asyncio.run(main())
 
     assert (batcher.batches, batcher.largest_batch) == (1, 4)
     assert isinstance(first, tuple) and isinstance(second, tuple) and isinstance(bobs, tuple)

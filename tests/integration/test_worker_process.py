@@ -182,9 +182,8 @@ def test_several_http_processes_share_the_port_the_metrics_and_a_graceful_stop(
         worker = WorkerProcess(env, tmp_path / "worker.log")
         try:
             worker.wait_ready()
-            (master,) = child_pids(worker.process.pid)
-            wait_for(lambda: len(child_pids(master)) == 2, 30, worker.log)
-            http_processes = [master, *child_pids(master)]
+            http_processes = child_pids(worker.process.pid)
+            assert len(http_processes) == 2, worker.log()
             # Each request on a connection of its own: either process may answer, and
             # /metrics, whichever answers it, counts them all.
             for _ in range(30):
@@ -226,13 +225,13 @@ def test_http_processes_stop_when_their_supervisor_is_killed(
         )
         try:
             worker.wait_ready()
-            (master,) = child_pids(worker.process.pid)
-            wait_for(lambda: len(child_pids(master)) == 2, 30, worker.log)
-            http_processes = [master, *child_pids(master)]
+            http_processes = child_pids(worker.process.pid)
+            assert len(http_processes) == 2, worker.log()
             worker.process.kill()  # SIGKILL: no chance to stop them itself
             worker.process.wait(10)
-            # The kernel sends the master SIGTERM (PR_SET_PDEATHSIG): it drains and stops.
-            wait_for(lambda: not any(running(pid) for pid in http_processes), 40, worker.log)
+            # An HTTP process notices within half a second once it runs; one still starting
+            # (importing, connecting) when its supervisor died notices when it is up.
+            wait_for(lambda: not any(running(pid) for pid in http_processes), 30, worker.log)
         finally:
             worker.kill()
-    assert "the supervisor" in worker.log() and "is gone: the HTTP server drained" in worker.log()
+    assert "is gone: draining" in worker.log()

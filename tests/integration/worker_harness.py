@@ -1,11 +1,9 @@
 """A campaign on the real stack, and a worker serving it over real HTTP, for worker tests.
 
 Each `Campaign` gets its own Postgres schema (migrated) and its own Kafka topics, so tests
-never see each other's items. `LiveApi` serves the Flask app over real HTTP on a free
-loopback port, in this process (so tests can hand it readiness checks of their own), with
-the store batching labels and claims as the worker's does; `WorkerProcess` runs `labelops
-worker` itself, its gunicorn server included, configured only by the environment, as a pod
-would run it.
+never see each other's items. `LiveApi` serves the Flask app with the production WSGI server
+on a free loopback port; `WorkerProcess` runs `labelops worker` itself, configured only by
+the environment, as a pod would run it.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
-from werkzeug.serving import make_server
 
 from devstack.procs import free_port
 from labelops.api.worker_configmap import (
@@ -41,13 +38,14 @@ from labelops.api.worker_configmap import (
     WorkerConfig,
 )
 from labelops.store import LabelStore
-from labelops.store.batching import BatchedIO
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate
 from labelops.store.queries import Queries
 from labelops.worker.config import ENV_HOST, ENV_PORT, ENV_RESPONSE_VALIDATION, ResponseValidation
 from labelops.worker.http.app import create_app
 from labelops.worker.readiness import ReadinessCheck
+from labelops.worker.server import GracefulServer
+from labelops.worker.storeio import LoopStoreIO
 
 QUIET_KAFKA = {"log_level": 0}
 TOKENS = {"alice": "tok-alice-5f1c0e", "bob": "tok-bob-93ad27", "carol": "tok-carol-1b7e44"}
@@ -185,30 +183,34 @@ def unique_name(prefix: str) -> str:
 
 
 class LiveApi:
-    """create_app() on a free loopback port, in this process: a thread per request
-    (werkzeug's threaded server, which closes each connection after its response), the
-    store's labels and claims through group-commit batchers (BatchedIO) as in the worker,
-    whose batchers, in its gevent processes, are the same code on greenlets."""
+    """create_app() behind the production server on a free loopback port, in this process,
+    with the store waiting the way the worker's does (LoopStoreIO: the batcher, a thread
+    pool)."""
 
     def __init__(
         self,
         campaign: Campaign,
         tokens: Mapping[str, str] = TOKENS,
         readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+        threads: int = 8,
     ) -> None:
-        self._io = BatchedIO(campaign.dsn, campaign.config, writers=2)
-        self._io.open()
-        store = LabelStore(campaign.pool, campaign.config, self._io)
+        io = LoopStoreIO(campaign.dsn, campaign.config, threads=threads, batch_writers=2)
+        store = LabelStore(campaign.pool, campaign.config, io)
         checks = readiness_checks if readiness_checks is not None else {"database": store.ping}
         self.app = create_app(
-            store, campaign.config, tokens, checks, response_validation=ResponseValidation.STRICT
+            store,
+            campaign.config,
+            tokens,
+            checks,
+            response_validation=ResponseValidation.STRICT,
+            run_blocking=io.blocking,
         )
         self.tokens = tokens
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name="test-http", daemon=True
+        self.server = GracefulServer(
+            self.app, "127.0.0.1", 0, on_startup=io.start, on_shutdown=io.stop
         )
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self._thread = threading.Thread(target=self.server.serve, name="test-http", daemon=True)
         self._thread.start()
 
     def session(self, labeler: str | None) -> requests.Session:
@@ -218,10 +220,8 @@ class LiveApi:
         return session
 
     def stop(self) -> None:
-        self.server.shutdown()
+        self.server.shutdown(grace_seconds=5)
         self._thread.join(10)
-        self.server.server_close()
-        self._io.close()
 
 
 @contextmanager

@@ -81,13 +81,13 @@ def test_http_processes_default_to_the_usable_cores_and_share_the_connections(
     settings = settings_from_env(environ(LABELOPS_WORKER_THREADS="6"))
     assert settings.processes == 2, "capped: each process costs memory"
     assert settings.listen_fd is None
-    # Six database connections shared by the processes, one batch writer each: 2 x (3 + 1)
+    # Six database threads shared by the processes, one batch writer each: 2 x (3 + 1)
     # connections, plus ingest and relay.
     assert (settings.threads, settings.connections_per_process) == (6, 3)
-    assert settings.batch_writers == 1
+    assert (settings.batch_writers, settings.database_threads) == (1, 3)
     monkeypatch.setattr("labelops.worker.config.usable_cpus", lambda: 1)
     alone = settings_from_env(environ())
-    assert (alone.processes, alone.threads, alone.connections_per_process) == (1, 4, 4)
+    assert (alone.processes, alone.threads, alone.database_threads) == (1, 4, 4)
     assert alone.batch_writers == 2, "one process overlaps two batches itself"
     monkeypatch.setattr("labelops.worker.config.usable_cpus", lambda: 1)
     assert settings_from_env(environ()).processes == 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,25 +29,23 @@ ENV_HOST = "LABELOPS_WORKER_HOST"
 ENV_THREADS = "LABELOPS_WORKER_THREADS"
 ENV_PROCESSES = "LABELOPS_WORKER_PROCESSES"
 ENV_RESPONSE_VALIDATION = "LABELOPS_RESPONSE_VALIDATION"
-ENV_LOG_LEVEL = "LABELOPS_LOG_LEVEL"
-# Set by `labelops worker` for the HTTP server it starts (labelops.worker.server), never by
-# hand: the listening socket it inherits, and the pid of the worker that started it.
+# Set by a worker for the HTTP server processes it starts (see prefork.py), never by hand:
+# the listening socket they inherit, and the pid of the worker that started them.
 ENV_LISTEN_FD = "LABELOPS_WORKER_LISTEN_FD"
 ENV_SUPERVISOR_PID = "LABELOPS_WORKER_SUPERVISOR_PID"
 
 DEFAULT_HOST = "0.0.0.0"  # a pod serves its Service on every interface
-# LABELOPS_WORKER_THREADS (the name is older than the gevent server): the database
-# connections that the HTTP processes of a replica share for what is not a validated label
-# or a claim: releases, reads, the slow path of a submission, readiness. Validated labels
-# and claims go to each HTTP process's group-commit batchers, which have connections of
-# their own (batch_writers). With the ingest and relay connections a replica opens
+# LABELOPS_WORKER_THREADS: the database threads (each with its connection) that the HTTP
+# processes of a replica share for what is not a validated label: claims, releases, reads,
+# the slow path of a submission. Every HTTP process serves its requests on one event loop
+# (server.py), and validated labels go to its group-commit batcher, which has connections
+# of its own (batch_writers). With the ingest and relay connections a replica opens
 # threads + 2 + 2 connections whether it runs one HTTP process or two, and the default keeps
 # two replicas and the operator within the default connectionLimit of 20.
 DEFAULT_THREADS = 4
 # One HTTP server process per usable core (Python runs one thread at a time per process),
-# up to this many: each costs 100 MB or more under load besides the supervisor's and the
-# gunicorn master's, and the default worker memory limit is 512Mi. More with
-# LABELOPS_WORKER_PROCESSES (and memory).
+# up to this many: each costs 100 MB or more under load besides the supervisor's, and the
+# default worker memory limit is 512Mi. More with LABELOPS_WORKER_PROCESSES (and memory).
 MAX_DEFAULT_PROCESSES = 2
 
 log = logging.getLogger(__name__)
@@ -81,14 +78,14 @@ class WorkerSettings:
     threads: int = DEFAULT_THREADS
     response_validation: ResponseValidation = ResponseValidation.LOG
     processes: int = 1
-    # Set in the HTTP server that `labelops worker` starts.
+    # Set in the HTTP processes of a multi-process worker.
     listen_fd: int | None = None
     supervisor_pid: int | None = None
 
     @property
     def connections_per_process(self) -> int:
-        """Pool size of each HTTP process: they share `threads` connections (at least 2
-        each)."""
+        """Pool size of each HTTP process of a multi-process worker: they share `threads`
+        connections (at least 2 each)."""
         return max(2, math.ceil(self.threads / self.processes))
 
     @property
@@ -97,6 +94,11 @@ class WorkerSettings:
         each: two overlap one batch's commit with the next one's work; with several
         processes their batchers overlap anyway."""
         return max(1, 2 // self.processes)
+
+    @property
+    def database_threads(self) -> int:
+        """Database threads of this HTTP process."""
+        return self.threads if self.processes == 1 else self.connections_per_process
 
 
 def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
@@ -190,19 +192,3 @@ def _response_validation(environ: Mapping[str, str]) -> ResponseValidation:
     except ValueError:
         allowed = ", ".join(m.value for m in ResponseValidation)
         raise ConfigError(f"{ENV_RESPONSE_VALIDATION}={raw!r}: allowed {allowed}") from None
-
-
-def log_level(environ: Mapping[str, str]) -> str:
-    """LABELOPS_LOG_LEVEL as a logging level name; INFO when unset or unknown."""
-    level = environ.get(ENV_LOG_LEVEL, "INFO").strip().upper()
-    return level if level in logging.getLevelNamesMapping() else "INFO"
-
-
-def configure_logging(environ: Mapping[str, str], process_label: str) -> None:
-    """Log to stderr at LABELOPS_LOG_LEVEL; process_label tells a worker's processes apart
-    in the log."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=log_level(environ),
-        format=f"%(asctime)s %(levelname)s %(name)s[{process_label} %(process)d]: %(message)s",
-    )

@@ -1,22 +1,21 @@
-"""What a worker's processes set up: the database pool, the ingest and relay loops and
-the signals in the supervisor (main.py), the app and its readiness checks in each HTTP
-process (http_app, loaded by labelops.worker.server after the gevent patch)."""
+"""What every kind of worker process sets up the same way: the database pool, the ingest
+and relay loops, readiness checks, signals, logging, and the HTTP server's lifetime."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
 
 from confluent_kafka.admin import AdminClient
+from flask import Flask
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.store import LabelStore
-from labelops.store.batching import BatchedIO
-from labelops.store.policy import CampaignPolicy
 from labelops.worker.background import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
@@ -24,18 +23,24 @@ from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
 from labelops.worker.quality_loop import QualityJob, QualityLoop
 from labelops.worker.readiness import ReadinessCheck, kafka_topics_check
-from labelops.worker.server import Draining, LoadedApp
+from labelops.worker.server import GracefulServer
+from labelops.worker.storeio import LoopStoreIO
 
 log = logging.getLogger("labelops.worker")
 
 DATABASE_WAIT_SECONDS = 30.0
+# Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
+HTTP_GRACE_SECONDS = 20.0
+BACKGROUND_JOIN_SECONDS = 5.0
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
 
 
 def open_pool(settings: WorkerSettings, min_size: int, max_size: int) -> ConnectionPool | None:
     """The campaign database's pool, opened; None (after logging why) when it is unreachable.
 
     The campaign role's CONNECTION LIMIT (quotas.postgres.connectionLimit) is shared by all
-    replicas and the operator: callers size max_size from what they run at once."""
+    replicas and the operator: callers size max_size from their threads."""
     config = settings.campaign
     pool: ConnectionPool = ConnectionPool(
         settings.postgres_dsn,
@@ -66,27 +71,24 @@ def sync_labels_per_item(store: LabelStore) -> None:
         log.info("target.labelsPerItem grew: %d completed items reopened", reopened)
 
 
-def background_tasks(
+def background_loops(
     settings: WorkerSettings, pool: ConnectionPool, on_failure: Callable[[], None]
-) -> tuple[BackgroundTask, BackgroundTask]:
-    """The ingest consumer and the outbox relay (not started)."""
+) -> tuple[BackgroundTask, BackgroundTask, QualityLoop]:
+    """The campaign's policy and labelsPerItem synced to the database, then the ingest
+    consumer, the outbox relay and the quality job (not started)."""
     config = settings.campaign
+    store = LabelStore(pool, config)
+    policy = store.sync_policy()
+    sync_labels_per_item(store)
     ingest = BackgroundTask(
         "ingest", Ingestor(pool, config, settings.kafka_bootstrap).run, on_failure
     )
     relay = BackgroundTask(
         "outbox-relay", OutboxRelay(pool, config, settings.kafka_bootstrap).run, on_failure
     )
-    return ingest, relay
-
-
-def quality_loop(
-    settings: WorkerSettings, pool: ConnectionPool, policy: CampaignPolicy
-) -> QualityLoop:
-    """The quality job's thread (not started): calibration, blocks, agreement, summaries."""
-    task = settings.campaign.task
-    scale = (task.scale.min, task.scale.max) if task.scale else None
-    return QualityLoop(QualityJob(pool, settings.campaign.schema_, policy, scale))
+    scale = (config.task.scale.min, config.task.scale.max) if config.task.scale else None
+    quality = QualityLoop(QualityJob(pool, config.schema_, policy, scale))
+    return ingest, relay, quality
 
 
 def kafka_check(settings: WorkerSettings) -> ReadinessCheck:
@@ -95,6 +97,30 @@ def kafka_check(settings: WorkerSettings) -> ReadinessCheck:
         {"bootstrap.servers": settings.kafka_bootstrap, "client.id": f"{config.name}-readyz"}
     )
     return kafka_topics_check(admin, [config.topics.items, config.topics.labels])
+
+
+def shutdown_check(shutdown: threading.Event) -> ReadinessCheck:
+    def not_shutting_down() -> None:
+        if shutdown.is_set():
+            raise RuntimeError("shutting down")
+
+    return not_shutting_down
+
+
+def app_for(
+    settings: WorkerSettings,
+    store: LabelStore,
+    checks: dict[str, ReadinessCheck],
+    io: LoopStoreIO,
+) -> Flask:
+    return create_app(
+        store,
+        settings.campaign,
+        settings.tokens,
+        checks,
+        response_validation=settings.response_validation,
+        run_blocking=io.blocking,
+    )
 
 
 def shut_down_on_signals(shutdown: threading.Event) -> None:
@@ -116,77 +142,63 @@ def wait_for_shutdown(shutdown: threading.Event, watch: Callable[[], None] | Non
             watch()
 
 
-def http_app(settings: WorkerSettings, draining: Draining) -> LoadedApp:
-    """The app of one HTTP process, with its store: validated labels and claims go to the
-    process's group-commit batchers, everything else waits for the database in the
-    request's own greenlet. Raises when the database is unreachable (gunicorn then stops
-    the server: the worker exits non-zero)."""
-    _refuse_blocking_psycopg()
-    pool = open_pool(settings, min_size=1, max_size=settings.connections_per_process)
-    if pool is None:
-        raise RuntimeError("PostgreSQL is unreachable")
-    io = BatchedIO(settings.postgres_dsn, settings.campaign, writers=settings.batch_writers)
-    io.open()
-    store = LabelStore(pool, settings.campaign, io)
-    supervisor_alive = supervisor_check(settings.supervisor_pid or os.getppid())
-    checks: dict[str, ReadinessCheck] = {
-        "database": store.ping,
-        "kafka": in_os_thread(kafka_check(settings)),
-        # Both run in the supervisor, which stops the HTTP server when either fails.
-        "ingest": supervisor_alive,
-        "outboxRelay": supervisor_alive,
-        "shutdown": draining.check,
-    }
-    app = create_app(
-        store,
+def http_server(
+    settings: WorkerSettings,
+    pool: ConnectionPool,
+    checks: dict[str, ReadinessCheck],
+    sock: socket.socket | None = None,
+) -> tuple[GracefulServer, LabelStore]:
+    """The HTTP server with its app and the store it serves, which waits the loop's way."""
+    io = LoopStoreIO(
+        settings.postgres_dsn,
         settings.campaign,
-        settings.tokens,
-        checks,
-        response_validation=settings.response_validation,
+        threads=settings.database_threads,
+        batch_writers=settings.batch_writers,
     )
-
-    def close() -> None:
-        io.close()
-        pool.close()
-
-    return LoadedApp(app, close)
-
-
-def in_os_thread(check: ReadinessCheck) -> ReadinessCheck:
-    """check() on a thread of gevent's pool: confluent-kafka's calls block in C, where they
-    would hold up every greenlet of the process; there only the probe waits."""
-    import gevent
-
-    def off_the_hub() -> None:
-        gevent.get_hub().threadpool.apply(check)
-
-    return off_the_hub
+    store = LabelStore(pool, settings.campaign, io)
+    checks.setdefault("database", store.ping)
+    server = GracefulServer(
+        app_for(settings, store, checks, io),
+        settings.host,
+        settings.port,
+        sock,
+        on_startup=io.start,
+        on_shutdown=io.stop,
+        grace_seconds=HTTP_GRACE_SECONDS,
+    )
+    return server, store
 
 
-def supervisor_check(pid: int) -> ReadinessCheck:
-    """Ready only while the supervisor, which runs ingest and the relay, is running (it
-    stops the HTTP server when either loop fails; the server stops when it dies)."""
+class HttpService:
+    """The GracefulServer in its own thread."""
 
-    def supervisor_alive() -> None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            raise RuntimeError(f"the supervisor process {pid} is gone") from None
+    def __init__(self, server: GracefulServer) -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
 
-    return supervisor_alive
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """The server stopped by itself (it could not start, say): the worker must go."""
+        return self.server.failed
+
+    def drain(self) -> bool:
+        """Stop accepting, let in-flight requests finish; True when all of them did."""
+        drained = self.server.shutdown(HTTP_GRACE_SECONDS)
+        self._thread.join(BACKGROUND_JOIN_SECONDS)
+        return drained
 
 
-def _refuse_blocking_psycopg() -> None:
-    """psycopg picks its wait function when imported: one imported before gevent patched
-    select blocks the whole process on every query."""
-    from gevent import monkey
-    from psycopg import waiting
-
-    if monkey.is_module_patched("select") and waiting.wait is getattr(waiting, "wait_c", None):
-        raise RuntimeError(
-            "psycopg was imported before gevent patched the standard library: its waits "
-            "would block every request of the process"
-        )
+def configure_logging(level: str, process_label: str | None = None) -> None:
+    """process_label tells the processes of a multi-process worker apart in the log."""
+    where = f"[{process_label} %(process)d]" if process_label else ""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO",
+        format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s",
+    )
 
 
 def describe(settings: WorkerSettings, port: int, how: str) -> str:

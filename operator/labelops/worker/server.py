@@ -1,72 +1,53 @@
-"""The worker's HTTP server: gunicorn, with gevent worker processes, configured here.
+"""The production HTTP server (uvicorn on uvloop, httptools' parser) with a graceful stop.
 
-`labelops worker` (main.py) binds the port and starts this module as a process of its own,
-the gunicorn master (`python -m labelops.worker.server`, the socket inherited as
-LABELOPS_WORKER_LISTEN_FD). The master forks LABELOPS_WORKER_PROCESSES HTTP processes,
-which share the socket, restarts one that dies, and stops them gracefully on SIGTERM. Each
-HTTP process monkey-patches the standard library for gevent first and only then loads the
-app (load_app below): every request runs in a greenlet of its own, and every wait inside
-it (psycopg 3 waits the gevent way once select is patched, the group-commit batchers wait
-on gevent events) lets the process serve the others meanwhile. So nothing the app imports
-may be imported by this module at import time: a psycopg imported before the patch would
-keep its blocking wait function (checked in LoadedApp.__init__).
+The Flask app runs on uvicorn's event loop through labelops.worker.asgi: each request in a
+greenlet of its own, waiting for the database without holding up the others (see
+labelops.worker.storeio). One thread serves every connection, so a process spends its core
+on requests rather than on handing them between threads.
 
-What gunicorn does by configuration (gunicorn_options), and what a client sees:
-  - a request line longer than REQUEST_LINE_LIMIT: 414 URI Too Long;
-  - more than HEADER_FIELDS_LIMIT header fields, one longer than HEADER_FIELD_LIMIT, or
-    header fields adding up to more than 64 KiB: 431 Request Header Fields Too Large;
-  - a request head not arrived whole within KEEP_ALIVE_SECONDS of the connection (or of
-    the previous response on a kept-alive connection): the connection is closed without an
-    answer (gunicorn sends no 408); the same bound closes idle kept-alive connections;
-  - a body over the app's limit: the app's own 413 problem (Flask's MAX_CONTENT_LENGTH).
-Stopping, on SIGTERM to the master: it closes its listening socket and passes SIGTERM on;
-each HTTP process stops accepting, answers the requests it already read (new requests on
-kept-alive connections get 503 from RefuseWhileDraining, and readiness fails), and exits
-once its connections are done, or after GRACE_SECONDS. The master exits 0 when all did.
-
-A master whose parent (the supervisor, which runs ingest and the outbox relay) dies gets
-SIGTERM from the kernel (PR_SET_PDEATHSIG) and so drains too: HTTP processes never accept
-labels that nobody relays.
+Stopping (shutdown(), from any thread):
+1. stop accepting: new requests on open connections get 503 (InFlight below), and uvicorn
+   closes the listening socket (new connections are refused at once, so a load balancer
+   moves on to another replica) and idle connections;
+2. wait until every request that was already in flight has been answered (bounded by the
+   grace period);
+3. close every connection, run the ASGI shutdown (the batcher's pool closes) and end the
+   loop. tests/integration/test_worker_process.py sends SIGTERM during requests and fails
+   if an accepted label's answer is lost on the way.
 """
 
 from __future__ import annotations
 
-import ctypes
+import asyncio
 import logging
-import os
-import signal
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from werkzeug.wsgi import ClosingIterator
 
+from labelops.worker.asgi import Hook, WSGIApp, WsgiOnLoop
+from labelops.worker.http.app import MAX_BODY_BYTES
 from labelops.worker.problem_details import Problem
 
-log = logging.getLogger("labelops.worker")
+log = logging.getLogger(__name__)
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-# Connections wait here while the HTTP processes start or are busy.
+# Connections wait here while the server (or a multi-process worker's servers) start.
 LISTEN_BACKLOG = 1024
-# Connections (each a greenlet) one HTTP process serves at once.
-CONNECTIONS_PER_PROCESS = 1000
-# gunicorn's gevent worker bounds by this one setting the wait for a request head (first
-# byte to the end of its headers) and the wait between requests on a kept-alive
-# connection; a drain waits this long at most for idle kept-alive connections to close.
-KEEP_ALIVE_SECONDS = 10
-# Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
-GRACE_SECONDS = 20
-# A labeler's request head is well under 2 KiB. gunicorn caps the request line at 8190
-# bytes, and the header fields at HEADER_FIELDS_LIMIT x (HEADER_FIELD_LIMIT + 2) bytes:
-# 64 KiB here.
-REQUEST_LINE_LIMIT = 8190
-HEADER_FIELDS_LIMIT = 32
-HEADER_FIELD_LIMIT = 2046
-# An HTTP process whose main greenlet has not reported for this long is killed and
-# replaced by the master (only a CPU-bound or C call that never yields could do that).
-STUCK_PROCESS_SECONDS = 30
+# A labeler's page or client keeps its connection between labels; a minute of silence
+# frees it.
+KEEP_ALIVE_SECONDS = 60
+# A request line and headers beyond this are refused (431); they must arrive within
+# HEAD_SECONDS (408). A labeler's request head is well under 2 KiB.
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_SECONDS = 30.0
+# After refusing a request head, input is read and dropped this long before closing.
+LINGER_SECONDS = 2.0
+
 
 SHUTTING_DOWN = Problem(
     503,
@@ -75,159 +56,199 @@ SHUTTING_DOWN = Problem(
     headers={"Retry-After": "1"},
 )
 
-PR_SET_PDEATHSIG = 1
 
+class InFlight:
+    """WSGI middleware counting requests whose response is not finished yet.
 
-def gunicorn_options(
-    *, listen_fd: int, processes: int, log_level: str = "info", **overrides: Any
-) -> dict[str, Any]:
-    """The server's gunicorn settings (overrides: any other gunicorn setting, for tests)."""
-    options: dict[str, Any] = {
-        "bind": [f"fd://{listen_fd}"],
-        "backlog": LISTEN_BACKLOG,
-        "workers": processes,
-        "worker_class": "gevent",
-        "worker_connections": CONNECTIONS_PER_PROCESS,
-        "keepalive": KEEP_ALIVE_SECONDS,
-        "graceful_timeout": GRACE_SECONDS,
-        "timeout": STUCK_PROCESS_SECONDS,
-        "limit_request_line": REQUEST_LINE_LIMIT,
-        "limit_request_fields": HEADER_FIELDS_LIMIT,
-        "limit_request_field_size": HEADER_FIELD_LIMIT,
-        # Nothing here depends on X-Forwarded-* or the PROXY protocol: trust no peer's.
-        "forwarded_allow_ips": "",
-        "proxy_protocol": "off",
-        # No control socket: nothing manages the server but its supervisor's signals.
-        "control_socket_disable": True,
-        "proc_name": "labelops-worker-http",
-        "loglevel": log_level.lower(),
-        "errorlog": "-",
-        "accesslog": None,
-    }
-    options.update(overrides)
-    return options
+    Once draining, it answers new requests with 503 itself: a request that slips in on a
+    kept-alive connection after the last in-flight one finished must not start work (say,
+    commit a label) whose response the closing connection could no longer carry.
+    """
 
-
-class Draining:
-    """Whether this HTTP process is stopping: set once gunicorn has a worker to watch
-    (post_worker_init), true once that worker is no longer alive (SIGTERM)."""
-
-    def __init__(self) -> None:
-        self._worker: Any = None
-
-    def watch(self, worker: Any) -> None:
-        self._worker = worker
+    def __init__(self, app: WSGIApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._count = 0
+        self.draining = False
 
     @property
-    def active(self) -> bool:
-        return self._worker is not None and not self._worker.alive
+    def count(self) -> int:
+        return self._count
 
-    def check(self) -> None:
-        """A readiness check: fails while draining."""
-        if self.active:
-            raise RuntimeError("shutting down")
-
-
-class RefuseWhileDraining:
-    """WSGI middleware: once draining, new requests get 503 without reaching the app, so a
-    request arriving on a kept-alive connection during the drain starts no work (say,
-    commits no label) and the client retries with another replica."""
-
-    def __init__(self, app: WSGIApp, draining: Draining) -> None:
-        self._app = app
-        self._draining = draining
+    def _add(self, delta: int) -> None:
+        with self._lock:
+            self._count += delta
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self._draining.active:
+        if self.draining:
             return SHUTTING_DOWN.response()(environ, start_response)
-        return self._app(environ, start_response)
+        self._add(1)
+        try:
+            body = self._app(environ, start_response)
+        except BaseException:
+            self._add(-1)
+            raise
+        # The server closes the body after reading it: that is when the request is done.
+        return ClosingIterator(body, [lambda: self._add(-1)])
 
 
-@dataclass(frozen=True)
-class LoadedApp:
-    """What an HTTP process serves, and what to close when it exits."""
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with two limits a server facing the network needs and
+    uvicorn leaves to a proxy in front: a request head (request line and headers) larger
+    than max_head_bytes is refused with 431, and one that has not arrived whole within
+    head_seconds of its first byte (or of the connection, for a first request) with 408;
+    either way the connection closes. Between requests uvicorn's keep-alive timeout
+    applies."""
 
-    wsgi: WSGIApp
-    close: Callable[[], None] = lambda: None
+    max_head_bytes = MAX_HEAD_BYTES
+    head_seconds = HEAD_SECONDS
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = True
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
 
-class GunicornServer(BaseApplication):
-    """gunicorn run programmatically: `options` are its settings, and load_app(draining)
-    builds the app in each HTTP process, after the gevent patch."""
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
 
-    def __init__(self, options: Mapping[str, Any], load_app: Callable[[Draining], LoadedApp]):
-        self._options = dict(options)
-        self._load_app = load_app
-        self._draining = Draining()
-        self._loaded: LoadedApp | None = None
-        super().__init__()
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and drop
+        super().data_received(data)
+        # Counted only while the head is still incomplete after the parser took the data.
+        if self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, "Request Header Fields Too Large")
 
-    def load_config(self) -> None:
-        for name, value in self._options.items():
-            self.cfg.set(name, value)
-        self.cfg.set("post_worker_init", self._post_worker_init)
-        self.cfg.set("worker_exit", self._worker_exit)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
 
-    def load(self) -> WSGIApp:
-        self._loaded = self._load_app(self._draining)
-        return RefuseWhileDraining(self._loaded.wsgi, self._draining)
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
 
-    def _post_worker_init(self, worker: Any) -> None:
-        self._draining.watch(worker)
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.head_seconds, self._head_timed_out)
 
-    def _worker_exit(self, server: Any, worker: Any) -> None:
-        if self._loaded is not None:
-            self._loaded.close()
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, "Request Timeout")
 
-def stop_with_parent() -> None:
-    """SIGTERM (a graceful stop) for this process when its parent dies (Linux)."""
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    except (OSError, AttributeError):
-        log.warning("cannot ask to be stopped with the supervisor (not Linux?)")
-    if os.getppid() != parent:  # it died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def main() -> int:
-    """The gunicorn master of a worker (started by labelops.worker.main)."""
-    from labelops.worker.config import ConfigError, configure_logging, log_level, settings_from_env
-
-    configure_logging(os.environ, "http")
-    try:
-        settings = settings_from_env(os.environ)
-    except ConfigError as err:
-        log.error("cannot start: %s", err)
-        return 2
-    if settings.listen_fd is None:
-        log.error("cannot start: no listening socket (started by `labelops worker` only)")
-        return 2
-    supervisor = os.getppid()
-    stop_with_parent()
-
-    def load_app(draining: Draining) -> LoadedApp:
-        # Imported here, in the HTTP process, after gevent patched the standard library.
-        from labelops.worker.runtime import http_app
-
-        return http_app(settings, draining)
-
-    def on_exit(server: Any) -> None:
-        if os.getppid() != supervisor:
-            log.error("the supervisor (pid %d) is gone: the HTTP server drained", supervisor)
-
-    options = gunicorn_options(
-        listen_fd=settings.listen_fd,
-        processes=settings.processes,
-        log_level=log_level(os.environ),
-        on_exit=on_exit,
-    )
-    GunicornServer(options, load_app).run()
-    return 0
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer, then close the way a client can read the answer: closing a socket with
+        unread input resets the connection, and the reset can destroy the answer before
+        the client reads it. So: send, end our side, drop what still comes for a moment,
+        then close."""
+        self._disarm_head_timer()
+        self._refused = True
+        body = f"{status} {reason}\n".encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), inheritable, so that the
+    HTTP processes of a multi-process worker can share it (prefork.py)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.create_server(address, family=family, backlog=LISTEN_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+class GracefulServer:
+    """Serves on host:port, or on `sock`, a listening socket shared with other processes
+    (prefork.py); closing it on shutdown closes only this process's copy.
+
+    on_startup / on_shutdown run on the server's loop before the first request and after
+    the last one (LoopStoreIO.start / stop)."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        host: str,
+        port: int,
+        sock: socket.socket | None = None,
+        *,
+        on_startup: Hook | None = None,
+        on_shutdown: Hook | None = None,
+        grace_seconds: float = 20.0,
+    ) -> None:
+        self._in_flight = InFlight(app)
+        self._sock = sock if sock is not None else listen_socket(host, port)
+        self._port = int(self._sock.getsockname()[1])
+        asgi = WsgiOnLoop(
+            self._in_flight,
+            max_body_bytes=MAX_BODY_BYTES,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                asgi,
+                interface="asgi3",
+                loop="uvloop",
+                http=GuardedProtocol,
+                ws="none",
+                lifespan="on",
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                # Never trust X-Forwarded-* from clients: nothing here depends on them.
+                proxy_headers=False,
+                server_header=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                timeout_graceful_shutdown=max(1, int(grace_seconds)),
+            )
+        )
+        self._stopped = threading.Event()
+        self.failed = False
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def serve(self) -> None:
+        """Run the event loop until shutdown() ends it (call from the thread that serves)."""
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException:  # SystemExit from a failed start-up, too
+            self.failed = True
+            log.exception("the HTTP server stopped")
+        finally:
+            self._stopped.set()
+
+    def shutdown(self, grace_seconds: float) -> bool:
+        """Drain and stop from any thread; True when every in-flight request completed."""
+        deadline = time.monotonic() + grace_seconds
+        self._in_flight.draining = True
+        self._server.should_exit = True
+        self._stopped.wait(timeout=max(1.0, deadline - time.monotonic()) + 5.0)
+        if self._in_flight.count:
+            log.warning("%d request(s) still running after the grace period", self._in_flight.count)
+        return self._in_flight.count == 0 and self._stopped.is_set()

@@ -9,8 +9,8 @@ way out, and metrics by route template. Every refusal is an RFC 9457 problem.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flask import Flask, Response
 from flask.sessions import NullSession, SessionInterface
@@ -26,7 +26,7 @@ from labelops.worker.http.hooks import register_hooks
 from labelops.worker.http.labeler import labeler_blueprint
 from labelops.worker.http.page import page_blueprint
 from labelops.worker.http.problem_responses import register_problem_responses
-from labelops.worker.http.services import Services
+from labelops.worker.http.services import RunBlocking, Services
 from labelops.worker.http.tasks import tasks_blueprint
 from labelops.worker.metrics import WorkerMetrics
 from labelops.worker.openapi_document import build_document
@@ -36,6 +36,12 @@ from labelops.worker.readiness import ReadinessCheck, ReadinessProbe
 # The longest label is a free-text answer of 100,000 characters (4 bytes each at worst).
 MAX_BODY_BYTES = 1024 * 1024
 
+T = TypeVar("T")
+
+
+def _call(work: Callable[[], T]) -> T:
+    return work()
+
 
 def create_app(
     store: LabelStore,
@@ -44,7 +50,11 @@ def create_app(
     readiness_checks: Mapping[str, ReadinessCheck],
     *,
     response_validation: ResponseValidation = ResponseValidation.LOG,
+    run_blocking: RunBlocking | None = None,
 ) -> Flask:
+    """run_blocking runs work that may block, such as the readiness checks, where the server
+    wants it (labelops.worker.storeio: on a thread, so the event loop keeps serving);
+    without it, on the calling thread."""
     # Named after the worker package: templates/ and static/ (the page) live there.
     app = Flask("labelops.worker")
     app.session_interface = NoSessions()
@@ -67,6 +77,7 @@ def create_app(
         probe=ReadinessProbe(readiness_checks),
         meter=WorkerMetrics(),
         response_validation=response_validation,
+        run_blocking=run_blocking or _call,
     )
     register_hooks(app, services)
     register_problem_responses(app, config)

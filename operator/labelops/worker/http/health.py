@@ -24,7 +24,7 @@ def health_blueprint(services: Services) -> Blueprint:
 
     @health.get("/readyz", endpoint="getReadiness")
     def get_readiness() -> Response:
-        state = services.probe.readiness()
+        state = services.run_blocking(services.probe.readiness)
         if state.ready:
             return respond({"status": "ready", "checks": state.checks})
         failing = ", ".join(f"{name}: {why}" for name, why in state.checks.items() if why != "ok")

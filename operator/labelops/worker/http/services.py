@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from flask import Response, g, request
 
@@ -16,6 +17,12 @@ from labelops.worker.metrics import WorkerMetrics
 from labelops.worker.openapi_document import JSON
 from labelops.worker.openapi_validation import SpecValidator
 from labelops.worker.readiness import ReadinessProbe
+
+T = TypeVar("T")
+
+
+class RunBlocking(Protocol):
+    def __call__(self, work: Callable[[], T]) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class Services:
     probe: ReadinessProbe
     meter: WorkerMetrics
     response_validation: ResponseValidation
+    # Where work that may block runs (the readiness checks): see create_app.
+    run_blocking: RunBlocking
 
 
 def operation_id() -> str:
