@@ -6,6 +6,17 @@ nothing is granted to PUBLIC on it, so one campaign's role cannot even look up a
 another's schema. Every identifier goes through sql.Identifier and the password through
 sql.Literal; nothing user-controlled is ever formatted into SQL text.
 
+Database-wide hardening (harden_database, checked once per operator process before the
+first provisioning): PUBLIC loses TEMPORARY on the database (a campaign role could otherwise
+fill temporary tablespace outside its schema and its quota) and CREATE on schema public.
+This applies to every role of the database that relies on PUBLIC's grants, which is why
+labelops wants a database of its own.
+
+Provisioning takes turns under a row lock in OPERATOR_SCHEMA, a schema the admin owns and
+grants nobody anything on. An advisory lock would not do: any role that can connect may take
+any advisory lock key, so a campaign's workers could hold the operator's key and stall the
+provisioning of every other campaign.
+
 Calls block, so the public coroutines run them in worker threads. Connections come from a
 small pool; a pool that cannot connect within the timeout raises PostgresUnavailable.
 """
@@ -31,9 +42,14 @@ log = logging.getLogger(__name__)
 
 # GRANT/REVOKE on the database and on schema public, and DROP OWNED, rewrite one catalog row
 # shared by all campaigns; two sessions doing it at once fail with "tuple concurrently
-# updated". A transaction-scoped advisory lock makes role provisioning and dropping take
-# turns (across operator replicas too); each holds it for milliseconds.
-_CATALOG_LOCK = (0x4C50, 1)  # "LP"
+# updated". A row lock (FOR UPDATE, transaction-scoped) in the operator's own schema makes
+# role provisioning and dropping take turns (across operator replicas too); each holds it for
+# milliseconds. Campaign roles have no USAGE on the schema, so they cannot take it.
+OPERATOR_SCHEMA = "labelops_operator"
+LOCK_TABLE = "provisioning_lock"
+_TAKE_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
+    sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
+)
 
 
 class PostgresAdmin:
@@ -49,6 +65,7 @@ class PostgresAdmin:
             name="labelops-admin",
         )
         self._opened = False
+        self._hardened = False
         self.where = _describe_dsn(dsn)
 
     def close(self) -> None:
@@ -76,9 +93,27 @@ class PostgresAdmin:
                 f"Postgres at {self.where} is unreachable ({what}): {err}"
             ) from err
 
+    # --- database-wide hardening ------------------------------------------------------
+
+    def _harden(self) -> list[str]:
+        if self._hardened:
+            return []
+        with self._connection("harden the database") as conn:
+            done = harden_database(conn)
+        self._hardened = True
+        if done:
+            log.info("database %s hardened: %s", self.where, "; ".join(done))
+        return done
+
+    async def harden(self) -> list[str]:
+        """Create the provisioning lock and revoke PUBLIC's TEMPORARY and CREATE on schema
+        public, once per process; returns what had to be done (empty: already so)."""
+        return await asyncio.to_thread(self._harden)
+
     # --- observe ---------------------------------------------------------------------
 
     def _observe(self, role: str, schema: str) -> ObservedDatabase:
+        self._harden()
         with self._connection(f"observe role {role}") as conn:
             row = conn.execute(
                 "SELECT rolconnlimit, rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)
@@ -102,10 +137,11 @@ class PostgresAdmin:
     ) -> None:
         r, s = sql.Identifier(role), sql.Identifier(schema)
         limit, secret = sql.Literal(connection_limit), sql.Literal(password)
+        self._harden()
         with self._connection(f"provision role {role}") as conn, conn.transaction():
             # One transaction: a crash leaves either no role or a role with its grants
             # and schema, never a half-configured one.
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CATALOG_LOCK)
+            conn.execute(_TAKE_LOCK)
             if changes.create_role:
                 conn.execute(
                     sql.SQL(
@@ -114,12 +150,11 @@ class PostgresAdmin:
                     ).format(r, secret, limit)
                 )
                 database = sql.Identifier(conn.info.dbname)
-                # Only what workers need: connect to this database. Nothing else is granted,
-                # and PUBLIC cannot create in the public schema (the default since PG 15;
-                # enforced for older servers and for databases where someone re-granted it).
+                # Only what workers need: connect to this database. Nothing else is granted;
+                # what PUBLIC would give (TEMPORARY, CREATE on schema public) harden_database
+                # took away.
                 conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(database, r))
                 conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, r))
-                conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
                 if not _is_superuser(conn):
                     # A CREATEROLE admin must be a member to SET ROLE for migrations.
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(r))
@@ -182,6 +217,7 @@ class PostgresAdmin:
     def _drop(self, role: str, schema: str) -> list[str]:
         r = sql.Identifier(role)
         dropped = []
+        self._harden()
         with self._connection(f"drop schema {schema}") as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             if exists:
@@ -196,7 +232,7 @@ class PostgresAdmin:
                 "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
             ).fetchone()
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CATALOG_LOCK)
+                conn.execute(_TAKE_LOCK)
                 if present:
                     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
                     dropped.append(f"schema {schema}")
@@ -210,6 +246,60 @@ class PostgresAdmin:
     async def drop(self, role: str, schema: str) -> list[str]:
         """Drop the schema (with all labels) and the role; returns what existed."""
         return await asyncio.to_thread(self._drop, role, schema)
+
+
+def harden_database(conn: psycopg.Connection[Any]) -> list[str]:
+    """Idempotent: the operator's lock table, and PUBLIC without TEMPORARY on the database
+    and without CREATE on schema public. Returns what it changed."""
+    done: list[str] = []
+    schema, table = sql.Identifier(OPERATOR_SCHEMA), sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
+    if not _lock_table_exists(conn):
+        try:
+            with conn.transaction():
+                # Owned by the admin; nothing is granted on it to anyone else (a new schema
+                # gives PUBLIC nothing), so only the admin (and superusers) can lock its row.
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+                conn.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY)").format(table)
+                )
+                conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (1) ON CONFLICT DO NOTHING").format(table)
+                )
+            done.append(f"created the provisioning lock {OPERATOR_SCHEMA}.{LOCK_TABLE}")
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            # Another operator replica created it at the same moment.
+            if not _lock_table_exists(conn):
+                raise
+    row = conn.execute(
+        "SELECT has_database_privilege('public', current_database(), 'TEMPORARY'), "
+        "has_schema_privilege('public', 'public', 'CREATE')"
+    ).fetchone()
+    temp, create = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if temp or create:
+        with conn.transaction():
+            conn.execute(_TAKE_LOCK)
+            if temp:
+                database = sql.Identifier(conn.info.dbname)
+                conn.execute(
+                    sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database)
+                )
+                done.append("revoked TEMPORARY on the database from PUBLIC")
+            if create:
+                # The default since PostgreSQL 15; enforced for older servers and for
+                # databases where someone re-granted it.
+                conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+                done.append("revoked CREATE on schema public from PUBLIC")
+    return done
+
+
+def _lock_table_exists(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (OPERATOR_SCHEMA, LOCK_TABLE),
+    ).fetchone()
+    return row is not None
 
 
 def _is_superuser(conn: psycopg.Connection[Any]) -> bool:
