@@ -253,3 +253,16 @@ def test_gold_turns_scores_blocks_and_exclusions(pool: ConnectionPool[Any], sche
     assert not any(m.get("gold") for m in messages if not m["itemId"].startswith("gold-"))
     excluded = {m["itemId"] for m in messages if m.get("status") == "excluded"}
     assert excluded == open_bad | open_banned
+
+    # A rollout whose lists name nobody: the banned labeler's block is lifted; the gold
+    # rule's block stays, and now reaches the labeler no longer pardoned.
+    config = lifecycle_config(schema, quality=GOLD, labels_per_item=N, generation=GENERATION + 2)
+    store = LabelStore(pool, config)
+    QualityJob(pool, schema, store.sync_policy()).run_once()
+    store.claim(BANNED)  # no Blocked
+    with pytest.raises(Blocked, match=r"quality\.gold"):
+        store.claim(BAD)
+    blocked = query(
+        pool, schema, "SELECT labeler FROM {schema}.labeler_quality WHERE blocked_at IS NOT NULL"
+    )
+    assert sorted(blocked) == [(BAD,), (PARDONED,)]

@@ -46,6 +46,11 @@ class VersionCalibration:
         return self.audits_correct / self.audits if self.audits else None
 
 
+def _untrusted(audits: Sequence[TimedAudit], braked: bool, message: str) -> VersionCalibration:
+    correct = sum(1 for a in audits if a.correct)
+    return VersionCalibration(None, False, braked, len(audits), correct, None, None, message)
+
+
 def calibrate_version(
     audits: Sequence[TimedAudit],
     target_accuracy: float,
@@ -54,60 +59,40 @@ def calibrate_version(
     already_braked: bool,
     machine_floor: float | None = None,
 ) -> VersionCalibration:
-    correct = sum(1 for a in audits if a.correct)
     if already_braked:
-        return VersionCalibration(
-            None,
-            False,
+        return _untrusted(
+            audits,
             True,
-            len(audits),
-            correct,
-            None,
-            None,
             "braked: auto-accept stays off for this version; a new version is calibrated "
             "on its own audits",
         )
     decision = choose_threshold(
         [Audit(a.confidence, a.correct) for a in audits], target_accuracy, confidence_level
     )
-    lower = next(
-        (t.lower_bound for t in decision.tested if t.threshold == decision.threshold), None
-    )
-    windows = {
-        floor: [a for a in audits if a.confidence >= floor][-brake_window:]
-        for floor in (decision.threshold, machine_floor)
-        if floor is not None
-    }
-    for floor, window in windows.items():
-        drift = drift_detected(
-            [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
-        )
-        if drift.drifted:
-            return VersionCalibration(
-                None,
-                False,
-                True,
-                len(audits),
-                correct,
-                lower,
-                None,
-                f"braked: audits at confidence >= {floor:.4f}: {drift.reason}",
+    # The brake window at the proven threshold, and at the floor of the labels given.
+    drifts = {}
+    for floor in (decision.threshold, machine_floor):
+        if floor is not None:
+            window = [a for a in audits if a.confidence >= floor][-brake_window:]
+            drift = drift_detected(
+                [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
             )
+            if drift.drifted:
+                return _untrusted(
+                    audits, True, f"braked: audits at confidence >= {floor:.4f}: {drift.reason}"
+                )
+            drifts[floor] = (window, drift)
     if decision.threshold is None:
-        return VersionCalibration(
-            None, False, False, len(audits), correct, None, None, decision.reason
-        )
-    window = windows[decision.threshold]
-    drift = drift_detected(
-        [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
-    )
+        return _untrusted(audits, False, decision.reason)
+    window, drift = drifts[decision.threshold]
+    passed = next(t for t in decision.tested if t.threshold == decision.threshold)
     return VersionCalibration(
         decision.threshold,
         True,
         False,
         len(audits),
-        correct,
-        lower,
+        sum(1 for a in audits if a.correct),
+        passed.lower_bound,
         window[-1].at if window else None,
         f"{decision.reason}; brake window: {drift.reason}",
     )

@@ -93,6 +93,20 @@ class QualitySweeps:
             (names,),
         ).rowcount
 
+    def unblock_unlisted(
+        self, conn: psycopg.Connection[Any], reason: str, listed: Iterable[str]
+    ) -> int:
+        """Lift the blocks given for `reason` (spec.labelers.blocked) of labelers the list
+        no longer names; a block of the gold rule stays."""
+        return conn.execute(
+            sql.SQL(
+                "UPDATE {} SET blocked_at = NULL, blocked_reason = NULL "
+                "WHERE blocked_at IS NOT NULL AND blocked_reason = %s "
+                "AND NOT (labeler = ANY (%s))"
+            ).format(self._t("labeler_quality")),
+            (reason, sorted(listed)),
+        ).rowcount
+
     def pending_exclusions(self, conn: psycopg.Connection[Any]) -> list[str]:
         rows = conn.execute(
             sql.SQL(

@@ -118,6 +118,8 @@ class Queries:
         self.reopen_items = self._compose(
             "UPDATE {items} SET completed_at = NULL"
             " WHERE completed_at IS NOT NULL AND label_count < %(labels_per_item)s"
+            # A model's label completes an item alone, whatever labelsPerItem says.
+            " AND NOT machine_labeled"
             " RETURNING id"
         )
 

@@ -3,7 +3,8 @@
 What the labeling transactions cannot decide alone, because it spans labelers, items or
 model versions, runs here (one replica at a time, under a session-level advisory lock):
 
-1. labelers: spec.labelers.blocked / unblocked applied; a labeler whose gold answers put
+1. labelers: spec.labelers.blocked / unblocked applied (a labeler the blocked list no
+   longer names is unblocked, unless the gold rule blocked them); a labeler whose gold answers put
    the Wilson upper bound of their accuracy below quality.gold.minAccuracy (after
    minAnswers) is blocked (labelops.quality.gold); agreement with consensus of the items
    people completed is counted (it weighs votes in the adaptive-overlap posterior);
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 2.0
 SUMMARY_SECONDS = 15.0
 AUTO_ACCEPT_CHUNK = 500
+# A block of spec.labelers.blocked: lifted when the list no longer names the labeler.
+SPEC_BLOCK_REASON = "spec.labelers.blocked lists this labeler"
 _LOCK_NAMESPACE = 0x4C51  # "LQ", keyed by the schema
 
 
@@ -103,11 +106,8 @@ class QualityJob:
     def _labelers(self, conn: Any, report: RunReport) -> None:
         policy, sweeps = self._policy, self._sweeps
         with conn.transaction():
-            blocks = [
-                (labeler, "spec.labelers.blocked lists this labeler")
-                for labeler in policy.blocked
-                if labeler not in policy.unblocked
-            ]
+            listed = [labeler for labeler in policy.blocked if labeler not in policy.unblocked]
+            blocks = [(labeler, SPEC_BLOCK_REASON) for labeler in listed]
             if policy.gold_min_accuracy > 0:
                 for labeler, correct, total in sweeps.gold_records(conn, policy.gold_min_answers):
                     if labeler in policy.unblocked:
@@ -119,6 +119,7 @@ class QualityJob:
                         blocks.append((labeler, f"quality.gold: {verdict.reason}"))
             report.blocked = sweeps.block(conn, blocks)
             sweeps.unblock(conn, policy.unblocked)
+            sweeps.unblock_unlisted(conn, SPEC_BLOCK_REASON, listed)
             sweeps.refresh_agreement(conn)
         for labeler in report.blocked:
             log.warning("blocked labeler %s", labeler)

@@ -158,8 +158,9 @@ BEGIN
         FROM item_consensus(v_item, p.num_classes) c;
     END IF;
     IF p.overlap_min IS NOT NULL AND p.num_classes IS NOT NULL THEN
+        -- An answer without the answer key (no posterior) counts toward max only.
         v_complete := v_label_count + 1 >= p.overlap_min
-                      AND v_posterior >= p.overlap_agreement
+                      AND coalesce(v_posterior >= p.overlap_agreement, false)
                       OR v_label_count + 1 >= p.overlap_max;
         v_disputed := v_complete AND NOT coalesce(v_posterior >= p.overlap_agreement, false);
     ELSE
