@@ -4,7 +4,7 @@ Each app gets its own registry, so several apps in one process (tests) never col
 routes are labelled by their template (`/v1/tasks/<path:item_id>/labels`), never by the raw
 path, so item ids cannot blow up the series count.
 
-A worker starts its HTTP server (labelops.worker.server) with PROMETHEUS_MULTIPROC_DIR
+A worker with several HTTP processes (prefork.py) starts them with PROMETHEUS_MULTIPROC_DIR
 set: prometheus_client then keeps every process's values in files there, and /metrics,
 whichever process answers it, sums them over all of them (counters and histograms add up),
 so a scrape sees the replica's totals, as with one process.
