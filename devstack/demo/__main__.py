@@ -1,9 +1,15 @@
-"""`make demo`: one RLHF campaign from `kubectl apply` to exported preference pairs.
+"""`make demo`: one RLHF campaign from `kubectl apply` to exported preference pairs, with
+data quality and a model in the loop.
 
 Starts the local stack, installs the CRD, runs the operator, applies the pairwise example
-campaign, starts its workers from the Deployment the operator wrote, publishes items to
-the campaign's items topic, lets simulated labelers work through the worker API, shows
-live progress until the campaign is Completed, and exports the labels as RLHF JSONL.
+campaign (gold pairs, adaptive overlap, a built-in learner with auto-accept), starts its
+workers from the Deployment the operator wrote and its learner, publishes items and gold
+pairs to the campaign's items topic, lets simulated labelers (careful ones, and careless
+ones including a random clicker) work through the worker API, shows live progress until
+the campaign is Completed, and exports the labels as RLHF JSONL. The summary says who was
+caught and blocked and on what figures (`labelops labelers`), what the model labeled and
+how accurate its audits proved it, and whether the exported pairs follow the careful
+labelers.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from confluent_kafka import Consumer, Producer
 from kubernetes import client, config
 
 from devstack import kubeapply, podrunner, stack
+from devstack.demo import learner as demo_learner
+from devstack.demo import summary
 from devstack.demo.display import Display
-from devstack.demo.items import DemoItem, generate
-from devstack.demo.labelers import SimulatedLabeler
+from devstack.demo.items import DemoItem, generate, generate_gold
+from devstack.demo.labelers import CARELESS, SimulatedLabeler
 from devstack.procs import (
     StackError,
     free_port,
@@ -40,9 +48,14 @@ from labelops.api.naming import CampaignNames
 from labelops.clients.kafka import KafkaAdmin
 from labelops.clients.postgres import PostgresAdmin
 from labelops.report.export import RlhfTally, write_export
+from labelops.report.labelers import read_reports, render
 
 REPO = stack.REPO_ROOT
 EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"
+# Gold pairs beside the items: enough that a labeler meets a fresh one at every gold turn.
+GOLD_PAIRS = 40
+# What every item cost before models and quality: the example's labelsPerItem of old.
+LABELS_PER_ITEM_BEFORE = 3
 
 
 def _step(text: str) -> None:
@@ -131,7 +144,9 @@ def _drop_retained_data(env: dict[str, str], namespace: str, name: str) -> None:
         finally:
             postgres.close()
         kafka = KafkaAdmin(env["LABELOPS_KAFKA_BOOTSTRAP"])
-        dropped += await kafka.delete([names.items_topic, names.labels_topic])
+        dropped += await kafka.delete(
+            [names.items_topic, names.labels_topic, names.predictions_topic]
+        )
         return dropped
 
     dropped = asyncio.run(drop())
@@ -142,7 +157,7 @@ def _drop_retained_data(env: dict[str, str], namespace: str, name: str) -> None:
 def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for item in items:
-        value = {"id": item.id, "payload": item.payload, "priority": item.priority}
+        value = item.message()
         producer.produce(topic, key=item.id.encode(), value=json.dumps(value).encode())
         producer.poll(0)
     remaining = producer.flush(30)
@@ -232,18 +247,28 @@ def _label_the_campaign(
         print(f"{pod.name}: {pod.url} (log {pod.process.log})")
 
     stop = threading.Event()
+    learner: demo_learner.RunningLearner | None = None
     try:
+        if ((campaign["spec"].get("model") or {}).get("learner") or {}).get("type") == "builtin":
+            learner = _start_learner(api, campaign, status["topics"], env, state_dir)
         items = generate(campaign["spec"]["target"]["items"])
-        _step(f"Publishing {len(items)} items to {status['topics']['items']}")
-        _publish(env["LABELOPS_KAFKA_BOOTSTRAP"], status["topics"]["items"], items)
+        gold = generate_gold(GOLD_PAIRS)
+        _step(
+            f"Publishing {len(items)} items and {len(gold)} gold pairs (their known answer "
+            f"beside them) to {status['topics']['items']}"
+        )
+        _publish(env["LABELOPS_KAFKA_BOOTSTRAP"], status["topics"]["items"], [*gold, *items])
 
         tokens = _tokens(docs, campaign["spec"]["labelers"]["tokenSecretRef"]["name"])
-        by_id = {item.id: item for item in items}
+        by_id = {item.id: item for item in [*gold, *items]}
         labelers = [
             SimulatedLabeler(who, token, pods[i % len(pods)].url, by_id, stop, seed=i)
             for i, (who, token) in enumerate(sorted(tokens.items()))
         ]
-        _step(f"{len(labelers)} labelers at work: " + ", ".join(lab.labeler for lab in labelers))
+        _step(
+            f"{len(labelers)} labelers at work: "
+            + ", ".join(f"{lab.labeler} ({lab.temperament_name})" for lab in labelers)
+        )
         print(f"Labeling page: {pods[0].url}/  (sign in with a token from {EXAMPLE.name})")
         for labeler in labelers:
             labeler.start()
@@ -263,9 +288,37 @@ def _label_the_campaign(
     finally:
         stop.set()
         podrunner.stop_pods(pods, state_dir)
+        if learner is not None:
+            demo_learner.stop(learner, state_dir)
 
     _report_labelers(labelers)
-    return _export(api, namespace, name, obj, state_dir)
+    return _export(api, namespace, name, obj, state_dir, by_id)
+
+
+def _start_learner(
+    api: client.ApiClient,
+    campaign: dict[str, Any],
+    topics: dict[str, str],
+    env: dict[str, str],
+    state_dir: Path,
+) -> demo_learner.RunningLearner:
+    name = campaign["metadata"]["name"]
+    deployment = demo_learner.deployment_name(name)
+    learner = demo_learner.start(api, campaign, topics, env, state_dir)
+    if learner.from_deployment:
+        _step(
+            f"Starting the campaign's learner from the Deployment the operator wrote ({deployment})"
+        )
+    else:
+        _step("Starting the campaign's built-in learner (`labelops learner`)")
+        print(
+            f"the operator wrote no Deployment {deployment}: the demo starts `labelops learner` "
+            "itself, with the environment that Deployment sets"
+        )
+    learner.wait_serving()
+    print(f"{learner.process.name}: {learner.url} (log {learner.process.log}); "
+          f"predictions to {topics.get('predictions')}")  # fmt: skip
+    return learner
 
 
 def _report_labelers(labelers: list[SimulatedLabeler]) -> None:
@@ -278,37 +331,69 @@ def _report_labelers(labelers: list[SimulatedLabeler]) -> None:
 
 
 def _export(
-    api: client.ApiClient, namespace: str, name: str, obj: dict[str, Any], state_dir: Path
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    obj: dict[str, Any],
+    state_dir: Path,
+    by_id: dict[str, DemoItem],
 ) -> int:
     import base64
 
     import psycopg
 
     status = obj["status"]
+    schema = status["schema"]
     secret = client.CoreV1Api(api).read_namespaced_secret(status["databaseSecret"], namespace)
     dsn = base64.b64decode((secret.data or {})["dsn"]).decode()
     out_dir = state_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.rlhf.jsonl"
-    with psycopg.connect(dsn) as conn, target.open("wb") as out:
-        tally = write_export(conn, status["schema"], "rlhf", out)
+    with psycopg.connect(dsn) as conn:
+        with target.open("wb") as out:
+            tally = write_export(conn, schema, "rlhf", out)
+        reports = read_reports(conn, schema)
+        spend = summary.label_spend(conn, schema)
+        versions = summary.version_figures(conn, schema)
+        stored = summary.all_labels(conn, schema)
     assert isinstance(tally, RlhfTally)
     _step("Done: the campaign is Completed")
     progress = status.get("progress") or {}
-    print(f"  accepted labels: {progress.get('labels')} in Postgres schema {status['schema']}")
+    items = int(obj["spec"]["target"]["items"])
+    print(f"  accepted labels: {progress.get('labels')} on {progress.get('itemsCompleted')} items"
+          f" in Postgres schema {schema}")  # fmt: skip
     relayed = _relayed_label_ids(
-        os.environ["LABELOPS_KAFKA_BOOTSTRAP"],
-        status["topics"]["labels"],
-        progress.get("labels", 0),
+        os.environ["LABELOPS_KAFKA_BOOTSTRAP"], status["topics"]["labels"], stored
     )
-    print(f"  relayed to Kafka topic {status['topics']['labels']}: {relayed} distinct labels")
+    print(f"  relayed to Kafka topic {status['topics']['labels']}: {relayed} distinct labels "
+          f"of {stored} stored (gold answers and excluded ones too)")  # fmt: skip
+
+    _step(f"Data quality: labelops labelers {name} -n {namespace}")
+    print(render(reports))
+    caught = summary.caught_lines(reports, CARELESS)
+    for line in caught or ["nobody was blocked"]:
+        print(f"  caught: {line}" if caught else f"  {line}")
+
+    _step("Models in the loop")
+    for line in summary.model_lines(
+        status.get("model"), versions, spend, items, LABELS_PER_ITEM_BEFORE
+    ):
+        print(f"  {line}")
+
+    _step("Exported preference pairs")
+    grade = summary.grade_pairs(target, by_id)
     print(f"  RLHF pairs: {target} ({tally.written} pairs, {tally.ties} ties left out)")
-    with target.open() as f:
-        first = f.readline().strip()
-    if first:
+    print(f"  {grade.careful} of {grade.pairs} exported pairs choose the response careful "
+          "labelers prefer")  # fmt: skip
+    if grade.first is not None:
+        first = json.dumps(grade.first, ensure_ascii=False)
         print(f"  first pair: {first[:300]}{'…' if len(first) > 300 else ''}")
+        verdict = "prefers" if grade.first_careful else "does NOT prefer"
+        print(f"  the first pair {verdict} the careful answer "
+              f"(chosen {grade.first['chosen_id']!r}: {grade.first['chosen'][:60]!r})")  # fmt: skip
     print("  again any time: labelops export "
-          f"{name} -n {namespace} --format rlhf   |   labelops status -n {namespace}")  # fmt: skip
+          f"{name} -n {namespace} --format rlhf   |   labelops status -n {namespace}"
+          f"   |   labelops labelers {name} -n {namespace}")  # fmt: skip
     print("  the stack keeps running; stop it with: make stack-down")
     return 0
 

@@ -1,4 +1,6 @@
-"""Live progress of one campaign: a progress bar and the `kubectl get lcamp` columns.
+"""Live progress of one campaign: a progress bar of the items done (adaptive overlap and
+auto-accept make the label count per item vary, the target is in items) and the
+`kubectl get lcamp` columns, with the share a model labeled and the labelers blocked.
 
 On a terminal the lines are redrawn in place; in a log (CI, a pipe) a line is printed only
 when something changed, so the output stays readable.
@@ -11,7 +13,7 @@ from typing import Any, TextIO
 
 from labelops.report.status_report import progress_bar, render_table
 
-COLUMNS = ["NAME", "TYPE", "PHASE", "PROGRESS", "READY", "AGE"]
+COLUMNS = ["NAME", "TYPE", "PHASE", "PROGRESS", "MACHINE", "BLOCKED", "READY", "AGE"]
 
 
 def _age(created: str, now: dt.datetime) -> str:
@@ -27,21 +29,25 @@ def kubectl_row(obj: dict[str, Any], now: dt.datetime) -> list[str]:
         obj["spec"]["task"]["type"],
         status.get("phase") or "",
         (status.get("progress") or {}).get("summary", ""),
+        (status.get("model") or {}).get("machineShare", "-"),
+        str((status.get("quality") or {}).get("labelersBlocked", 0)),
         ready,
         _age(obj["metadata"]["creationTimestamp"], now),
     ]
 
 
 def bar_line(obj: dict[str, Any]) -> str:
-    progress = (obj.get("status") or {}).get("progress") or {}
-    target = progress.get("labelsTarget") or 0
-    labels = progress.get("labels") or 0
-    fraction = labels / target if target else 0.0
+    status = obj.get("status") or {}
+    progress = status.get("progress") or {}
+    counters = status.get("counters") or {}
+    target = int(obj["spec"]["target"]["items"])
+    done = progress.get("itemsCompleted") or 0
+    fraction = min(done / target, 1.0) if target else 0.0
     rate = progress.get("labelsPerHour") or 0
     return (
-        f"{progress_bar(fraction, 40)} {fraction * 100:5.1f}%  {labels}/{target} labels  "
-        f"items {progress.get('itemsCompleted', 0)}/{progress.get('itemsTotal', 0)} done  "
-        f"{rate:,.0f} labels/h"
+        f"{progress_bar(fraction, 40)} {fraction * 100:5.1f}%  items {done}/{target} done  "
+        f"labels: {counters.get('humanLabeled', 0)} human, "
+        f"{counters.get('machineLabeled', 0)} machine  {rate:,.0f} labels/h"
     )
 
 

@@ -2,6 +2,8 @@
 
 Deterministic from a seed so two demo runs label the same data. The better response is
 recorded (not sent to labelers) so the simulated labelers can agree or disagree with it.
+Gold pairs are generated the same way and sent with their known answer ("gold": {"value":
+...}): the worker serves them like any other pair and grades labelers on them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class DemoItem:
     payload: dict[str, Any]
     better: str  # response id a careful labeler prefers
     priority: int
+    gold: bool = False  # a gold pair: sent with its known answer, never exported
+
+    def message(self) -> dict[str, Any]:
+        """The item as published to the campaign's items topic."""
+        value: dict[str, Any] = {"id": self.id, "payload": self.payload, "priority": self.priority}
+        if self.gold:
+            value["gold"] = {"value": {"preferred": self.better}}
+        return value
 
 
 def _helpful(task: str, area: str, rng: random.Random) -> str:
@@ -63,7 +73,7 @@ def _unhelpful(task: str, rng: random.Random) -> str:
     )
 
 
-def generate(count: int, seed: int = 7) -> list[DemoItem]:
+def generate(count: int, seed: int = 7, prefix: str = "demo", gold: bool = False) -> list[DemoItem]:
     rng = random.Random(seed)
     items = []
     for n in range(count):
@@ -77,10 +87,16 @@ def generate(count: int, seed: int = 7) -> list[DemoItem]:
         ]
         items.append(
             DemoItem(
-                id=f"demo-{n:05d}",
+                id=f"{prefix}-{n:05d}",
                 payload={"prompt": prompt, "responses": responses},
                 better="a" if first_is_good else "b",
-                priority=rng.choice([0, 0, 0, 1, 5]),
+                priority=0 if gold else rng.choice([0, 0, 0, 1, 5]),
+                gold=gold,
             )
         )
     return items
+
+
+def generate_gold(count: int, seed: int = 11) -> list[DemoItem]:
+    """Gold pairs: like the others (another seed), each with its known better response."""
+    return generate(count, seed=seed, prefix="gold", gold=True)

@@ -2,7 +2,9 @@
 
 Each labeler has a temperament: careful ones agree with the better response most of the
 time, a noisy one disagrees more and sometimes calls a tie, a skipper releases tasks it
-does not like, and an eager one labels fast until the daily quota answers 429.
+does not like, an eager one labels fast until the daily quota answers 429, and a random
+clicker presses any of the three buttons without reading, fast, until the gold pairs give
+them away and the worker answers 403 (blocked, with the rule and the figures).
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ from devstack.demo.items import DemoItem
 
 @dataclass(frozen=True)
 class Temperament:
+    kind: str
     accuracy: float  # chance of preferring the better response
     tie_rate: float
     skip_rate: float
     pace: tuple[float, float]  # seconds spent reading a task, min and max
 
 
-CAREFUL = Temperament(accuracy=0.92, tie_rate=0.02, skip_rate=0.02, pace=(0.15, 0.45))
-NOISY = Temperament(accuracy=0.65, tie_rate=0.08, skip_rate=0.03, pace=(0.1, 0.3))
-SKIPPER = Temperament(accuracy=0.9, tie_rate=0.02, skip_rate=0.2, pace=(0.15, 0.4))
-EAGER = Temperament(accuracy=0.85, tie_rate=0.0, skip_rate=0.0, pace=(0.02, 0.06))
+CAREFUL = Temperament("careful", accuracy=0.96, tie_rate=0.01, skip_rate=0.02, pace=(0.15, 0.45))
+NOISY = Temperament("noisy", accuracy=0.75, tie_rate=0.05, skip_rate=0.03, pace=(0.1, 0.3))
+SKIPPER = Temperament("skipper", accuracy=0.92, tie_rate=0.02, skip_rate=0.2, pace=(0.15, 0.4))
+EAGER = Temperament("eager", accuracy=0.88, tie_rate=0.0, skip_rate=0.0, pace=(0.02, 0.06))
+# a, b or tie with one chance in three each: right a third of the time.
+RANDOM_CLICKER = Temperament(
+    "random clicker", accuracy=0.5, tie_rate=1 / 3, skip_rate=0.0, pace=(0.03, 0.1)
+)
 
 TEMPERAMENTS = {
     "alice": CAREFUL,
@@ -38,8 +45,9 @@ TEMPERAMENTS = {
     "dave": EAGER,
     "erin": SKIPPER,
     "frank": CAREFUL,
-    "grace": NOISY,
+    "grace": RANDOM_CLICKER,
 }
+CARELESS = {name for name, t in TEMPERAMENTS.items() if t is not CAREFUL}
 
 
 @dataclass
@@ -61,6 +69,7 @@ class SimulatedLabeler(threading.Thread):
         super().__init__(name=f"labeler-{labeler}", daemon=True)
         self.labeler = labeler
         self.temperament = TEMPERAMENTS.get(labeler, CAREFUL)
+        self.temperament_name = self.temperament.kind
         self.url = worker_url
         self.items = items
         self.stop = stop
@@ -83,6 +92,9 @@ class SimulatedLabeler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             claimed = self.http.post(f"{self.url}/v1/tasks/claim", timeout=10)
+            if claimed.status_code == 403:
+                self._blocked(claimed)
+                return
             if claimed.status_code == 204:
                 self.tally.outcomes["idle"] += 1
                 if self._pause(0.5, 1.0):
@@ -100,9 +112,11 @@ class SimulatedLabeler(threading.Thread):
                 self.http.post(f"{self.url}/v1/tasks/{task['id']}/release", timeout=10)
                 self.tally.outcomes["skipped"] += 1
                 continue
-            self._submit(task["id"])
+            if self._submit(task["id"]):
+                return
 
-    def _submit(self, item_id: str) -> None:
+    def _submit(self, item_id: str) -> bool:
+        """Submit a label; True when the labeler is blocked and stops."""
         value = {"preferred": self._choose(self.items[item_id])}
         reply = self.http.post(
             f"{self.url}/v1/tasks/{item_id}/labels",
@@ -110,10 +124,19 @@ class SimulatedLabeler(threading.Thread):
             headers={"Idempotency-Key": str(uuid.uuid4())},
             timeout=10,
         )
+        if reply.status_code == 403:
+            self._blocked(reply)
+            return True
         if reply.status_code == 429:
             self._quota_reached(reply)
-            return
+            return False
         self.tally.outcomes[str(reply.status_code)] += 1
+        return False
+
+    def _blocked(self, reply: requests.Response) -> None:
+        """Blocked by the quality rule (or a ban): the problem detail says why; stop."""
+        self.tally.outcomes["403 blocked"] += 1
+        self.tally.note = str(reply.json().get("detail", "blocked"))
 
     def _quota_reached(self, reply: requests.Response) -> bool:
         """Daily quota: stop for the day. Lease limit: wait as told by Retry-After."""
