@@ -79,6 +79,7 @@ def campaign_docs(namespace: str, name: str) -> list[dict[str, Any]]:
     for doc in (secret, campaign):
         doc["metadata"]["namespace"] = namespace
     secret["metadata"]["name"] = f"{name}-labelers"
+    secret["metadata"].setdefault("labels", {})["labelops.dev/campaign"] = name
     campaign["metadata"]["name"] = name
     spec = campaign["spec"]
     spec["labelers"]["tokenSecretRef"]["name"] = f"{name}-labelers"

@@ -168,6 +168,8 @@ def campaign_documents(namespace: str, name: str, **spec_changes: Any) -> list[d
     secret = deepcopy(next(d for d in docs if d["kind"] == "Secret"))
     campaign = deepcopy(next(d for d in docs if d["kind"] == "LabelingCampaign"))
     secret["metadata"]["name"] = f"{name}-labelers"
+    # The operator loads a tokens Secret only when it is labeled for the campaign.
+    secret["metadata"].setdefault("labels", {})["labelops.dev/campaign"] = name
     campaign["metadata"]["name"] = name
     campaign["spec"]["labelers"]["tokenSecretRef"]["name"] = f"{name}-labelers"
     for dotted, value in spec_changes.items():

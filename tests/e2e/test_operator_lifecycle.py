@@ -262,9 +262,11 @@ def test_spec_updates_converge(
         "Ready and Paused",
         operator=operator,
     )
-    assert condition(paused, "WorkersReady")["reason"] == "ScaledToZero"
+    # Paused workers keep running (ingest, relay, submissions of held leases); they refuse
+    # new claims (tests/e2e/test_operator_convergence.py).
+    assert condition(paused, "WorkersReady")["reason"] == "Available"
     deployment = get_object(kube_api, "apps/v1", "Deployment", namespace, n.worker)
-    assert deployment is not None and deployment["spec"]["replicas"] == 0
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
 
     patch_spec(kube_api, namespace, EXAMPLE_NAME, {"paused": False})
     resumed = wait_ready(kube_api, namespace, EXAMPLE_NAME, operator=operator)

@@ -66,6 +66,7 @@ def documents(namespace: str, name: str = NAME, **spec: Any) -> list[dict[str, A
         doc["metadata"]["namespace"] = namespace
         if doc["kind"] == "Secret":
             doc["metadata"]["name"] = f"{name}-labelers"
+            doc["metadata"].setdefault("labels", {})["labelops.dev/campaign"] = name
         else:
             doc["metadata"]["name"] = name
             doc["spec"]["labelers"]["tokenSecretRef"]["name"] = f"{name}-labelers"

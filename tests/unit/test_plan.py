@@ -202,9 +202,10 @@ def test_default_image_comes_from_the_operator_a_custom_one_from_the_spec() -> N
 
 @pytest.mark.parametrize(
     ("paused", "target_met", "replicas"),
-    [(False, False, 2), (True, False, 0), (False, True, 0), (True, True, 0)],
+    # Paused keeps the workers: they refuse claims but ingest, relay and take submissions.
+    [(False, False, 2), (True, False, 2), (False, True, 0), (True, True, 0)],
 )
-def test_workers_scale_to_zero_while_paused_or_completed(
+def test_workers_scale_to_zero_once_completed_but_not_while_paused(
     paused: bool, target_met: bool, replicas: int
 ) -> None:
     spec = example_spec(paused=paused)

@@ -34,8 +34,12 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChanges
+from labelops.api.worker_configmap import WorkerConfig
 from labelops.clients.errors import PostgresUnavailable
 from labelops.store import ProgressCounts, migrate, read_progress
+from labelops.store.policy import CampaignPolicy, write_policy
+from labelops.store.progress import CounterDelta, bump_counters
+from labelops.store.queries import Queries
 from labelops.store.summaries import BlockMark, CampaignReading, read_campaign
 
 log = logging.getLogger(__name__)
@@ -184,6 +188,33 @@ class PostgresAdmin:
     async def migrate(self, role: str, schema: str) -> list[str]:
         """Apply the worker's pending migrations; returns their labels (empty: up to date)."""
         return await asyncio.to_thread(self._migrate, role, schema)
+
+    def _sync_target(self, role: str, schema: str, config: WorkerConfig) -> int:
+        with self._connection(f"sync the target of {schema}") as conn:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            try:
+                policy = CampaignPolicy.from_config(config)
+                write_policy(conn, schema, policy)
+                if policy.adaptive:
+                    # Adaptive overlap decides completion per item: complete items stay so.
+                    return 0
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        Queries(schema).reopen_items,
+                        {"labels_per_item": config.target.labels_per_item},
+                    )
+                    reopened = len(cur.fetchall())
+                    bump_counters(cur, schema, CounterDelta(items_completed=-reopened))
+                return reopened
+            finally:
+                conn.execute("RESET ROLE")
+
+    async def sync_target(self, role: str, schema: str, config: WorkerConfig) -> int:
+        """Write the campaign's policy and reopen the items completed under a smaller
+        target.labelsPerItem (as a worker does at start); returns how many were reopened.
+        For a campaign with no workers running (completed), whose workers would otherwise
+        never start to do it."""
+        return await asyncio.to_thread(self._sync_target, role, schema, config)
 
     def _progress(self, schema: str) -> ProgressCounts | None:
         with self._connection(f"read progress of {schema}") as conn:

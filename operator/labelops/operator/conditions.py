@@ -56,6 +56,9 @@ class Reason(StrEnum):
     NOT_SUPPORTED = "NotSupported"
     INVALID_SPEC = "InvalidSpec"
     SECRET_NOT_FOUND = "SecretNotFound"
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    TOKEN_SECRET_NOT_OPTED_IN = "TokenSecretNotOptedIn"
+    CONNECTION_LIMIT_TOO_SMALL = "ConnectionLimitTooSmall"
     STALLED = "Stalled"
     # ModelTrusted (campaigns with model.autoAccept)
     TRUSTED = "Trusted"
@@ -65,7 +68,16 @@ class Reason(StrEnum):
 
 
 TRANSIENT = frozenset({Reason.KAFKA_UNAVAILABLE, Reason.POSTGRES_UNAVAILABLE})
-PERMANENT = frozenset({Reason.NOT_SUPPORTED, Reason.INVALID_SPEC, Reason.SECRET_NOT_FOUND})
+PERMANENT = frozenset(
+    {
+        Reason.NOT_SUPPORTED,
+        Reason.INVALID_SPEC,
+        Reason.SECRET_NOT_FOUND,
+        Reason.IMAGE_NOT_ALLOWED,
+        Reason.TOKEN_SECRET_NOT_OPTED_IN,
+        Reason.CONNECTION_LIMIT_TOO_SMALL,
+    }
+)
 # Not a fault of the operator or the spec, but on-call should hear of it: a model version
 # lost trust and its machine labels since the last passing audit window were withdrawn.
 ALARMING = frozenset({Reason.BRAKED})

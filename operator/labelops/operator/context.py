@@ -58,8 +58,12 @@ class OperatorContext:
                 default_image=settings.worker_image,
                 kafka_bootstrap=settings.kafka_bootstrap_for_workers,
                 postgres=PostgresEndpoint.from_admin_dsn(
-                    settings.postgres_dsn, settings.worker_postgres_host
+                    settings.postgres_dsn,
+                    settings.worker_postgres_host,
+                    settings.postgres_sslmode,
+                    settings.postgres_ca_pem,
                 ),
+                image_allowlist=settings.worker_image_allowlist,
             ),
         )
 

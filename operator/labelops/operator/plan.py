@@ -7,8 +7,10 @@ it should look like, and hand the difference (see diff.py) to the clients.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,17 +86,35 @@ class CampaignRef:
         }
 
 
+# Where worker pods find the Postgres CA (the `ca.crt` key of the campaign's database Secret).
+WORKER_CA_DIR = "/etc/labelops/postgres-ca"
+CA_KEY = "ca.crt"
+
+
 @dataclass(frozen=True)
 class PostgresEndpoint:
-    """Where workers reach Postgres (host, port, database); credentials are per campaign."""
+    """Where workers reach Postgres (host, port, database, TLS); credentials are per campaign.
+
+    sslmode goes into every DSN the operator writes; ca_pem (the CA's PEM text) into each
+    campaign's database Secret, mounted in the worker pods, with sslrootcert pointing at it.
+    """
 
     host: str
     port: int
     dbname: str
+    sslmode: str | None = None
+    ca_pem: str | None = None
 
     @classmethod
-    def from_admin_dsn(cls, dsn: str, host_override: str | None = None) -> PostgresEndpoint:
+    def from_admin_dsn(
+        cls,
+        dsn: str,
+        host_override: str | None = None,
+        sslmode: str | None = None,
+        ca_pem: str | None = None,
+    ) -> PostgresEndpoint:
         params = conninfo_to_dict(dsn)
+        sslmode = sslmode or (str(params["sslmode"]) if params.get("sslmode") else None)
         host = str(params.get("host") or "localhost")
         port = int(params.get("port") or 5432)
         dbname = str(params.get("dbname") or params.get("user") or "postgres")
@@ -105,7 +125,7 @@ class PostgresEndpoint:
                 host, port = override_host, int(override_port)
             else:
                 host = host_override
-        return cls(host, port, dbname)
+        return cls(host, port, dbname, sslmode, ca_pem)
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,9 @@ class WorkerEnvironment:
     default_image: str
     kafka_bootstrap: str
     postgres: PostgresEndpoint
+    # Repository patterns (fnmatch) of the images campaigns may run; empty: only the
+    # repository of default_image.
+    image_allowlist: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +171,10 @@ def desired_database(names: CampaignNames, spec: CampaignSpec) -> DatabasePlan:
 
 
 def desired_replicas(spec: CampaignSpec, target_met: bool) -> int:
-    return 0 if spec.paused or target_met else spec.workers.replicas
+    """No workers once the target is met. A paused campaign keeps its workers: they refuse
+    new claims (409, spec.paused) but keep ingesting items (which could otherwise expire
+    from Kafka), relaying labels and accepting submissions of leases already held."""
+    return 0 if target_met else spec.workers.replicas
 
 
 def worker_image(spec: CampaignSpec, env: WorkerEnvironment) -> str:
@@ -160,12 +186,143 @@ def worker_image(spec: CampaignSpec, env: WorkerEnvironment) -> str:
 
 
 def worker_dsn(plan: DatabasePlan, password: str, endpoint: PostgresEndpoint) -> str:
+    tls: dict[str, str] = {}
+    if endpoint.sslmode:
+        tls["sslmode"] = endpoint.sslmode
+    if endpoint.ca_pem:
+        tls["sslrootcert"] = f"{WORKER_CA_DIR}/{CA_KEY}"
     return make_conninfo(
         host=endpoint.host,
         port=str(endpoint.port),
         dbname=endpoint.dbname,
         user=plan.role,
         password=password,
+        **tls,
+    )
+
+
+# --- guards against a confused deputy ------------------------------------------------------
+
+# A tokens Secret is loaded into a campaign's worker pods only when it carries this label with
+# the campaign's name: whoever may create a campaign cannot make the operator mount any other
+# Secret of the namespace (another campaign's database credentials, say).
+TOKEN_OPT_IN_LABEL = f"{GROUP}/campaign"
+
+
+def image_repository(image: str) -> str:
+    """'reg:5000/team/labelops:0.2@sha256:...' -> 'reg:5000/team/labelops'."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def allowed_images(env: WorkerEnvironment) -> tuple[str, ...]:
+    own = image_repository(env.default_image)
+    return (own, *(p for p in env.image_allowlist if p != own))
+
+
+def image_problem(spec: CampaignSpec, env: WorkerEnvironment) -> str | None:
+    """Why the campaign's worker (and learner) image may not run, or None."""
+    image = worker_image(spec, env)
+    repository = image_repository(image)
+    allowed = allowed_images(env)
+    if any(fnmatch.fnmatchcase(repository, pattern) for pattern in allowed):
+        return None
+    return (
+        f"spec.workers.image {image!r} (repository {repository!r}) is not allowed: the "
+        f"operator runs only images from {', '.join(repr(p) for p in allowed)} "
+        "(LABELOPS_WORKER_IMAGE_ALLOWLIST, chart value workerImageAllowlist)"
+    )
+
+
+def token_secret_problem(
+    ref: CampaignRef, spec: CampaignSpec, secret: Mapping[str, Any]
+) -> str | None:
+    """Why the tokens Secret may not be loaded into this campaign's workers, or None."""
+    name = spec.labelers.token_secret_ref.name
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    found = labels.get(TOKEN_OPT_IN_LABEL)
+    if found == ref.name:
+        return None
+    has = "has no such label" if found is None else f"is labeled for {found!r}"
+    return (
+        f"spec.labelers.tokenSecretRef: Secret {ref.namespace}/{name} {has}; only a Secret "
+        f"labeled {TOKEN_OPT_IN_LABEL}={ref.name} is loaded into this campaign's workers "
+        f"(kubectl label secret {name} {TOKEN_OPT_IN_LABEL}={ref.name})"
+    )
+
+
+# --- PostgreSQL connections a campaign needs -----------------------------------------------
+
+# Mirrors worker/config.py and worker/main.py (tests/unit/test_plan_hardening.py checks it
+# against WorkerSettings): LABELOPS_WORKER_THREADS database threads shared by the HTTP
+# processes (at least 2 each), each HTTP process's batch writers, and one connection each for
+# ingest, the outbox relay and the quality job. The operator does not set threads or
+# processes, so a pod runs the defaults, with one HTTP process per usable core up to 2.
+WORKER_THREADS = 4
+WORKER_MAX_PROCESSES = 2
+WORKER_BACKGROUND_CONNECTIONS = 3
+# The operator connects as the admin role (SET ROLE does not count against the campaign
+# role's limit); one session is kept free for `labelops export` / `labelops labelers`, which
+# use the campaign's own credentials.
+RESERVED_CONNECTIONS = 1
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    replicas: int
+    processes: int
+    pool_per_process: int
+    batch_writers: int
+    reserved: int = RESERVED_CONNECTIONS
+
+    @property
+    def per_replica(self) -> int:
+        return (
+            self.processes * (self.pool_per_process + self.batch_writers)
+            + WORKER_BACKGROUND_CONNECTIONS
+        )
+
+    @property
+    def required(self) -> int:
+        return self.replicas * self.per_replica + self.reserved
+
+    def arithmetic(self) -> str:
+        return (
+            f"{self.replicas} replicas x {self.per_replica} connections ({self.processes} HTTP "
+            f"processes x ({self.pool_per_process} pooled + {self.batch_writers} batch "
+            f"writers) + {WORKER_BACKGROUND_CONNECTIONS} for ingest, relay and quality) + "
+            f"{self.reserved} for labelops export = {self.required}"
+        )
+
+
+def _budget(replicas: int, processes: int) -> ConnectionBudget:
+    return ConnectionBudget(
+        replicas=replicas,
+        processes=processes,
+        pool_per_process=max(2, math.ceil(WORKER_THREADS / processes)),
+        batch_writers=max(1, 2 // processes),
+    )
+
+
+def connection_budget(spec: CampaignSpec) -> ConnectionBudget:
+    """The most connections spec.workers.replicas workers can open at once."""
+    budgets = [_budget(spec.workers.replicas, p) for p in range(1, WORKER_MAX_PROCESSES + 1)]
+    return max(budgets, key=lambda b: b.required)
+
+
+def connection_limit_problem(spec: CampaignSpec) -> str | None:
+    """Why quotas.postgres.connectionLimit cannot serve the workers, or None."""
+    limit = spec.quotas.postgres.connection_limit
+    budget = connection_budget(spec)
+    if budget.required <= limit:
+        return None
+    fits = max(0, (limit - budget.reserved) // budget.per_replica)
+    return (
+        f"spec.quotas.postgres.connectionLimit {limit} is too small for spec.workers.replicas "
+        f"{spec.workers.replicas}: {budget.arithmetic()} > {limit}; set connectionLimit to at "
+        f"least {budget.required}, or spec.workers.replicas to at most {fits}"
     )
 
 
@@ -174,20 +331,23 @@ def _b64(value: str) -> str:
 
 
 def database_secret(
-    ref: CampaignRef, plan: DatabasePlan, password: str, dsn: str
+    ref: CampaignRef, plan: DatabasePlan, password: str, dsn: str, ca_pem: str | None = None
 ) -> dict[str, Any]:
     # `data` rather than `stringData`: the API server never returns stringData, so applying it
     # would look like a change on every pass.
+    data = {
+        USERNAME_KEY: _b64(plan.role),
+        PASSWORD_KEY: _b64(password),
+        DSN_KEY: _b64(dsn),
+    }
+    if ca_pem:
+        data[CA_KEY] = _b64(ca_pem)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": ref.metadata(ref.names.database_secret),
         "type": "Opaque",
-        "data": {
-            USERNAME_KEY: _b64(plan.role),
-            PASSWORD_KEY: _b64(password),
-            DSN_KEY: _b64(dsn),
-        },
+        "data": data,
     }
 
 
@@ -250,7 +410,7 @@ def worker_deployment(
 ) -> dict[str, Any]:
     names = ref.names
     resources = spec.workers.resources.model_dump(exclude_none=True)
-    container = {
+    container: dict[str, Any] = {
         "name": "worker",
         "image": worker_image(spec, env),
         "command": ["labelops", "worker"],
@@ -288,6 +448,21 @@ def worker_deployment(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if env.postgres.ca_pem:
+        # The DSN's sslrootcert points here (worker_dsn).
+        container["volumeMounts"].append(
+            {"name": "postgres-ca", "mountPath": WORKER_CA_DIR, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "postgres-ca",
+                "secret": {
+                    "secretName": names.database_secret,
+                    "items": [{"key": CA_KEY, "path": CA_KEY}],
+                },
+            }
+        )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -310,7 +485,7 @@ def worker_deployment(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },

@@ -139,6 +139,15 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
             "valid JSON Schema, draft 2020-12)",
         )
         return
+    # Checked before anything is provisioned: nothing runs an image the operator may not
+    # run, and no worker starts that its connection limit could not serve.
+    for reason, refusal in (
+        (Reason.IMAGE_NOT_ALLOWED, plan.image_problem(spec, ctx.workers)),
+        (Reason.CONNECTION_LIMIT_TOO_SMALL, plan.connection_limit_problem(spec)),
+    ):
+        if refusal is not None:
+            state.stall(reason, refusal)
+            return
 
     names = ref.names
     state.fields.update(
@@ -161,6 +170,16 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
 
     counts = await ctx.postgres.read_progress(names.schema)
     met = counts is not None and target_met(counts, spec.target)
+    if met:
+        # No worker runs to reopen what a larger target.labelsPerItem reopens: do it here,
+        # so a raised target brings the workers back instead of staying Completed.
+        reopened = await ctx.postgres.sync_target(
+            names.role, names.schema, plan.worker_config(ref, spec)
+        )
+        if reopened:
+            log.info("%s: target.labelsPerItem grew, %d items reopened", names.key, reopened)
+            counts = await ctx.postgres.read_progress(names.schema)
+            met = counts is not None and target_met(counts, spec.target)
     completed = counts.items_completed if counts is not None else 0
     if met:
         state.verdicts.append(
@@ -254,7 +273,9 @@ async def converge_database(
     dsn = plan.worker_dsn(desired, password, ctx.workers.postgres)
     # The Secret first: a password must be stored before any role carries it, or a crash
     # in between would leave a role nobody knows the password of.
-    await ctx.kube.apply(plan.database_secret(ref, desired, password, dsn))
+    await ctx.kube.apply(
+        plan.database_secret(ref, desired, password, dsn, ctx.workers.postgres.ca_pem)
+    )
 
     observed = await ctx.postgres.observe(desired.role, desired.schema)
     changes = diff_database(desired, observed, password_is_new=stored is None)
@@ -295,6 +316,9 @@ async def converge_workers(
             f"spec.labelers.tokenSecretRef: Secret {ref.namespace}/{tokens_name} not found; "
             "create it with one key per labeler id and the labeler's token as value",
         )
+    not_opted_in = plan.token_secret_problem(ref, spec, tokens)
+    if not_opted_in is not None:
+        return Verdict.false(WORKERS_READY, Reason.TOKEN_SECRET_NOT_OPTED_IN, not_opted_in)
     config_map = plan.config_map(ref, spec)
     await ctx.kube.apply(config_map)
     await ctx.kube.apply(plan.worker_service(ref))

@@ -22,8 +22,10 @@ name JSON pointers), QuotaExceeded (429, `retry_after` in seconds).
 claim(labeler)
   - The first claim of a LabelStore reopens items completed under a smaller labelsPerItem
     (sync_labels_per_item; the CRD lets labelsPerItem only grow).
-  - None when the campaign is paused (config.paused) or no task is available for this
-    labeler. Submissions of tasks already leased are still accepted while paused.
+  - None when the campaign is paused (config.paused), when target.items items are complete
+    (the progress counters, read at most every TARGET_READ_SECONDS, so a few leases taken
+    just before may still overshoot), or no task is available for this labeler. Submissions
+    of tasks already leased are still accepted while paused or complete.
   - Never an item the labeler labeled, holds a lease on, or released (skipped).
   - Never more live leases + accepted labels on an item than target.labelsPerItem.
   - Highest priority first, then oldest (ingest order).
@@ -92,6 +94,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -123,6 +126,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ATTEMPTS = 3
+# How stale the "target.items items are complete" answer of claims may be.
+TARGET_READ_SECONDS = 1.0
 # Losing a race on these constraints means a concurrent transaction got there first; the
 # retry sees its result (e.g. answers a duplicate Idempotency-Key as a replay).
 _RETRY_ON_CONSTRAINTS = frozenset(
@@ -179,13 +184,15 @@ class LabelStore:
         self._leased = LeasedPayloads()
         self._synced = threading.Event()
         self._sync_lock = threading.Lock()
+        self._target_read_at = -TARGET_READ_SECONDS
+        self._target_reached = False
 
     @property
     def config(self) -> WorkerConfig:
         return self._config
 
     def claim(self, labeler: str) -> ClaimedTask | None:
-        if self._config.paused:
+        if self._config.paused or self.target_reached():
             return None
 
         if not self._synced.is_set():
@@ -218,7 +225,7 @@ class LabelStore:
         transaction: the task, None when there is none (or the campaign is paused), or the
         QuotaExceeded that claim() would raise. A refused submission raises as submit()
         does, and leases nothing."""
-        lease_next = not self._config.paused
+        lease_next = not self._config.paused and not self.target_reached()
         if lease_next and not self._synced.is_set():
             self._io.blocking(self._sync_once)
         submitted = self._submit(
@@ -234,6 +241,16 @@ class LabelStore:
         if isinstance(submitted.next_lease, QuotaExceeded):
             return submitted.result, submitted.next_lease
         return submitted.result, self._remembered(labeler, submitted.next_lease)
+
+    def target_reached(self) -> bool:
+        """target.items items are complete, from the O(1) counters read at most every
+        TARGET_READ_SECONDS (concurrent callers may both read: harmless)."""
+        now = time.monotonic()
+        if now - self._target_read_at >= TARGET_READ_SECONDS:
+            self._target_read_at = now
+            completed = self.progress().items_completed
+            self._target_reached = completed >= self._config.target.items
+        return self._target_reached
 
     def _submit(self, submission: Submission) -> Submitted:
         if not self._synced.is_set():

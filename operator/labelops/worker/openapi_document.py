@@ -298,9 +298,14 @@ def _paths() -> dict[str, Any]:
                             },
                         },
                     },
-                    "204": {"description": "Nothing to label right now."},
+                    "204": {
+                        "description": (
+                            "Nothing to label right now (or target.items items are complete)."
+                        )
+                    },
                     "401": _UNAUTHORIZED,
                     "403": _BLOCKED,
+                    "409": _problem("The campaign is paused (spec.paused): no new leases."),
                     "429": _problem(
                         "The labeler holds maxLeasesPerLabeler leases or used the daily quota.",
                         _RETRY_AFTER,

@@ -23,6 +23,14 @@ from labelops.worker.problem_details import Problem
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 NEXT_PARAMETER = "next"
+# A paused campaign's workers keep running (ingest, relay, submissions of held leases); only
+# new leases are refused, with a reason a labeler's client can show.
+PAUSED = Problem(
+    409,
+    "campaign-paused",
+    "the campaign is paused (spec.paused is true): no new tasks are leased; labels for tasks "
+    "you already hold are still accepted. Claim again once spec.paused is false",
+)
 
 
 def tasks_blueprint(services: Services) -> Blueprint:
@@ -32,6 +40,9 @@ def tasks_blueprint(services: Services) -> Blueprint:
 
     @tasks.post("/v1/tasks/claim", endpoint="claimTask")
     def claim_task() -> Response:
+        if store.config.paused:
+            meter.claims.labels("refused").inc()
+            raise PAUSED
         try:
             task = store.claim(g.labeler)
         except QuotaExceeded:
