@@ -67,6 +67,12 @@ def _structural(node: Any) -> Any:
         out[key] = _structural(value)
     if "enum" in out and "type" not in out:
         out["type"] = "string"
+    # JSON Schema's exclusive bounds are numbers; OpenAPI v3 (the API server's) says them
+    # as minimum / maximum with a boolean flag.
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        value = out.get(flag)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[bound], out[flag] = value, True
     if out.get("x-kubernetes-preserve-unknown-fields"):
         out = {k: v for k, v in out.items() if k in _PRESERVED_KEYS}
     return out
