@@ -40,7 +40,31 @@ from devstack.procs import (
 NAME = "kube"
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "stack" / "k8s-tools"
 CLUSTER = "labelops"
-NODES = 1
+# Sized for a thousand campaigns, each with a worker pod or two: ten simulated nodes of the
+# kubelet's default 110 pods (kwok nodes cost a lease heartbeat each, nothing more).
+NODES = 10
+PODS_PER_NODE = 110
+# A /16 as real clusters give Services (kube-apiserver's own default is a /24: 254 Services);
+# clear of 10.0.0.0/16, where kwok's node template hands out pod CIDRs.
+SERVICE_CIDR = "10.96.0.0/16"
+# What a real control plane of this size raises from the defaults (apiserver 400/200 requests
+# in flight; controller-manager 20 QPS, burst 30; scheduler 50/100; 5 concurrent syncs): a
+# thousand campaigns' Deployments, Services and quotas must not queue behind throttling.
+COMPONENT_FLAGS: dict[str, dict[str, str]] = {
+    "kube-apiserver": {
+        "service-cluster-ip-range": SERVICE_CIDR,
+        "max-requests-inflight": "800",
+        "max-mutating-requests-inflight": "400",
+    },
+    "kube-controller-manager": {
+        "service-cluster-ip-range": SERVICE_CIDR,
+        "kube-api-qps": "100",
+        "kube-api-burst": "200",
+        "concurrent-deployment-syncs": "10",
+        "concurrent-replicaset-syncs": "10",
+    },
+    "kube-scheduler": {"kube-api-qps": "100", "kube-api-burst": "200"},
+}
 GO_MIN = (1, 26)
 GO_TARBALL_PATH = "/usr/local/go/bin/go"
 GO_HINT = (
@@ -358,6 +382,14 @@ def kwokctl_config(bins: dict[str, Path], state_dir: Path) -> dict[str, Any]:
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": options,
+        # Appended after kwokctl's own flags; the last of a repeated flag wins.
+        "componentsPatches": [
+            {
+                "name": component,
+                "extraArgs": [{"key": key, "value": value} for key, value in flags.items()],
+            }
+            for component, flags in COMPONENT_FLAGS.items()
+        ],
     }
 
 
@@ -536,7 +568,16 @@ def _bring_up(state_dir: Path, bins: dict[str, Path], config: Path) -> None:
     api = _api_client(state_dir)
     try:
         _wait(state_dir, "kube-apiserver", lambda: _readyz(api), "ready (/readyz)")
-        scale = ["scale", "node", "--name", CLUSTER, "--replicas", str(NODES)]
+        scale = [
+            "scale",
+            "node",
+            "--name",
+            CLUSTER,
+            "--replicas",
+            str(NODES),
+            "--param",
+            f".allocatable.pods={PODS_PER_NODE}",
+        ]
         _run_kwokctl(kwokctl, scale, state_dir, 60, kubectl=kubectl)
         _wait(state_dir, "kwok-controller", lambda: _nodes_ready(api), f"{NODES} Ready node(s)")
         # The default ServiceAccount appears once the controller-manager's serviceaccount
@@ -552,7 +593,7 @@ def _bring_up(state_dir: Path, bins: dict[str, Path], config: Path) -> None:
 
 
 def start(state_dir: Path, cache_dir: Path) -> dict[str, str]:
-    """Start the control plane and one simulated node; return the env that points at it."""
+    """Start the control plane and NODES simulated nodes; return the env that points at it."""
     bins = ensure_binaries(cache_dir, state_dir, CONTROL_PLANE)
     config = _fresh_state(state_dir, bins)
     try:
