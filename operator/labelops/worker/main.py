@@ -30,6 +30,7 @@ from labelops.worker import prefork
 from labelops.worker.config import ConfigError, WorkerSettings, settings_from_env
 from labelops.worker.readiness import ReadinessCheck
 from labelops.worker.runtime import (
+    BACKGROUND_CONNECTIONS,
     BACKGROUND_JOIN_SECONDS,
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -69,8 +70,8 @@ def run(environ: Mapping[str, str] | None = None) -> int:
 
 def serve(settings: WorkerSettings) -> int:
     """Everything in this process."""
-    # HTTP threads plus the ingest, relay and quality loops.
-    pool = open_pool(settings, min_size=2, max_size=settings.threads + 3)
+    # HTTP threads plus the ingest writers, the relay and the quality job.
+    pool = open_pool(settings, min_size=2, max_size=settings.threads + BACKGROUND_CONNECTIONS)
     if pool is None:
         return EXIT_FAILURE
     try:

@@ -35,6 +35,7 @@ from labelops.worker.config import ENV_LISTEN_FD, ENV_SUPERVISOR_PID, WorkerSett
 from labelops.worker.metrics import MULTIPROCESS_DIR_ENV
 from labelops.worker.readiness import ReadinessCheck
 from labelops.worker.runtime import (
+    BACKGROUND_CONNECTIONS,
     BACKGROUND_JOIN_SECONDS,
     EXIT_FAILURE,
     HTTP_GRACE_SECONDS,
@@ -53,9 +54,9 @@ CHILD_EXIT_SECONDS = HTTP_GRACE_SECONDS + BACKGROUND_JOIN_SECONDS + 5.0
 
 
 def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
-    # Ingest, the relay and the quality job hold one connection each; the HTTP processes
-    # have their own.
-    pool = open_pool(settings, min_size=1, max_size=3)
+    # Ingest's writers (ingest.WRITERS), the relay and the quality job hold one connection
+    # each; the HTTP processes have their own.
+    pool = open_pool(settings, min_size=1, max_size=BACKGROUND_CONNECTIONS)
     if pool is None:
         return EXIT_FAILURE
     metrics_dir = tempfile.mkdtemp(prefix="labelops-worker-metrics-")

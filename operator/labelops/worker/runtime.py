@@ -19,6 +19,7 @@ from labelops.store import LabelStore
 from labelops.worker.background import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
+from labelops.worker.ingest import WRITERS as INGEST_WRITERS
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
 from labelops.worker.quality_loop import QualityJob, QualityLoop
@@ -34,6 +35,11 @@ HTTP_GRACE_SECONDS = 20.0
 BACKGROUND_JOIN_SECONDS = 5.0
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+
+
+# Connections the loops beside the HTTP server hold at once: ingest's writers, the outbox
+# relay, the quality job.
+BACKGROUND_CONNECTIONS = INGEST_WRITERS + 2
 
 
 def open_pool(settings: WorkerSettings, min_size: int, max_size: int) -> ConnectionPool | None:
