@@ -145,8 +145,56 @@ def summary_rows(store: dict[str, Any], worker: dict[str, Any], op: dict[str, An
     ]  # fmt: skip
 
 
+def _scenario(doc: dict[str, Any], noise: float, per_item: int) -> dict[str, Any]:
+    for scenario in doc.get("scenarios") or []:
+        if scenario.get("labelNoise") == noise and scenario.get("labelsPerItem") == per_item:
+            return dict(scenario)
+    return {}
+
+
+def _share(value: Any) -> str | None:
+    return None if value is None else f"{100 * value:.1f}%"
+
+
+def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, str]]:
+    """The figures of models in the loop, data quality, ingest/export and the server choice."""
+    worker, al = results.get("worker", {}), results.get("active_learning", {})
+    cons, ie = results.get("consolidation", {}), results.get("ingest_export", {})
+    clean, noisy = _scenario(al, 0.0, 1), _scenario(al, 0.05, 3)
+    sent = ("allAnswers", "zheng_d_sentiment", "methods", "dawid-skene", "accuracyAllItems")
+    prod = ("allAnswers", "zheng_d_product", "methods", "dawid-skene", "accuracyAllItems")
+    adaptive = ("adaptive", "zheng_d_sentiment", "rule")
+    final = ie.get("run2Final", ie)
+    return [
+        ("worker server: uvicorn+greenlets kept; gunicorn+gevent labels/s over it, claim+submit",
+         ">= 90% to switch", _get(worker, "serverComparison", "default", "currentOverBaseline",
+                                  "labelsPerSecond", "median"), ""),
+        ("active learning, SMS spam, clean labels: human labels saved vs all-human", ">= 80%",
+         _share(_get(clean, "labelops", "humanLabelsSavedVsAllHuman")), ""),
+        ("active learning, clean labels: machine-label accuracy vs truth", ">= 95%",
+         _share(_get(clean, "labelops", "machineLabelAccuracy")), ""),
+        ("active learning, 5% noise, 3 labels/item: human labels saved", ">= 80%",
+         _share(_get(noisy, "labelops", "humanLabelsSavedVsAllHuman")), ""),
+        ("Ground Truth-style fixed policy, clean: machine-label accuracy", "(compare)",
+         _share(_get(clean, "groundTruthStyle", "machineLabelAccuracy")), ""),
+        ("consolidation, D_PosSent, Dawid-Skene, every answer (published 0.960)", "+-0.005",
+         _get(cons, *sent), ""),
+        ("consolidation, D_Product, Dawid-Skene, every answer (published 0.940)", "+-0.005",
+         _get(cons, *prod), ""),
+        ("adaptive overlap, D_PosSent (min 2, max 7, 0.95): accuracy", ">= 0.95",
+         _get(cons, *adaptive, "accuracy"), ""),
+        ("adaptive overlap, D_PosSent: labels per item", "<= 7",
+         _get(cons, *adaptive, "labelsPerItem"), ""),
+        ("ingest, durable commits, one worker process", ">= 30,000 items/s",
+         _get(final, "ingest", "new-durable", "perSecond"), "/s"),
+        ("predictions ingest, durable commits", ">= 30,000/s",
+         _get(final, "predictions", "perSecond"), "/s"),
+    ]  # fmt: skip
+
+
 def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> Path:
     rows = summary_rows(results["store"], results["worker"], results["operator"])
+    rows += quality_rows(results)
     lines = [
         "# labelops benchmarks",
         "",
@@ -179,6 +227,12 @@ def main() -> int:
             "operator": run_script("operator", up.env, []),
             # Data quality on real crowd answers through the worker's API (issue 11).
             "crowd_replay": run_script("crowd_replay", up.env, []),
+            # Offline on the same crowd data: every consolidation method (issue 11).
+            "consolidation": run_script("consolidation", up.env, []),
+            # Models in the loop on the SMS Spam Collection (issue 10).
+            "active_learning": run_script("active_learning", up.env, []),
+            # Ingest of items and predictions, export (issue 14), against the previous commit.
+            "ingest_export": run_script("ingest_export", up.env, []),
         }
     finally:
         if up.started:  # leave a stack that was already up as it was
