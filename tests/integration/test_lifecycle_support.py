@@ -45,8 +45,11 @@ def lifecycle_config(
     config = make_config(
         schema, task=SPAM_TASK, labels_per_item=labels_per_item, max_leases=max_leases, daily=daily
     )
+    # target.items far beyond the items of a test: claims stop once it is reached.
+    target = config.target.model_copy(update={"items": 1_000_000})
     return config.model_copy(
         update={
+            "target": target,
             "generation": generation,
             "model": ModelSpec.model_validate(model) if model is not None else None,
             "quality": QualitySpec.model_validate(quality) if quality is not None else None,
