@@ -207,7 +207,6 @@ def versions_published(topics: Topics) -> dict[tuple[int, int], str]:
     return {where: value["model"]["version"] for where, _, value in topics.predictions_read()}
 
 
-@pytest.mark.skipif(not SMS.exists(), reason="the shared SMS Spam Collection is not here")
 def test_learner_publishes_predictions_and_a_restart_never_goes_back(
     topics: Topics, tmp_path: Path
 ) -> None:

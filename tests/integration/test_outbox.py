@@ -155,16 +155,20 @@ def test_a_relay_killed_at_any_point_loses_no_label(
     # Kill a relay right after it started, then three times while it is publishing.
     for shrink_by in (0, 1, 1, 1):
         target = outbox_size(pool, config.schema_) - shrink_by
-        relay = subprocess.Popen([sys.executable, "-c", RELAY_PROCESS], env=env)
+        process = subprocess.Popen([sys.executable, "-c", RELAY_PROCESS], env=env)
+
+        def committed_a_batch(target: int = target) -> bool:
+            return outbox_size(pool, config.schema_) <= target
+
         try:
             wait_for(
-                lambda target=target: outbox_size(pool, config.schema_) <= target,
+                committed_a_batch,
                 timeout=60,
                 what="the relay to commit a batch",
             )
         finally:
-            relay.send_signal(signal.SIGKILL)
-            relay.wait(timeout=30)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
     remaining = outbox_size(pool, config.schema_)
     assert remaining > 0, "the relay finished before the test could kill it mid-way"
 

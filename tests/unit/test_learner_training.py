@@ -45,9 +45,6 @@ def trained(learning: Any, items: dict[str, Any], labels: dict[str, list[Any]]) 
     return outcome
 
 
-@pytest.mark.skipif(
-    not SMS.exists(), reason="the shared SMS Spam Collection is not on this machine"
-)
 def test_classification_learns_spam_from_300_labels_and_confidence_is_the_chosen_probability() -> (
     None
 ):
