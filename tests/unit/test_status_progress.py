@@ -7,7 +7,6 @@ import datetime as dt
 from labelops.api.campaign import Counters, Target
 from labelops.operator.progress_math import (
     RateWindow,
-    ReadSchedule,
     build_counters,
     build_progress,
     should_write,
@@ -108,18 +107,3 @@ def test_a_quiet_campaign_refreshes_rate_and_eta_only_once_a_minute() -> None:
     slower = build_progress(counts(10), TARGET, 300.0, first, at(10))
     assert not should_write(first, c, slower, c, T0, at(10))
     assert should_write(first, c, slower, c, T0, at(61))
-
-
-def test_reads_slow_down_while_idle_and_speed_up_on_change() -> None:
-    schedule = ReadSchedule()
-    assert schedule.due(T0)
-    schedule.record(T0, 0)
-    assert not schedule.due(at(2))
-    assert schedule.due(at(5))
-    schedule.record(at(5), 0)
-    # no change for two minutes: reads every 30 s
-    schedule.record(at(125), 0)
-    assert not schedule.due(at(135))
-    assert schedule.due(at(155))
-    schedule.record(at(155), 7)  # moving again
-    assert schedule.due(at(160))

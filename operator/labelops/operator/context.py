@@ -18,7 +18,8 @@ from labelops.clients.kube import KubeClient
 from labelops.clients.postgres import PostgresAdmin
 from labelops.operator.blocks import BlockWatermark
 from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
-from labelops.operator.progress_math import RateWindow, ReadSchedule
+from labelops.operator.progress_interval import ReadSchedule
+from labelops.operator.progress_math import RateWindow
 from labelops.operator.settings import OperatorSettings
 from labelops.operator.status_writer import StatusWriter
 

@@ -18,10 +18,6 @@ RATE_WINDOW = dt.timedelta(minutes=15)
 MIN_RATE_SPAN = dt.timedelta(seconds=20)
 # Unchanged counters still refresh rate and ETA this often, so a stalled campaign's rate decays.
 REFRESH_UNCHANGED = dt.timedelta(minutes=1)
-# Idle-awareness: how often to read a campaign whose counters have not moved for a while.
-ACTIVE_READ_INTERVAL = dt.timedelta(seconds=5)
-IDLE_READ_INTERVAL = dt.timedelta(seconds=30)
-IDLE_AFTER = dt.timedelta(minutes=2)
 
 
 @dataclass
@@ -112,26 +108,3 @@ def should_write(
     if old == new:
         return False
     return last_written is None or now - last_written >= REFRESH_UNCHANGED
-
-
-@dataclass
-class ReadSchedule:
-    """Idle-aware pacing of progress reads for one campaign."""
-
-    last_read: dt.datetime | None = None
-    last_change: dt.datetime | None = None
-    last_labels: int | None = None
-
-    def due(self, now: dt.datetime) -> bool:
-        if self.last_read is None:
-            return True
-        idle = self.last_change is None or now - self.last_change >= IDLE_AFTER
-        interval = IDLE_READ_INTERVAL if idle else ACTIVE_READ_INTERVAL
-        # A little slack so a timer firing every ACTIVE_READ_INTERVAL is never skipped by jitter.
-        return now - self.last_read >= interval - dt.timedelta(milliseconds=500)
-
-    def record(self, now: dt.datetime, labels: int) -> None:
-        if self.last_labels is None or labels != self.last_labels:
-            self.last_change = now
-        self.last_labels = labels
-        self.last_read = now

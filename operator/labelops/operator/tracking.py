@@ -47,7 +47,7 @@ async def track_progress(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
         return  # nothing to read until the schema is migrated
     tracker = ctx.tracker(ref)
     now = now_utc()
-    if not tracker.schedule.due(now):
+    if not tracker.schedule.due(now, ref.generation):
         return
     try:
         reading = await ctx.postgres.read_campaign(
@@ -61,9 +61,14 @@ async def track_progress(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
     if reading is None:
         return
     counts = reading.counts
-    tracker.schedule.record(now, counts.labels)
-    tracker.window.add(now, counts.labels)
     spec = CampaignSpec.model_validate(body["spec"])
+    tracker.schedule.record(
+        now,
+        (counts, reading.model, reading.quality),
+        completed=target_met(counts, spec.target),
+        generation=ref.generation,
+    )
+    tracker.window.add(now, counts.labels)
     progress = build_progress(counts, spec.target, tracker.window.per_hour(), status.progress, now)
     counters = build_counters(counts)
     fields: dict[str, Any] = {}
