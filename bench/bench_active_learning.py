@@ -1,7 +1,7 @@
 """Active learning on real data: how many human labels the built-in learner saves (issue 10).
 
 An offline simulation of the whole loop on the SMS Spam Collection (Almeida, Gómez Hidalgo,
-Yamakami, DocEng 2011; /work/shared/datasets/sms_spam, 5,574 messages, the 403 repeated texts
+Yamakami, DocEng 2011; ../shared/datasets/sms_spam, 5,574 messages, the 403 repeated texts
 dropped: 5,171 items). It uses the learner's own pure code (labelops.learner: consolidation,
 TF-IDF + logistic regression, versions) and the quality package's audit sampling and threshold
 rule (labelops.quality), without Kafka or Postgres: what it measures is the policy, not I/O.
@@ -55,7 +55,7 @@ from labelops.quality.calibration import Audit, choose_threshold  # noqa: E402
 from labelops.quality.sampling import is_audit  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py; needs the path above)
 
-DATA = Path("/work/shared/datasets/sms_spam/texts.csv")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sms_spam" / "texts.csv"
 RESULTS = REPO / "bench" / "results" / "active_learning.json"
 TARGET_ACCURACY = 0.95
 CONFIDENCE_LEVEL = 0.95

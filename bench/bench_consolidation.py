@@ -5,7 +5,7 @@
         --out bench/results/consolidation-all-methods.json   # with GLAD and MACE: ~11 min here
 
 Data: the truth-inference benchmark of Zheng, Li, Li, Shan & Cheng (PVLDB 10(5), 2017), in
-/work/shared/datasets (../shared/datasets from the repository): D_PosSent (`zheng_d_sentiment`,
+../shared/datasets (beside the repository): D_PosSent (`zheng_d_sentiment`,
 1,000 tweets, 20 answers each) and D_Product (`zheng_d_product`, 8,315 record pairs, 3 each).
 
 Measures, and prints as JSON (also written to bench/results/consolidation.json):
@@ -51,7 +51,7 @@ from labelops.quality.posterior import (  # noqa: E402
 )
 from run import machine  # noqa: E402
 
-DATASETS = Path("/work/shared/datasets")
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PUBLISHED = {  # Ustalov et al., JOSS 2024, categorical methods over all answers
     "zheng_d_sentiment": {"majority": 0.932, "dawid-skene": 0.960, "glad": 0.948, "mace": 0.950},
     "zheng_d_product": {"majority": 0.897, "dawid-skene": 0.940, "glad": 0.928, "mace": 0.929},

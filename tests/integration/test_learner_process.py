@@ -28,7 +28,7 @@ from labelops.learner.versions import labels_of
 
 pytestmark = pytest.mark.integration
 
-SMS = Path("/work/shared/datasets/sms_spam/texts.csv")
+SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
 PARTITIONS = 2
 ITEMS = 200
 

@@ -15,7 +15,7 @@ from labelops.api.campaign import Task
 from labelops.learner.tasks import learning_for, refusal
 from labelops.learner.training import CannotTrain, TrainedModel, train, training_set
 
-SMS = Path("/work/shared/datasets/sms_spam/texts.csv")
+SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
 
 
 def task(**fields: Any) -> Task:
