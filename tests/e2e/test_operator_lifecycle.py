@@ -356,7 +356,9 @@ def test_invalid_label_schema_is_stalled_with_invalid_spec(
 def test_progress_is_reported_and_target_met_completes_the_campaign(
     kube_api: client.ApiClient, namespace: str, operator: Operator, postgres_dsn: str
 ) -> None:
-    apply(kube_api, campaign_documents(namespace, "small", **{"target.items": 4}))
+    # labelsPerItem 3 whatever the example says: the figures below are 4 items x 3 labels.
+    small = {"target.items": 4, "target.labelsPerItem": 3}
+    apply(kube_api, campaign_documents(namespace, "small", **small))
     wait_ready(kube_api, namespace, "small", operator=operator)
     schema = names(namespace, "small").schema
 
