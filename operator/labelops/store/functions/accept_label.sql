@@ -152,8 +152,10 @@ BEGIN
         RETURN r;
     END IF;
 
-    -- The completion rule, with this label counted.
-    IF p.num_classes IS NOT NULL AND v_answer IS NOT NULL THEN
+    -- The completion rule, with this label counted. Exact-N needs the consensus only on
+    -- the label that completes the item (its consolidated answer, an audit's outcome).
+    IF p.num_classes IS NOT NULL AND v_answer IS NOT NULL
+       AND (p.overlap_min IS NOT NULL OR v_label_count + 1 >= v_cap) THEN
         SELECT c.value, c.posterior INTO v_consensus, v_posterior
         FROM item_consensus(v_item, p.num_classes) c;
     END IF;
