@@ -89,7 +89,7 @@ from labelops.store.migrations import migrate  # noqa: E402
 from labelops.worker.config import ENV_HOST, ENV_PORT, ENV_RESPONSE_VALIDATION  # noqa: E402
 from run import machine  # noqa: E402
 
-DATASETS = Path("/work/shared/datasets")
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PUBLISHED = {  # Ustalov et al., JOSS 2024, over every answer and every item
     "zheng_d_sentiment": {"majority": 0.932, "dawid-skene": 0.960},
     "zheng_d_product": {"majority": 0.897, "dawid-skene": 0.940},
@@ -638,7 +638,7 @@ def main() -> None:
         "--modes",
         nargs="+",
         choices=["all", "all-unblocked", "adaptive"],
-        default=["all", "adaptive"],
+        default=["all", "all-unblocked", "adaptive"],
     )
     p.add_argument(
         "--product-items",
