@@ -29,8 +29,10 @@ class Temperament:
     pace: tuple[float, float]  # seconds spent reading a task, min and max
 
 
-CAREFUL = Temperament("careful", accuracy=0.96, tie_rate=0.01, skip_rate=0.02, pace=(0.15, 0.45))
-NOISY = Temperament("noisy", accuracy=0.75, tie_rate=0.05, skip_rate=0.03, pace=(0.1, 0.3))
+# Only the skipper skips: a released task is never offered to that labeler again, and an
+# item every labeler still at work has skipped or labeled could never complete.
+CAREFUL = Temperament("careful", accuracy=0.96, tie_rate=0.01, skip_rate=0.0, pace=(0.15, 0.45))
+NOISY = Temperament("noisy", accuracy=0.75, tie_rate=0.05, skip_rate=0.0, pace=(0.1, 0.3))
 SKIPPER = Temperament("skipper", accuracy=0.92, tie_rate=0.02, skip_rate=0.2, pace=(0.15, 0.4))
 EAGER = Temperament("eager", accuracy=0.88, tie_rate=0.0, skip_rate=0.0, pace=(0.02, 0.06))
 # a, b or tie with one chance in three each: right a third of the time.
@@ -46,6 +48,7 @@ TEMPERAMENTS = {
     "erin": SKIPPER,
     "frank": CAREFUL,
     "grace": RANDOM_CLICKER,
+    "heidi": CAREFUL,
 }
 CARELESS = {name for name, t in TEMPERAMENTS.items() if t is not CAREFUL}
 

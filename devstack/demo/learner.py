@@ -44,18 +44,6 @@ class RunningLearner:
 
         wait_until(self.process, alive, timeout=timeout, what="alive (/healthz)")
 
-    def readiness(self) -> dict[str, Any]:
-        """What /readyz says now (version, labels read, why it waits), or {} if unreachable."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as reply:
-                return dict(json.loads(reply.read() or b"{}"))
-        except Exception as err:  # a 503 (not ready yet) carries the same details
-            body = getattr(err, "read", None)
-            try:
-                return dict(json.loads(body())) if body else {}
-            except Exception:
-                return {}
-
 
 def deployment_name(campaign: str) -> str:
     return f"{campaign}-learner"

@@ -132,9 +132,9 @@ def model_lines(
         )
     if status_model:
         lines.append(
-            "  status.model: version {version}, audits {audits}, accuracy {acc}, lower bound "
-            "{low}, threshold {thr}, trusted {trusted}, autoAccepted {auto}, routedToPeople "
-            "{people}".format(
+            "  status.model (as the operator last wrote it): version {version}, audits "
+            "{audits}, accuracy {acc}, lower bound {low}, threshold {thr}, trusted {trusted}, "
+            "autoAccepted {auto}, routedToPeople {people}".format(
                 version=status_model.get("version"),
                 audits=status_model.get("audits"),
                 acc=status_model.get("auditAccuracy"),
