@@ -166,7 +166,8 @@ class Workers(Model):
         default=DEFAULT_WORKER_IMAGE,
         min_length=1,
         max_length=512,
-        description="Worker image (runs `labelops worker`).",
+        description="Worker image (runs `labelops worker`); its repository must be one the "
+        "operator allows (chart value workerImageAllowlist).",
     )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
@@ -245,7 +246,8 @@ class SecretRef(Model):
 
 class Labelers(Model):
     token_secret_ref: SecretRef = Field(
-        description="Secret whose data keys are labeler ids and values their bearer tokens."
+        description="Secret whose data keys are labeler ids and values their bearer tokens; "
+        "it must be labeled labelops.dev/campaign=<this campaign's name>."
     )
     blocked: list[str] = Field(
         default_factory=list,
@@ -447,7 +449,11 @@ class CampaignSpec(Model):
         default=ReclaimPolicy.RETAIN,
         description="Retain keeps schema, role and topics on delete; Delete drops them.",
     )
-    paused: bool = Field(default=False, description="Scale workers to 0 and stop claims.")
+    paused: bool = Field(
+        default=False,
+        description="Stop new claims (409); workers keep ingesting, relaying and accepting "
+        "labels for tasks already leased.",
+    )
     model: ModelSpec | None = Field(
         default=None, description="Models in the loop: routing, auto-accept, a learner."
     )
