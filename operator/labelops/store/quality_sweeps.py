@@ -3,10 +3,10 @@
 The decisions (thresholds, the brake, blocks, alpha) are pure code in labelops.quality; this
 module only reads what they need and writes what they decided, each step in a transaction
 of its own, so a step never holds a lock while another is computed. The labeling
-transactions (claim, submit) never wait for these: they touch labeler_quality rows of one
-labeler after that labeler's row of the day, items with SKIP LOCKED or one at a time, and
-every step below locks items (in id order) or labeler_quality rows (in labeler order), never
-both in one transaction, and a progress shard last.
+transactions (claim, submit) touch labeler_quality rows after the labelers' rows of the day,
+and a batch of them takes all its labelers' quality rows at once, in labeler order
+(lock_labeler_days); every step below locks items (in id order) or labeler_quality rows (all
+of them first, in labeler order), never both in one transaction, and a progress shard last.
 
 One runner at a time per campaign (replicas take turns through a transaction-level advisory
 lock keyed by the schema), so two workers never decide the same block twice.
@@ -51,6 +51,13 @@ class QualitySweeps:
         return bool(row and row[0])
 
     # --- labelers ---------------------------------------------------------------------
+
+    def lock_labelers(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            sql.SQL("SELECT 1 FROM {} ORDER BY labeler FOR UPDATE").format(
+                self._t("labeler_quality")
+            )
+        )
 
     def gold_records(self, conn: psycopg.Connection[Any], min_answers: int) -> list[Any]:
         """(labeler, gold_correct, gold_answers) of labelers not blocked, with enough answers."""

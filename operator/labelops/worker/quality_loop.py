@@ -106,6 +106,10 @@ class QualityJob:
     def _labelers(self, conn: Any, report: RunReport) -> None:
         policy, sweeps = self._policy, self._sweeps
         with conn.transaction():
+            # Every labeler's quality row first, in labeler order, as the labeling batches
+            # take theirs (lock_labeler_days): the statements below then wait for nothing
+            # that a batch could hold while waiting for this transaction.
+            sweeps.lock_labelers(conn)
             listed = [labeler for labeler in policy.blocked if labeler not in policy.unblocked]
             blocks = [(labeler, SPEC_BLOCK_REASON) for labeler in listed]
             if policy.gold_min_accuracy > 0:
