@@ -189,11 +189,14 @@ def refusal(
             "labels an item at most once",
         )
     if verdict == "item_full":
-        return Conflict(
-            "item_full",
-            f"item {sub.item_id!r} already has its {per_item} labels "
-            "(target.labelsPerItem); claim another task",
+        overlap = config.quality.overlap if config.quality else None
+        rule = (
+            f"is complete, or holds the labels quality.overlap (min {overlap.min}, max "
+            f"{overlap.max}, agreement {overlap.agreement:g}) still needs"
+            if overlap
+            else f"already has its {per_item} labels (target.labelsPerItem)"
         )
+        return Conflict("item_full", f"item {sub.item_id!r} {rule}; claim another task")
     if verdict == "lease_required":
         return LeaseRequired(
             f"labeler {sub.labeler!r} holds no lease on item {sub.item_id!r} (never claimed, "
