@@ -1,7 +1,9 @@
 """PostgreSQL hardening on the real server: what a campaign's role provisioned by the operator
 (PostgresAdmin) can no longer do. It cannot create TEMP tables, cannot create in schema
 public, cannot take (or even see) the provisioning lock, cannot stall provisioning with the
-advisory lock key the operator once used, and cannot read another campaign's schema."""
+advisory lock key the operator once used, cannot hang another campaign's migrations (they
+give up after a bounded wait and the pass is retried), and cannot read another campaign's
+schema."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from test_store_support import unique_name
 
 from labelops.api.backend_state import RoleChanges
+from labelops.clients.errors import PostgresUnavailable
 from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA, PostgresAdmin
 
 pytestmark = pytest.mark.integration
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.integration
 NEW = RoleChanges(create_role=True, create_schema=True)
 # The database-wide advisory lock key provisioning used before the row lock.
 OLD_ADVISORY_KEY = (0x4C50, 1)
+# store/migrations.py: migrations of a schema take turns under (this, hashtext(schema)).
+MIGRATION_KEY_CLASS = 0x4C4F
 
 
 @dataclass(frozen=True)
@@ -171,3 +176,21 @@ def test_a_campaign_role_cannot_read_another_campaigns_schema(
             conn.execute(
                 sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(b.schema, "planted"))
             )
+
+
+def test_a_campaign_role_holding_anothers_migration_key_cannot_hang_its_migrations(
+    campaigns: tuple[Provisioned, ...], admin: PostgresAdmin
+) -> None:
+    a, b = campaigns
+    admin.migration_lock_timeout = 1.0
+    with psycopg.connect(b.dsn, autocommit=True, connect_timeout=5) as hostile:
+        hostile.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))", (MIGRATION_KEY_CLASS, a.schema)
+        )
+        with pytest.raises(PostgresUnavailable, match=f"migrations of schema {a.schema} waited"):
+            admin._migrate(a.role, a.schema)
+        hostile.execute("SELECT pg_advisory_unlock_all()")
+    assert admin._migrate(a.role, a.schema) == []  # up to date, and the session was reset
+    with admin._connection("check") as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
+        assert conn.execute("SELECT current_user = session_user").fetchone() == (True,)

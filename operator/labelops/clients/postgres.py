@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # updated". A row lock (FOR UPDATE, transaction-scoped) in the operator's own schema makes
 # role provisioning and dropping take turns (across operator replicas too); each holds it for
 # milliseconds. Campaign roles have no USAGE on the schema, so they cannot take it.
+# How long migrations may wait for a lock before the pass is retried.
+MIGRATION_LOCK_TIMEOUT_SECONDS = 30.0
 OPERATOR_SCHEMA = "labelops_operator"
 LOCK_TABLE = "provisioning_lock"
 _TAKE_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
@@ -70,6 +72,7 @@ class PostgresAdmin:
         )
         self._opened = False
         self._hardened = False
+        self.migration_lock_timeout = MIGRATION_LOCK_TIMEOUT_SECONDS
         self.where = _describe_dsn(dsn)
 
     def close(self) -> None:
@@ -180,9 +183,24 @@ class PostgresAdmin:
         with self._connection(f"migrate schema {schema}") as conn:
             # As the campaign's role, so every table the migrations create is owned by it.
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            # Migrations take turns under an advisory key per schema (store/migrations.py),
+            # which any role can take, another campaign's too: bounded, a held key makes
+            # this pass fail (and retry with backoff) instead of hanging the campaign.
+            conn.execute(
+                sql.SQL("SET lock_timeout = {}").format(
+                    sql.Literal(f"{int(self.migration_lock_timeout * 1000)}ms")
+                )
+            )
             try:
                 return migrate(conn, schema)
+            except psycopg.errors.LockNotAvailable as err:
+                raise PostgresUnavailable(
+                    f"Postgres at {self.where}: migrations of schema {schema} waited "
+                    f"{self.migration_lock_timeout:.0f}s for a lock (another migration, or a "
+                    f"session holding the schema's migration key): {err}"
+                ) from err
             finally:
+                conn.execute("RESET lock_timeout")
                 conn.execute("RESET ROLE")
 
     async def migrate(self, role: str, schema: str) -> list[str]:
