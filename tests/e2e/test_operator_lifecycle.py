@@ -247,7 +247,14 @@ def test_spec_updates_converge(
         state = topic_state(kafka_bootstrap, topic)
         assert state is not None and state[0] == 8
 
-    patch_spec(kube_api, namespace, EXAMPLE_NAME, {"workers": {"replicas": 3}})
+    # 3 replicas need 3 x 9 + 1 connections: more than the default connectionLimit of 20
+    # (tests/e2e/test_operator_convergence.py shows the Stalled verdict).
+    patch_spec(
+        kube_api,
+        namespace,
+        EXAMPLE_NAME,
+        {"workers": {"replicas": 3}, "quotas": {"postgres": {"connectionLimit": 28}}},
+    )
     wait_ready(kube_api, namespace, EXAMPLE_NAME, operator=operator)
     deployment = get_object(kube_api, "apps/v1", "Deployment", namespace, n.worker)
     assert deployment is not None

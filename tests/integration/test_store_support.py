@@ -51,7 +51,8 @@ def make_config(
             "namespace": "tests",
             "name": schema.replace("_", "-"),
             "task": task or CLASSIFICATION_TASK,
-            "target": {"items": 100, "labelsPerItem": labels_per_item},
+            # Far beyond the items of a test: claims stop once target.items are complete.
+            "target": {"items": 1_000_000, "labelsPerItem": labels_per_item},
             "quotas": {"perLabelerDaily": daily, "maxLeasesPerLabeler": max_leases},
             "schema": schema,
             "topics": {"items": topics[0], "labels": topics[1]},
