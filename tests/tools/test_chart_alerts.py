@@ -79,7 +79,7 @@ load 1m
   labelops_campaign_agreement_alpha{namespace="other",name="sloppy"} 0.5x10
 
 eval instant at 5m {expr}
-  labelops_campaign_agreement_alpha{namespace="ml",name="sloppy"} 0.41
+  {namespace="ml",name="sloppy"} 0.41
 """,
 }
 
