@@ -20,7 +20,12 @@ from test_store_support import unique_name
 
 from labelops.api.backend_state import RoleChanges
 from labelops.clients.errors import PostgresUnavailable
-from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA, PostgresAdmin
+from labelops.clients.postgres import (
+    LOCK_TABLE,
+    OPERATOR_SCHEMA,
+    PostgresAdmin,
+    harden_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +199,21 @@ def test_a_campaign_role_holding_anothers_migration_key_cannot_hang_its_migratio
     with admin._connection("check") as conn:
         assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
         assert conn.execute("SELECT current_user = session_user").fetchone() == (True,)
+
+
+def test_hardening_takes_back_what_someone_re_granted_to_public(
+    campaigns: tuple[Provisioned, ...], postgres_dsn: str
+) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        database = sql.Identifier(conn.info.dbname)
+        conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO PUBLIC").format(database))
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        try:
+            assert harden_database(conn) == [
+                "revoked TEMPORARY on the database from PUBLIC",
+                "revoked CREATE on schema public from PUBLIC",
+            ]
+        finally:
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        assert harden_database(conn) == []

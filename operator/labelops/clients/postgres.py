@@ -320,11 +320,7 @@ def harden_database(conn: psycopg.Connection[Any]) -> list[str]:
             # Another operator replica created it at the same moment.
             if not _lock_table_exists(conn):
                 raise
-    row = conn.execute(
-        "SELECT has_database_privilege('public', current_database(), 'TEMPORARY'), "
-        "has_schema_privilege('public', 'public', 'CREATE')"
-    ).fetchone()
-    temp, create = (bool(row[0]), bool(row[1])) if row else (False, False)
+    temp, create = _public_privileges(conn)
     if temp or create:
         with conn.transaction():
             conn.execute(_TAKE_LOCK)
@@ -339,7 +335,35 @@ def harden_database(conn: psycopg.Connection[Any]) -> list[str]:
                 # databases where someone re-granted it.
                 conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
                 done.append("revoked CREATE on schema public from PUBLIC")
+        # A REVOKE by a role that does not own the object only warns, and revokes nothing.
+        still = [
+            what
+            for what, kept in zip(
+                ("TEMPORARY on the database", "CREATE on schema public"),
+                _public_privileges(conn),
+                strict=True,
+            )
+            if kept
+        ]
+        if still:
+            log.warning(
+                "PUBLIC still has %s: the admin role cannot revoke it (not the owner); as the "
+                "owner run REVOKE TEMPORARY ON DATABASE %s FROM PUBLIC; REVOKE CREATE ON SCHEMA "
+                "public FROM PUBLIC",
+                " and ".join(still),
+                conn.info.dbname,
+            )
+            done = [d for d in done if not any(w in d for w in still)]
     return done
+
+
+def _public_privileges(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+    """(TEMPORARY on the database, CREATE on schema public) as PUBLIC has them."""
+    row = conn.execute(
+        "SELECT has_database_privilege('public', current_database(), 'TEMPORARY'), "
+        "has_schema_privilege('public', 'public', 'CREATE')"
+    ).fetchone()
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
 
 
 def _lock_table_exists(conn: psycopg.Connection[Any]) -> bool:
