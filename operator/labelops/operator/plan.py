@@ -291,7 +291,8 @@ class ConnectionBudget:
     def arithmetic(self) -> str:
         return (
             f"{self.replicas} replicas x {self.per_replica} connections ({self.processes} HTTP "
-            f"processes x ({self.pool_per_process} pooled + {self.batch_writers} batch "
+            f"process{'' if self.processes == 1 else 'es'} x ({self.pool_per_process} pooled + "
+            f"{self.batch_writers} batch "
             f"writers) + {WORKER_BACKGROUND_CONNECTIONS} for ingest, relay and quality) + "
             f"{self.reserved} for labelops export = {self.required}"
         )
