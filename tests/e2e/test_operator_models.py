@@ -54,7 +54,7 @@ from labelops.store.progress import CounterDelta, bump_counters
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO / "examples" / "sms-spam-classification-with-model.yaml"
-SMS = Path("/work/shared/datasets/sms_spam/texts.csv")
+SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
 NAME = "sms-spam-with-model"
 ITEMS = 60
 HUMAN_LABELS = 30

@@ -157,6 +157,9 @@ CREATE TABLE labeler_quality (
     exclusion_done  boolean NOT NULL DEFAULT false
 );
 
+-- The operator's Event per newly blocked labeler reads only the blocks since its watermark.
+CREATE INDEX labeler_quality_blocked ON labeler_quality (blocked_at) WHERE blocked_at IS NOT NULL;
+
 -- Summaries the operator reads in O(1), written by the quality job.
 CREATE TABLE quality_summary (
     singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),
