@@ -31,6 +31,11 @@ Speed: batches are large (BATCH_SIZE messages, one upsert statement per topic an
 offset commit each), split by partition over WRITERS transactions that run at the same
 time, and a message's Python cost is one fast check (labelops.worker.ingest_messages);
 its raw bytes go to the database unchanged.
+
+Metrics (labelops.worker.metrics.PipelineMetrics): after every poll, the lag (each assigned
+partition's high watermark, as the last fetch reported it, minus the consumer's position,
+summed: local figures, no round trip); after each committed transaction, its newly recorded
+dead letters by topic.
 """
 
 from __future__ import annotations
@@ -43,7 +48,14 @@ from typing import Any
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
@@ -64,6 +76,7 @@ from labelops.store.items import (
     upsert_predictions,
 )
 from labelops.worker.ingest_messages import ItemMessages, PredictionMessages, parse_item_message
+from labelops.worker.metrics import PIPELINE, PipelineMetrics
 
 __all__ = ["IngestFailed", "Ingestor", "parse_item_message"]
 
@@ -108,8 +121,10 @@ class Ingestor:
         batch_size: int = BATCH_SIZE,
         writers: int = WRITERS,
         consumer_config: dict[str, Any] | None = None,
+        metrics: PipelineMetrics = PIPELINE,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self._writers = writers
         self._executor = (
             ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-writer")
@@ -160,6 +175,7 @@ class Ingestor:
         (ingested, applied or dead-lettered)."""
         messages = [m for m in self._consumer.consume(self._batch_size, timeout) if self._usable(m)]
         if not messages:
+            self._measure_lag()
             return 0
         try:
             outcome = self._write_in_parallel(messages)
@@ -182,7 +198,22 @@ class Ingestor:
             # E.g. the partitions moved to another worker meanwhile: it gets the batch
             # again, and the upsert makes that harmless.
             log.warning("committing offsets failed, the batch will be redelivered: %s", err)
+        self._measure_lag()
         return len(messages)
+
+    def _measure_lag(self) -> None:
+        """The lag gauge from what librdkafka already knows: positions and the watermarks
+        of the last fetch (a partition not fetched yet has none and counts 0)."""
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+            lag = 0
+            for tp in positions:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                lag += partition_lag(high, tp.offset)
+        except KafkaException as err:
+            log.debug("ingest lag not measured: %s", err)
+            return
+        self._metrics.ingest_lag.set(lag)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -282,11 +313,21 @@ class Ingestor:
                     for u in predictions.unfit
                 ]
             self._after_scoring(cur, st, scored, shard)
-            recorded = record_dead_letters(cur, st, dead_letters)
+            recorded_by_topic = {
+                topic: record_dead_letters(cur, st, letters)
+                for topic, letters in _by_topic(dead_letters).items()
+            }
+            recorded = sum(recorded_by_topic.values())
             bump_ingest_counters(
                 cur, st, shard, items=inserted, gold_items=gold, dead_lettered=recorded
             )
+        # Counted once the transaction committed: a rolled back batch recorded nothing.
+        for topic, newly in recorded_by_topic.items():
+            self._metrics.count_dead_letters(self._topic_role(topic), newly)
         return IngestOutcome(inserted, updated, recorded, len(scored), early)
+
+    def _topic_role(self, topic: str) -> str:
+        return "items" if topic == self._items_topic else "predictions"
 
     def _unfit_reason(self, batch: Batch, unfit: UnfitPrediction) -> str:
         prediction = orjson.loads(batch.predictions[unfit.item_id].raw)["model"]["prediction"]
@@ -307,6 +348,23 @@ class Ingestor:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as err:
                 log.warning("rewinding %s[%d] failed: %s", topic, partition, err)
+
+
+def partition_lag(high_watermark: int, position: int) -> int:
+    """Messages behind on one partition; 0 while either figure is unknown (negative, as
+    librdkafka reports an offset it has not learnt yet)."""
+    if high_watermark < 0 or position < 0 or position == OFFSET_INVALID:
+        return 0
+    return max(0, high_watermark - position)
+
+
+def _by_topic(dead_letters: list[DeadLetter]) -> dict[str, list[DeadLetter]]:
+    # One insert per topic (two at most, and only when both topics had bad messages), so
+    # the newly recorded count of each is exact even when a redelivery repeats some.
+    grouped: dict[str, list[DeadLetter]] = {}
+    for letter in dead_letters:
+        grouped.setdefault(letter.topic, []).append(letter)
+    return grouped
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:

@@ -8,13 +8,19 @@ A worker with several HTTP processes (prefork.py) starts them with PROMETHEUS_MU
 set: prometheus_client then keeps every process's values in files there, and /metrics,
 whichever process answers it, sums them over all of them (counters and histograms add up),
 so a scrape sees the replica's totals, as with one process.
+
+The data path's figures (PipelineMetrics: ingest lag, outbox backlog, dead letters) are
+written by the ingest consumer and the outbox relay, which run once per replica (in the
+supervisor, with several HTTP processes). Their gauges are set by that one process, so
+they take the "max" multiprocess mode: the one writer's value, never a sum over processes
+that each hold 0.
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -24,10 +30,56 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+# Topics a message can be dead-lettered from (the label of labelops_worker_dead_letters).
+DEAD_LETTER_TOPICS = ("items", "predictions")
+
+
+class PipelineMetrics:
+    """Ingest lag, outbox backlog and dead letters: set by the ingest consumer and the relay."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.ingest_lag = Gauge(
+            "labelops_worker_ingest_lag_messages",
+            "Messages the ingest consumer is behind on the items and predictions topics"
+            " (high watermark minus the consumer's position, summed over its partitions).",
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "labelops_worker_outbox_backlog",
+            "Accepted labels waiting in the outbox to be relayed to Kafka"
+            " (counted up to OUTBOX_BACKLOG_COUNT_LIMIT).",
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "labelops_worker_dead_letters",
+            "Messages dead-lettered at ingest (newly recorded), by topic: items | predictions.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self._dead_letter_children = {t: self.dead_letters.labels(t) for t in DEAD_LETTER_TOPICS}
+
+    def count_dead_letters(self, topic: str, count: int) -> None:
+        if topic not in self._dead_letter_children:
+            raise ValueError(
+                f"dead letter topic {topic!r} is not one of {', '.join(DEAD_LETTER_TOPICS)}"
+            )
+        if count:
+            self._dead_letter_children[topic].inc(count)
+
+
+# The process's data path figures: the ingest consumer and relay write them by default, and
+# a one-process worker's /metrics shows them beside the HTTP figures.
+PIPELINE = PipelineMetrics()
+
+
 class WorkerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, pipeline: PipelineMetrics = PIPELINE) -> None:
+        self._pipeline = pipeline
         # prometheus_client picked file-backed values at import if this was set then.
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
@@ -88,4 +140,4 @@ class WorkerMetrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self._multiprocess_dir)
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(self._pipeline.registry)

@@ -16,6 +16,11 @@ The message:
            marks the label that completed the item;
   headers  label-id: the label's UUID. A relay that dies after Kafka acknowledged but
            before its commit republishes: consumers de-duplicate by labelId.
+
+After each pass the backlog gauge (labelops.worker.metrics.PipelineMetrics) is set: 0 when
+the pass found the outbox empty, else one count of the rows left, bounded by
+OUTBOX_BACKLOG_COUNT_LIMIT (a healthy outbox is small; a huge one need not be counted
+exactly to alert on).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.queries import Queries
+from labelops.worker.metrics import PIPELINE, PipelineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ BATCH_SIZE = 500
 DELIVERY_TIMEOUT_SECONDS = 30.0
 IDLE_POLL_SECONDS = 0.2
 RETRY_PAUSE_SECONDS = 2.0
+OUTBOX_BACKLOG_COUNT_LIMIT = 100_000
 
 
 class RelayError(RuntimeError):
@@ -57,8 +65,13 @@ class OutboxRelay:
         batch_size: int = BATCH_SIZE,
         delivery_timeout: float = DELIVERY_TIMEOUT_SECONDS,
         producer_config: dict[str, Any] | None = None,
+        metrics: PipelineMetrics = PIPELINE,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
+        self._count_backlog = sql.SQL(
+            "SELECT count(*) FROM (SELECT 1 FROM {}.outbox LIMIT {}) AS waiting"
+        ).format(sql.Identifier(config.schema_), sql.Literal(OUTBOX_BACKLOG_COUNT_LIMIT))
         self._topic = config.topics.labels
         self._queries = Queries(config.schema_)
         self._batch_size = batch_size
@@ -104,10 +117,14 @@ class OutboxRelay:
                 self._queries.lock_outbox_batch, {"limit": self._batch_size}
             ).fetchall()
             if not rows:
+                self._metrics.outbox_backlog.set(0)
                 return 0
             acked, failures = self._publish(rows)
             if acked:
                 cur.execute(self._queries.delete_outbox_rows, {"ids": acked})
+            # Rows other relays hold count as waiting too: they are not delivered yet.
+            waiting = cur.execute(self._count_backlog).fetchone()
+        self._metrics.outbox_backlog.set(waiting[0] if waiting else 0)
         if failures:
             raise RelayError(
                 f"{len(failures)} of {len(rows)} labels were not acknowledged by Kafka "
