@@ -76,7 +76,7 @@ from labelops.store.items import (
     upsert_predictions,
 )
 from labelops.worker.ingest_messages import ItemMessages, PredictionMessages, parse_item_message
-from labelops.worker.metrics import PIPELINE, PipelineMetrics
+from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
 
 __all__ = ["IngestFailed", "Ingestor", "parse_item_message"]
 
@@ -121,10 +121,10 @@ class Ingestor:
         batch_size: int = BATCH_SIZE,
         writers: int = WRITERS,
         consumer_config: dict[str, Any] | None = None,
-        metrics: PipelineMetrics = PIPELINE,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self._pool = pool
-        self._metrics = metrics
+        self._metrics = metrics or pipeline_metrics()
         self._writers = writers
         self._executor = (
             ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-writer")

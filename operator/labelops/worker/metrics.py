@@ -13,12 +13,15 @@ The data path's figures (PipelineMetrics: ingest lag, outbox backlog, dead lette
 written by the ingest consumer and the outbox relay, which run once per replica (in the
 supervisor, with several HTTP processes). Their gauges are set by that one process, so
 they take the "max" multiprocess mode: the one writer's value, never a sum over processes
-that each hold 0.
+that each hold 0. They reach a pre-forked worker's /metrics only when the supervisor itself
+had PROMETHEUS_MULTIPROC_DIR set before prometheus_client was imported (values are file
+backed or not from import on); until then they are absent there, never a false 0.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -70,15 +73,31 @@ class PipelineMetrics:
             self._dead_letter_children[topic].inc(count)
 
 
-# The process's data path figures: the ingest consumer and relay write them by default, and
-# a one-process worker's /metrics shows them beside the HTTP figures.
-PIPELINE = PipelineMetrics()
+_pipeline: PipelineMetrics | None = None
+_pipeline_lock = threading.Lock()
+
+
+def pipeline_metrics() -> PipelineMetrics:
+    """The process's data path figures, made on first use: by the ingest consumer and relay,
+    and a one-process worker's /metrics shows them beside the HTTP figures. Processes that
+    run neither (the HTTP processes of a pre-forked worker) never make them, so their files
+    in the multiprocess directory hold no 0 that would read as "no lag"."""
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is None:
+            _pipeline = PipelineMetrics()
+        return _pipeline
+
+
+def _pipeline_if_made() -> PipelineMetrics | None:
+    with _pipeline_lock:
+        return _pipeline
 
 
 class WorkerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, pipeline: PipelineMetrics = PIPELINE) -> None:
+    def __init__(self, pipeline: PipelineMetrics | None = None) -> None:
         self._pipeline = pipeline
         # prometheus_client picked file-backed values at import if this was set then.
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
@@ -140,4 +159,6 @@ class WorkerMetrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self._multiprocess_dir)
             return generate_latest(registry)
-        return generate_latest(self.registry) + generate_latest(self._pipeline.registry)
+        pipeline = self._pipeline or _pipeline_if_made()
+        exposed = generate_latest(self.registry)
+        return exposed + generate_latest(pipeline.registry) if pipeline else exposed

@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.queries import Queries
-from labelops.worker.metrics import PIPELINE, PipelineMetrics
+from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ class OutboxRelay:
         batch_size: int = BATCH_SIZE,
         delivery_timeout: float = DELIVERY_TIMEOUT_SECONDS,
         producer_config: dict[str, Any] | None = None,
-        metrics: PipelineMetrics = PIPELINE,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self._pool = pool
-        self._metrics = metrics
+        self._metrics = metrics or pipeline_metrics()
         self._count_backlog = sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {}.outbox LIMIT {}) AS waiting"
         ).format(sql.Identifier(config.schema_), sql.Literal(OUTBOX_BACKLOG_COUNT_LIMIT))
