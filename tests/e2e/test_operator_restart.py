@@ -78,7 +78,8 @@ def test_killed_midway_and_restarted_converges_without_duplicates(
             wait_ready(kube_api, namespace, name, timeout=120, operator=operator)
 
         prefix = f"labelops.{namespace}."
-        assert len(list_topics(kafka_bootstrap, prefix)) == 2 * len(CAMPAIGNS)
+        # items, labels and predictions per campaign
+        assert len(list_topics(kafka_bootstrap, prefix)) == 3 * len(CAMPAIGNS)
         deployments = list_objects(kube_api, "apps/v1", "Deployment", namespace)
         assert len(deployments) == len(CAMPAIGNS)
         schema_prefix = CampaignNames(namespace, "x").schema.split("_x_")[0]

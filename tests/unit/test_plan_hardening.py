@@ -17,6 +17,7 @@ from labelops.api.campaign import CampaignSpec
 from labelops.operator import plan
 from labelops.operator.settings import ConfigError, OperatorSettings
 from labelops.worker import config as worker_config
+from labelops.worker import runtime as worker_runtime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpfulness-pairwise.yaml"
 REF = plan.CampaignRef("human-data", "helpfulness-q4", "uid-123", 3)
@@ -47,6 +48,7 @@ def spec(**changes: Any) -> CampaignSpec:
 def test_the_budget_mirrors_the_workers_own_pool_sizing(processes: int) -> None:
     """worker/main.py opens, per replica: processes x (connections_per_process + batch_writers)
     + 3 (ingest, relay, quality) with one process, threads + 3 + batch writers."""
+    assert plan.WORKER_BACKGROUND_CONNECTIONS == worker_runtime.BACKGROUND_CONNECTIONS
     assert plan.WORKER_THREADS == worker_config.DEFAULT_THREADS
     assert plan.WORKER_MAX_PROCESSES == worker_config.MAX_DEFAULT_PROCESSES
     settings = worker_config.WorkerSettings(

@@ -19,7 +19,6 @@ from labelops.store import LabelStore
 from labelops.worker.background import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
-from labelops.worker.ingest import WRITERS as INGEST_WRITERS
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
 from labelops.worker.quality_loop import QualityJob, QualityLoop
@@ -37,9 +36,11 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
-# Connections the loops beside the HTTP server hold at once: ingest's writers, the outbox
-# relay, the quality job.
-BACKGROUND_CONNECTIONS = INGEST_WRITERS + 2
+# Connections for the loops beside the HTTP server: one each for ingest, the outbox relay
+# and the quality job (spec.quotas.postgres.connectionLimit is budgeted with it, see
+# operator/plan.py). Ingest's second writer (ingest.WRITERS) borrows one when the relay and
+# the quality job, which hold theirs for a moment every pass, are idle.
+BACKGROUND_CONNECTIONS = 3
 
 
 def open_pool(settings: WorkerSettings, min_size: int, max_size: int) -> ConnectionPool | None:
