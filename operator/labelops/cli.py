@@ -14,9 +14,25 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from labelops.worker.main import run
+    import os
+    import shutil
+    import tempfile
 
-    return run()
+    # prometheus-client decides at import whether metric values are shared between
+    # processes, so the directory the pre-forked HTTP processes sum /metrics over must exist
+    # before the worker's modules load: the supervisor's own figures (ingest lag, outbox
+    # backlog, dead letters) then reach /metrics too. An HTTP process inherits it.
+    created = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        created = tempfile.mkdtemp(prefix="labelops-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    try:
+        from labelops.worker.main import run
+
+        return run()
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 def _learner(args: argparse.Namespace) -> int:

@@ -59,7 +59,10 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
     pool = open_pool(settings, min_size=1, max_size=BACKGROUND_CONNECTIONS)
     if pool is None:
         return EXIT_FAILURE
-    metrics_dir = tempfile.mkdtemp(prefix="labelops-worker-metrics-")
+    # `labelops worker` made it before prometheus-client loaded (cli.py), so this process's
+    # own metrics are shared with the HTTP processes; one of our own otherwise.
+    inherited = os.environ.get(MULTIPROCESS_DIR_ENV)
+    metrics_dir = inherited or tempfile.mkdtemp(prefix="labelops-worker-metrics-")
     try:
         shutdown = threading.Event()
         ingest, relay, quality = background_loops(settings, pool, shutdown.set)
@@ -110,7 +113,8 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
         return 0
     finally:
         pool.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if not inherited:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def start_http_process(
