@@ -16,6 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from labelops.api.campaign import Task
+from labelops.api.environment import ConfigError
+from labelops.api.environment import integer as _integer
+from labelops.api.environment import required as _required
 from labelops.api.naming import CampaignNames
 
 ENV_KAFKA_BOOTSTRAP = "LABELOPS_KAFKA_BOOTSTRAP"  # the worker's variable, same meaning
@@ -47,10 +50,6 @@ DEFAULT_RETRAIN_SECONDS = 60
 DEFAULT_MIN_LABELS = 10
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "0.0.0.0"  # a pod serves its probes and metrics on every interface
-
-
-class ConfigError(ValueError):
-    """The environment cannot run a learner; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -132,25 +131,5 @@ def _task(environ: Mapping[str, str]) -> Task:
         raise ConfigError(f"{ENV_TASK} is not a valid task: {reasons}") from None
 
 
-def _required(environ: Mapping[str, str], variable: str, what: str) -> str:
-    value = environ.get(variable, "").strip()
-    if not value:
-        raise ConfigError(f"{variable} is not set: it must hold {what}")
-    return value
-
-
 def _text(environ: Mapping[str, str], variable: str, default: str) -> str:
     return environ.get(variable, "").strip() or default
-
-
-def _integer(environ: Mapping[str, str], variable: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{variable}={raw!r} is not an integer ({low}..{high})") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{variable}={value} is out of range: allowed {low}..{high}")
-    return value

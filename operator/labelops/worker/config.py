@@ -14,6 +14,9 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from labelops.api.environment import ConfigError
+from labelops.api.environment import integer as _integer
+from labelops.api.environment import required as _required
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
@@ -49,10 +52,6 @@ DEFAULT_THREADS = 4
 MAX_DEFAULT_PROCESSES = 2
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """The environment cannot run a worker; the message names the variable."""
 
 
 class ResponseValidation(StrEnum):
@@ -161,26 +160,6 @@ def tokens_from_env(environ: Mapping[str, str]) -> dict[str, str]:
             ENV_TOKEN_PREFIX,
         )
     return tokens
-
-
-def _required(environ: Mapping[str, str], variable: str, what: str) -> str:
-    value = environ.get(variable, "").strip()
-    if not value:
-        raise ConfigError(f"{variable} is not set: it must hold {what}")
-    return value
-
-
-def _integer(environ: Mapping[str, str], variable: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{variable}={raw!r} is not an integer ({low}..{high})") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{variable}={value} is out of range: allowed {low}..{high}")
-    return value
 
 
 def _response_validation(environ: Mapping[str, str]) -> ResponseValidation:
