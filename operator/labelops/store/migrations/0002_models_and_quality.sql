@@ -149,7 +149,6 @@ CREATE TABLE labeler_quality (
     gold_correct    integer NOT NULL DEFAULT 0,
     agreements      integer NOT NULL DEFAULT 0,
     agreement_total integer NOT NULL DEFAULT 0,
-    skips           integer NOT NULL DEFAULT 0,
     blocked_at      timestamptz,
     blocked_reason  text,
     -- The block's consequences (labels on open items excluded) are applied by the quality
