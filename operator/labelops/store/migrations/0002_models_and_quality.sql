@@ -140,8 +140,9 @@ CREATE TABLE audits (
 CREATE INDEX audits_by_version ON audits (version, created_at);
 
 -- Per labeler: claims (the gold turns count them), gold answers, agreement with consensus
--- (maintained by the quality job), and a block. Locked only after the labeler's row of
--- the day, by that labeler's own claims and submissions.
+-- (maintained by the quality job), and a block. Locked after the labeler's row of the
+-- day (a batch takes its labelers' rows in labeler order, lock_labeler_days) and by the
+-- quality job, which locks them all in labeler order first.
 CREATE TABLE labeler_quality (
     labeler         text PRIMARY KEY,
     claims          bigint NOT NULL DEFAULT 0,
