@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from labelops.api.campaign import Counters, Target
+from labelops.api.campaign import CampaignSpec, Counters, Target
 from labelops.operator.progress_math import (
     RateWindow,
     build_counters,
     build_progress,
+    counts_labels_exactly,
     should_write,
     target_met,
 )
@@ -107,3 +108,29 @@ def test_a_quiet_campaign_refreshes_rate_and_eta_only_once_a_minute() -> None:
     slower = build_progress(counts(10), TARGET, 300.0, first, at(10))
     assert not should_write(first, c, slower, c, T0, at(10))
     assert should_write(first, c, slower, c, T0, at(61))
+
+
+def test_items_that_complete_at_other_label_counts_are_counted_in_items() -> None:
+    """Adaptive overlap or auto-accept: 150 of 300 items done with 300 labels (2 each)."""
+    progress = build_progress(counts(300, completed=150), TARGET, 600.0, None, T0, False)
+    assert progress.percent == 50.0
+    assert progress.summary == "150/300 items"
+    # 150 items left at the 2 labels an item took so far, at 600 labels an hour: 30 minutes.
+    assert progress.eta == T0 + dt.timedelta(minutes=30)
+    done = build_progress(counts(400, completed=300), TARGET, 600.0, None, T0, False)
+    assert (done.percent, done.eta, done.summary) == (100.0, None, "300/300 items")
+
+
+def test_only_exact_n_campaigns_count_progress_in_labels() -> None:
+    base = {
+        "task": {"type": "classification", "choices": ["ham", "spam"], "instructions": "x"},
+        "target": {"items": 10},
+        "labelers": {"tokenSecretRef": {"name": "t"}},
+    }
+    assert counts_labels_exactly(CampaignSpec.model_validate(base))
+    overlap = {**base, "quality": {"overlap": {"min": 2, "max": 5, "agreement": 0.9}}}
+    assert not counts_labels_exactly(CampaignSpec.model_validate(overlap))
+    model = {**base, "model": {"autoAccept": {}}}
+    assert not counts_labels_exactly(CampaignSpec.model_validate(model))
+    gold_only = {**base, "quality": {"gold": {}}, "model": {"order": "uncertainty"}}
+    assert counts_labels_exactly(CampaignSpec.model_validate(gold_only))

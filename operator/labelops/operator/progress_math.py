@@ -10,7 +10,7 @@ import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
 
-from labelops.api.campaign import Counters, Progress, Target
+from labelops.api.campaign import CampaignSpec, Counters, Progress, Target
 from labelops.store.progress import ProgressCounts
 
 RATE_WINDOW = dt.timedelta(minutes=15)
@@ -52,23 +52,39 @@ def target_met(counts: ProgressCounts, target: Target) -> bool:
     return counts.items_completed >= target.items
 
 
+def counts_labels_exactly(spec: CampaignSpec) -> bool:
+    """Whether every item completes at exactly labelsPerItem labels. Adaptive overlap and
+    auto-accept complete items at other counts, so their progress is counted in items."""
+    overlap = spec.quality is not None and spec.quality.overlap is not None
+    auto_accept = spec.model is not None and spec.model.auto_accept is not None
+    return not (overlap or auto_accept)
+
+
 def build_progress(
     counts: ProgressCounts,
     target: Target,
     rate_per_hour: float | None,
     previous: Progress | None,
     now: dt.datetime,
+    exact_labels: bool = True,
 ) -> Progress:
+    """Progress in labels against items x labelsPerItem, or, when items complete at other
+    label counts (exact_labels False), in completed items against target.items; the ETA
+    then spends the labels an item has taken so far on each remaining one."""
     goal = labels_target(target)
     if rate_per_hour is None:
         rate_per_hour = previous.labels_per_hour if previous is not None else 0.0
-    remaining = max(goal - counts.labels, 0)
+    if exact_labels:
+        remaining = max(goal - counts.labels, 0)
+        done, whole, unit = counts.labels, goal, ""
+    else:
+        per_item = counts.labels / counts.items_completed if counts.items_completed else 1.0
+        remaining = round(max(target.items - counts.items_completed, 0) * per_item)
+        done, whole, unit = counts.items_completed, target.items, " items"
     eta: dt.datetime | None = None
-    if remaining == 0:
-        eta = None
-    elif rate_per_hour > 0:
+    if remaining > 0 and rate_per_hour > 0:
         eta = (now + dt.timedelta(hours=remaining / rate_per_hour)).replace(microsecond=0)
-    percent = min(100.0, round(100.0 * counts.labels / goal, 1)) if goal else 100.0
+    percent = min(100.0, round(100.0 * done / whole, 1)) if whole else 100.0
     return Progress(
         items_total=counts.items_total,
         items_completed=counts.items_completed,
@@ -77,7 +93,7 @@ def build_progress(
         percent=percent,
         labels_per_hour=round(rate_per_hour, 1),
         eta=eta,
-        summary=f"{counts.labels}/{goal}",
+        summary=f"{done}/{whole}{unit}",
     )
 
 

@@ -24,6 +24,7 @@ from labelops.operator.plan import CampaignRef
 from labelops.operator.progress_math import (
     build_counters,
     build_progress,
+    counts_labels_exactly,
     should_write,
     target_met,
 )
@@ -69,7 +70,14 @@ async def track_progress(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
         generation=ref.generation,
     )
     tracker.window.add(now, counts.labels)
-    progress = build_progress(counts, spec.target, tracker.window.per_hour(), status.progress, now)
+    progress = build_progress(
+        counts,
+        spec.target,
+        tracker.window.per_hour(),
+        status.progress,
+        now,
+        exact_labels=counts_labels_exactly(spec),
+    )
     counters = build_counters(counts)
     fields: dict[str, Any] = {}
     if should_write(
