@@ -105,6 +105,40 @@ INVALID_ON_CREATE = [
         id="secret name not DNS",
     ),
     pytest.param({"deadline": "next tuesday"}, ["spec.deadline"], id="deadline not RFC 3339"),
+    # Models in the loop and data quality.
+    pytest.param(
+        {"quality.overlap": {"min": 5, "max": 2, "agreement": 0.9}},
+        ["spec.quality.overlap.min", "must not exceed quality.overlap.max"],
+        id="overlap min above max",
+    ),
+    pytest.param(
+        {"quality.overlap": {"min": 2, "max": 5, "agreement": 0.4}},
+        ["spec.quality.overlap.agreement", "0.5"],
+        id="agreement not above 0.5",
+    ),
+    pytest.param(
+        {"quality.gold": {"rate": 1.0}}, ["spec.quality.gold.rate", "1"], id="gold rate 1"
+    ),
+    pytest.param(
+        {"model.autoAccept": {"targetAccuracy": 1.5}},
+        ["spec.model.autoAccept.targetAccuracy", "1"],
+        id="target accuracy above 1",
+    ),
+    pytest.param(
+        {"model.autoAccept": {"auditRate": 0}},
+        ["spec.model.autoAccept.auditRate", "0"],
+        id="no audits",
+    ),
+    pytest.param(
+        {"task.type": "free-text", "quality.overlap": {"min": 2, "max": 5, "agreement": 0.9}},
+        ["spec.quality.overlap", "needs a categorical task type"],
+        id="overlap on free text",
+    ),
+    pytest.param(
+        {"task.type": "ranking", "model.learner": {"type": "builtin"}},
+        ["spec.model.learner", "serves pairwise, rating and classification"],
+        id="learner for ranking",
+    ),
 ]
 
 
