@@ -164,8 +164,11 @@ BEGIN
     SET claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at, reserved = true
     RETURNING l.expires_at INTO r.expires_at;
     UPDATE items SET lease_count = items.lease_count + 1 WHERE items.id = v_item;
-    INSERT INTO labeler_quality AS q (labeler, claims) VALUES (p_labeler, 1)
-    ON CONFLICT (labeler) DO UPDATE SET claims = q.claims + 1;
+    -- The claim count only draws gold turns: without gold, no write for it.
+    IF p.gold_rate > 0 OR p.gold_onboarding > 0 THEN
+        INSERT INTO labeler_quality AS q (labeler, claims) VALUES (p_labeler, 1)
+        ON CONFLICT (labeler) DO UPDATE SET claims = q.claims + 1;
+    END IF;
     r.verdict := 'claimed';
     RETURN r;
 END
