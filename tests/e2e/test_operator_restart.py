@@ -81,7 +81,11 @@ def test_killed_midway_and_restarted_converges_without_duplicates(
         # items, labels and predictions per campaign
         assert len(list_topics(kafka_bootstrap, prefix)) == 3 * len(CAMPAIGNS)
         deployments = list_objects(kube_api, "apps/v1", "Deployment", namespace)
-        assert len(deployments) == len(CAMPAIGNS)
+        # One worker and one learner Deployment each (the example runs the built-in learner).
+        names_seen = sorted(d["metadata"]["name"] for d in deployments)
+        assert names_seen == sorted(
+            f"{name}-{part}" for name in CAMPAIGNS for part in ("worker", "learner")
+        )
         schema_prefix = CampaignNames(namespace, "x").schema.split("_x_")[0]
         roles = pg_query(
             postgres_dsn,
