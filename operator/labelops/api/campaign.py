@@ -407,27 +407,31 @@ class ReclaimPolicy(StrEnum):
     DELETE = "Delete"
 
 
+# CEL: the task's answers are categories (consensus, audits and gold compare one of them).
+CATEGORICAL_TASK = (
+    "(self.task.type == 'pairwise' || self.task.type == 'rating' || "
+    "(self.task.type == 'classification' && !self.task.multiple))"
+)
+
+
 class CampaignSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.quality) || !has(self.quality.overlap) || "
-                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "!has(self.quality) || !has(self.quality.overlap) || " + CATEGORICAL_TASK,
                     "quality.overlap needs a categorical task type (pairwise, rating, "
                     "classification with one choice)",
                     ".quality.overlap",
                 ),
                 cel(
-                    "!has(self.model) || !has(self.model.autoAccept) || "
-                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "!has(self.model) || !has(self.model.autoAccept) || " + CATEGORICAL_TASK,
                     "model.autoAccept needs a categorical task type (pairwise, rating, "
                     "classification with one choice)",
                     ".model.autoAccept",
                 ),
                 cel(
-                    "!has(self.model) || !has(self.model.learner) || "
-                    "(self.task.type == 'pairwise' || self.task.type == 'rating' || (self.task.type == 'classification' && !self.task.multiple))",
+                    "!has(self.model) || !has(self.model.learner) || " + CATEGORICAL_TASK,
                     "model.learner (builtin) serves pairwise, rating and classification with "
                     "one choice",
                     ".model.learner",

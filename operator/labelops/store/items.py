@@ -197,7 +197,7 @@ class IngestStatements:
             "         CASE WHEN early_fits OR version IS NOT NULL THEN now() END"
             # One order for every ingestor; "C": the locale's collation costs more than
             # the rest of the sort.
-            "  FROM n ORDER BY id COLLATE \"C\""
+            '  FROM n ORDER BY id COLLATE "C"'
             "  ON CONFLICT (external_id) DO NOTHING"
             "  RETURNING id, external_id, model_version IS NOT NULL AS scored,"
             "            gold_value IS NOT NULL AS gold"
@@ -263,7 +263,7 @@ class IngestStatements:
             "   (external_id, model_version, model_prediction, model_confidence, received_at)"
             "  SELECT p.id, p.version, p.prediction, p.confidence, now() FROM p"
             "  WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.id = p.id)"
-            "  ORDER BY p.id COLLATE \"C\""
+            '  ORDER BY p.id COLLATE "C"'
             "  ON CONFLICT (external_id) DO UPDATE SET model_version = EXCLUDED.model_version,"
             "     model_prediction = EXCLUDED.model_prediction,"
             "     model_confidence = EXCLUDED.model_confidence, received_at = EXCLUDED.received_at"
