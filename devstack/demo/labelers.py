@@ -49,6 +49,8 @@ TEMPERAMENTS = {
     "frank": CAREFUL,
     "grace": RANDOM_CLICKER,
     "heidi": CAREFUL,
+    "ivan": CAREFUL,
+    "judy": CAREFUL,
 }
 CARELESS = {name for name, t in TEMPERAMENTS.items() if t is not CAREFUL}
 

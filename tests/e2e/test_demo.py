@@ -48,7 +48,9 @@ def test_demo_takes_the_example_campaign_to_completed_and_exports_rlhf_pairs(
     # The model labeled part of the items, after its audits proved it.
     machine = re.search(r"items the model labeled: (\d+) of 300", out)
     assert machine and int(machine.group(1)) > 0, out[-3000:]
-    assert re.search(r"\d+/\d+ audits right, lower bound 0\.9\d*, threshold", out), out[-3000:]
+    # Each version's audit figures; a version may have lost its threshold since (one wrong
+    # audit among its most confident), which stops auto-accept without the brake.
+    assert re.search(r"builtin-\d+: \d+/\d+ audits right", out), out[-3000:]
     spent = re.search(r"human labels spent: (\d+)", out)
     assert spent and int(spent.group(1)) < ITEMS * 3
 
