@@ -45,12 +45,16 @@ def test_demo_takes_the_example_campaign_to_completed_and_exports_rlhf_pairs(
     assert "403 blocked" in out
     assert "careful (!)" not in out, "a careful labeler was blocked"
 
-    # The model labeled part of the items, after its audits proved it.
+    # The learner's versions were audited, and what the model labeled is accounted for by
+    # them. Whether a version proves its threshold within one 300-pair run depends on its
+    # audits (one wrong audit among its most confident delays the proof), so the demo may
+    # end with the model untrusted; auto-accept itself is proven deterministically in
+    # tests/integration/test_lifecycle_auto_accept.py.
     machine = re.search(r"items the model labeled: (\d+) of 300", out)
-    assert machine and int(machine.group(1)) > 0, out[-3000:]
-    # Each version's audit figures; a version may have lost its threshold since (one wrong
-    # audit among its most confident), which stops auto-accept without the brake.
-    assert re.search(r"builtin-\d+: \d+/\d+ audits right", out), out[-3000:]
+    assert machine, out[-3000:]
+    versions = re.findall(r"builtin-\d+: \d+/\d+ audits right, .*?, (\d+) machine labels", out)
+    assert versions, out[-3000:]
+    assert sum(int(n) for n in versions) == int(machine.group(1)), out[-3000:]
     spent = re.search(r"human labels spent: (\d+)", out)
     assert spent and int(spent.group(1)) < ITEMS * 3
 
