@@ -22,6 +22,7 @@ import pytest
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from worker_harness import wait_for
 
 from labelops.learner.main import EXIT_NOT_SUPPORTED
 from labelops.learner.versions import labels_of
@@ -31,14 +32,6 @@ pytestmark = pytest.mark.integration
 SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
 PARTITIONS = 2
 ITEMS = 200
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, describe: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s. {describe()}")
-        time.sleep(0.1)
 
 
 def free_port() -> int:
