@@ -95,8 +95,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -106,6 +105,7 @@ from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
 from labelops.api.worker_configmap import WorkerConfig
+from labelops.store.autocommit import autocommit
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
 from labelops.store.leased import LeasedPayloads
@@ -386,7 +386,7 @@ class LabelStore:
                 with self._pool.connection() as conn:
                     if conn.autocommit:  # the worker's pool: nothing to switch
                         return work(conn)
-                    with _autocommit(conn):
+                    with autocommit(conn):
                         return work(conn)
             except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as err:
                 if attempt == ATTEMPTS:
@@ -396,15 +396,3 @@ class LabelStore:
                 if attempt == ATTEMPTS or err.diag.constraint_name not in _RETRY_ON_CONSTRAINTS:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-@contextmanager
-def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """Autocommit while the store uses the connection; the pool gets it back as it was."""
-    saved = conn.autocommit
-    conn.autocommit = True
-    try:
-        yield
-    finally:
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.autocommit = saved

@@ -25,17 +25,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from labelops.quality.agreement import krippendorff_alpha
 from labelops.quality.gold import gold_verdict
 from labelops.quality.version_trust import TimedAudit, calibrate_version
+from labelops.store.autocommit import autocommit
 from labelops.store.policy import CampaignPolicy
 from labelops.store.quality_sweeps import QualitySummary, QualitySweeps
 
@@ -80,7 +79,8 @@ class QualityJob:
 
     def run_once(self, force_summary: bool = False) -> RunReport:
         report = RunReport()
-        with self._pool.connection() as conn, _autocommit(conn):
+        # Each step's transaction its own (see store.autocommit), whatever the pool's default.
+        with self._pool.connection() as conn, autocommit(conn):
             got = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self._schema)
             ).fetchone()
@@ -180,21 +180,6 @@ class QualityJob:
                 conn,
                 QualitySummary(agreement.alpha if agreement else None, level),
             )
-
-
-@contextmanager
-def _autocommit(conn: Any) -> Iterator[None]:
-    """Each step's `with conn.transaction()` must be a transaction of its own, not a
-    savepoint of one that spans the run (which would hold the locks of every step till the
-    end, in an order the labeling transactions do not keep): autocommit while the job runs,
-    whatever the pool's connections default to."""
-    saved = conn.autocommit
-    conn.autocommit = True
-    try:
-        yield
-    finally:
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.autocommit = saved
 
 
 def _hashable(value: Any) -> Any:
