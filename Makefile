@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack
 # Which parts of the local stack stack-up starts, e.g. `make stack-up COMPONENTS="postgres kafka"`.
 COMPONENTS ?= postgres kafka kube
+# PostgreSQL's commits: durable (fsync on, the default, what demo, bench and chaos measure with)
+# or fast (fsync, synchronous_commit and full_page_writes off; a crash loses acknowledged commits).
+DURABILITY ?= durable
+export LABELOPS_POSTGRES_DURABILITY := $(DURABILITY)
 
 .PHONY: help demo test test-unit test-tools lint venv install stack-up stack-down stack-env \
 	stack-build image crds bench
@@ -54,7 +58,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-stack-up: install ## start PostgreSQL, Kafka and the Kubernetes control plane; writes .stack/env (COMPONENTS=...)
+stack-up: install ## start PostgreSQL, Kafka and the Kubernetes control plane; writes .stack/env (COMPONENTS=..., DURABILITY=durable|fast)
 	$(STACK) up --components $(COMPONENTS)
 
 # Works without the venv too (nothing can be running then), so it is safe in traps.

