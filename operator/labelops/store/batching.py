@@ -15,7 +15,7 @@ the previous commit. A request is answered only after its batch committed, so an
 label is durable when its labeler hears so, as before.
 
 What a submission needs checked before the database (its value against the payload its
-labeler leased, labelops.store.leased) is the caller's (LabelStore); so is the slow path
+labeler leased, labelops.store.leased_payloads) is the caller's (LabelStore); so is the slow path
 of a submission without a leased payload, which is not batched.
 
 Errors: refusals are verdicts of their own element. A batch that fails as a whole (a lost

@@ -14,7 +14,7 @@
 claim, submit and release each run as one statement (a function of the campaign's schema,
 migrations/0002_claim_and_submit.sql, 0003_accept_label.sql) in its own transaction: one
 round trip, and no row lock is ever held while this process waits. A submission whose item
-this process did not lease to the labeler (labelops.store.leased) reads the item first.
+this process did not lease to the labeler (labelops.store.leased_payloads) reads the item first.
 Refusals are exceptions from labelops.store.errors, each with a `reason` and a human
 `message`: NotFound (404), Conflict / LeaseRequired (409), InvalidLabel (422, `violations`
 name JSON pointers), QuotaExceeded (429, `retry_after` in seconds).
@@ -108,7 +108,7 @@ from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.autocommit import autocommit
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
-from labelops.store.leased import LeasedPayloads
+from labelops.store.leased_payloads import LeasedPayloads
 from labelops.store.policy import CampaignPolicy, write_policy
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries

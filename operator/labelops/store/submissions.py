@@ -17,7 +17,7 @@ from labelops.api.tasktypes import LabelValidator, Violation
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed, seconds_until_utc_midnight
 from labelops.store.errors import Blocked, Conflict, LeaseRequired, NotFound, QuotaExceeded
-from labelops.store.jsoncheck import storage_violations
+from labelops.store.storable_json import storage_violations
 from labelops.store.progress import PROGRESS_SHARDS, CounterDelta, bump_params
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelOrigin, SubmitResult
@@ -58,7 +58,7 @@ def submit_label(
     InvalidLabel).
 
     The fast path, a value valid against the payload its labeler leased (see
-    labelops.store.leased), is LabelStore's: it goes straight to accept_one (or a batch),
+    labelops.store.leased_payloads), is LabelStore's: it goes straight to accept_one (or a batch),
     which checks the Idempotency-Key, the lease and the rest under the item's lock.
 
     Here, with no payload at hand or a value that is invalid against it, the checks run in

@@ -30,7 +30,7 @@ from labelops.api.tasktypes import (
     payload_violations,
 )
 from labelops.store.items import ItemRecord, RawItem, RawPrediction
-from labelops.store.jsoncheck import MAX_DEPTH, storage_violations
+from labelops.store.storable_json import MAX_DEPTH, storage_violations
 
 MAX_ID_LENGTH = 512
 MAX_VERSION_LENGTH = 200

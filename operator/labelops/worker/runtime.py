@@ -16,7 +16,7 @@ from flask import Flask
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.store import LabelStore
-from labelops.worker.background import BackgroundTask
+from labelops.worker.background_loops import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
 from labelops.worker.ingest import Ingestor
