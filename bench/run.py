@@ -192,18 +192,50 @@ def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any
     ]  # fmt: skip
 
 
+def _find(doc: Any, key: str) -> Any:
+    """The first value under `key` anywhere in a results document (depth first)."""
+    if isinstance(doc, dict):
+        if key in doc:
+            return doc[key]
+        children = list(doc.values())
+    elif isinstance(doc, list):
+        children = doc
+    else:
+        return None
+    for child in children:
+        found = _find(child, key)
+        if found is not None:
+            return found
+    return None
+
+
+def source_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """When, under what load and with what PostgreSQL durability each results file was made."""
+    lines = ["| results file | measured | load average | PostgreSQL fsync |", "|---|---|---|---|"]
+    for name, doc in sorted(results.items()):
+        machine_info = _find(doc, "machine")
+        info = machine_info if isinstance(machine_info, dict) else {}
+        when = info.get("date") or _find(doc, "date") or "(not recorded)"
+        load = info.get("loadAverageAtStart") or info.get("loadAverage") or "(not recorded)"
+        fsync = _find(doc, "fsync") or "(not recorded)"
+        lines.append(f"| {name}.json | {when} | {load} | {fsync} |")
+    return lines
+
+
 def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> Path:
-    rows = summary_rows(results["store"], results["worker"], results["operator"])
+    store, worker, op = (results.get(name, {}) for name in ("store", "worker", "operator"))
+    rows = summary_rows(store, worker, op)
     rows += quality_rows(results)
     lines = [
         "# labelops benchmarks",
         "",
-        f"Measured {info['date']} on {info['cpu']}, {info['cpus']} CPUs, "
+        f"Written {info['date']} on {info['cpu']}, {info['cpus']} CPUs, "
         f"{info['memoryGiB']} GiB, kernel {info['kernel']}, Python {info['python']}. "
         f"Load average at start {info['loadAverageAtStart']}, at end "
-        f"{info['loadAverageAtEnd']}. Raw figures: store.json, worker.json, operator.json.",
+        f"{info.get('loadAverageAtEnd', info['loadAverageAtStart'])}. Each figure comes from "
+        "the results file of its benchmark; the table at the end says when each was measured.",
         "",
-        _speed_note(results["worker"]),
+        _speed_note(worker),
         "",
         "| figure | target | measured |",
         "|---|---|---|",
@@ -211,13 +243,29 @@ def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> P
     for name, target, value, unit in rows:
         shown = "not measured (see the JSON for the error)" if value is None else f"{value}{unit}"
         lines.append(f"| {name} | {target} | {shown} |")
+    lines += ["", *source_lines(results)]
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def load_results() -> dict[str, dict[str, Any]]:
+    """The results files already in bench/results/, by benchmark name (for --summary-only)."""
+    results: dict[str, dict[str, Any]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.stem != "machine":
+            results[path.stem] = json.loads(path.read_text())
+    return results
+
+
 def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["--summary-only"]:
+        # Rebuild SUMMARY.md from the results files as they are (each says when and where it
+        # was measured); runs nothing.
+        path = write_summary(machine(), load_results())
+        print(path.read_text())
+        return 0
     info = machine()
     up = stack.ensure_up()
     try:
