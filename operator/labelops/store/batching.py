@@ -21,7 +21,8 @@ of a submission without a leased payload, which is not batched.
 Errors: refusals are verdicts of their own element. A batch that fails as a whole (a lost
 race on an Idempotency-Key; a deadlock, which the functions' lock order rules out, but the
 database is the judge) is retried request by request, each alone, so one request's error
-is its own.
+is its own. A database outage (labelops.store.outages: unreachable, restarting, read-only)
+is every request's error at once: it is raised to all of them, never retried one by one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed
+from labelops.store.outages import DATABASE_OUTAGES
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask
@@ -137,8 +139,8 @@ class Batcher(ABC, Generic[In, Out]):
         self.largest_batch = max(self.largest_batch, len(requests))
         try:
             return await self._run(requests)
-        except psycopg.OperationalError:
-            raise  # the database is unreachable: the same for each of them
+        except DATABASE_OUTAGES:
+            raise  # the database is out of service: the same for each of them
         except psycopg.Error as err:
             if len(requests) == 1:
                 raise
@@ -147,7 +149,7 @@ class Batcher(ABC, Generic[In, Out]):
         for request in requests:
             try:
                 answers.extend(await self._run([request]))
-            except psycopg.OperationalError:
+            except DATABASE_OUTAGES:
                 raise
             except psycopg.Error as err:
                 answers.append(err)

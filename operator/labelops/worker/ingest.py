@@ -24,8 +24,10 @@ outside [0, 1], ...) is recorded in dead_letters with the reason and its offset 
 committed like any other: it never stops the consumer. When the database refuses a batch
 for its data, the batch is halved and each half retried, down to single messages, so only
 the offending message is dead-lettered and a batch of thousands costs a few dozen retries,
-not thousands. When the database is unreachable, the consumer rewinds to the batch and
-tries again after a pause.
+not thousands. When the database is out of service (unreachable, restarting, or read-only
+after a failover: labelops.store.outages), the consumer rewinds to the batch and tries again
+after a pause; the loop never ends for it. A broker outage is librdkafka's to wait out: the
+consumer reconnects by itself and goes on from its committed offsets.
 
 Speed: batches are large (BATCH_SIZE messages, one upsert statement per topic and one
 offset commit each), split by partition over WRITERS transactions that run at the same
@@ -75,6 +77,7 @@ from labelops.store.items import (
     upsert_items,
     upsert_predictions,
 )
+from labelops.store.outages import DATABASE_OUTAGES
 from labelops.worker.ingest_messages import ItemMessages, PredictionMessages, parse_item_message
 from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
 
@@ -164,7 +167,7 @@ class Ingestor:
             while not stop.is_set():
                 try:
                     self.poll_once(timeout=1.0)
-                except psycopg.OperationalError as err:
+                except DATABASE_OUTAGES as err:
                     log.warning("ingest paused %.0fs: %s", RETRY_PAUSE_SECONDS, err)
                     stop.wait(RETRY_PAUSE_SECONDS)
         finally:

@@ -39,7 +39,6 @@ from labelops.worker.runtime import (
     configure_logging,
     describe,
     http_server,
-    kafka_check,
     open_pool,
     shut_down_on_signals,
     shutdown_check,
@@ -84,7 +83,6 @@ def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
     shutdown = threading.Event()
     ingest, relay, quality = background_loops(settings, pool, shutdown.set)
     checks: dict[str, ReadinessCheck] = {
-        "kafka": kafka_check(settings),
         "ingest": ingest.check_alive,
         "outboxRelay": relay.check_alive,
         "shutdown": shutdown_check(shutdown),
@@ -132,7 +130,6 @@ def serve_http_process(settings: WorkerSettings) -> int:
         shutdown = threading.Event()
         supervisor_alive = prefork.supervisor_check(supervisor)
         checks: dict[str, ReadinessCheck] = {
-            "kafka": kafka_check(settings),
             # Both run in the supervisor, which stops every process when either fails.
             "ingest": supervisor_alive,
             "outboxRelay": supervisor_alive,

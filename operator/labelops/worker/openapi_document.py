@@ -259,7 +259,8 @@ _ITEM_ID = {
 
 
 _SHUTTING_DOWN = _problem(
-    "This worker is shutting down: retry, another replica answers.",
+    "This worker is shutting down (retry, another replica answers) or the campaign's database "
+    "is unavailable (retry after Retry-After seconds; a submission with its Idempotency-Key).",
     {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
 )
 

@@ -29,12 +29,12 @@ import logging
 import threading
 from typing import Any
 
-import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from labelops.api.worker_configmap import WorkerConfig
+from labelops.store.outages import DATABASE_OUTAGES
 from labelops.store.queries import Queries
 from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
 
@@ -53,6 +53,11 @@ class RelayError(RuntimeError):
 
 class RelayFailed(RuntimeError):
     """The producer failed for good (librdkafka fatal error); the worker must restart."""
+
+
+# What the relay waits out: a database out of service (unreachable, restarting, read-only after
+# a failover) or a broker that does not acknowledge; the rows stay in the outbox meanwhile.
+PASSING_FAILURES: tuple[type[Exception], ...] = (*DATABASE_OUTAGES, KafkaException, RelayError)
 
 
 class OutboxRelay:
@@ -99,7 +104,7 @@ class OutboxRelay:
             try:
                 if self.relay_once() == 0:
                     stop.wait(IDLE_POLL_SECONDS)
-            except (psycopg.OperationalError, KafkaException, RelayError) as err:
+            except PASSING_FAILURES as err:
                 if isinstance(err, KafkaException) and err.args[0].fatal():
                     raise RelayFailed(f"the labels producer failed for good: {err}") from err
                 log.warning("outbox relay paused %.0fs: %s", RETRY_PAUSE_SECONDS, err)
@@ -107,7 +112,7 @@ class OutboxRelay:
         try:
             while self.relay_once() == self._batch_size:
                 pass
-        except (psycopg.OperationalError, KafkaException, RelayError) as err:
+        except PASSING_FAILURES as err:
             log.warning("outbox relay stopped with labels pending (next relay sends them): %s", err)
 
     def relay_once(self) -> int:

@@ -37,6 +37,7 @@ TITLES = {
     "quota-exceeded": "Quota exceeded",
     "not-ready": "The worker is not ready",
     "shutting-down": "The worker is shutting down",
+    "database-unavailable": "The campaign's database is unavailable",
     "internal-error": "Internal error",
 }
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from psycopg_pool import ConnectionPool
 
 # A check returns when the dependency is fine and raises with a reason when it is not.
 ReadinessCheck = Callable[[], None]
@@ -63,21 +65,25 @@ class ReadinessProbe:
         return Readiness(ready, outcomes)
 
 
-KAFKA_CHECK_TIMEOUT = 1.5
+# A probe answers within a second or two; a pool that cannot hand out a connection in this
+# time is as good as down.
+DATABASE_CHECK_TIMEOUT = 2.0
 
 
-def kafka_topics_check(admin: Any, topics: Sequence[str]) -> ReadinessCheck:
-    """Kafka answers metadata requests and knows the campaign's topics.
+def database_check(pool: ConnectionPool[Any]) -> ReadinessCheck:
+    """The campaign's database hands out a connection promptly and accepts writes.
 
-    admin is a long-lived confluent_kafka AdminClient: one connection, reused by every probe.
+    A server that answers but is read-only (a standby, or a primary failing over; writes
+    fail with SQLSTATE 25006) cannot take a label: the worker is not ready then either.
+    Kafka is deliberately not checked: during a broker outage the outbox keeps every
+    accepted label and ingest resumes by itself, so a worker that cannot reach Kafka still
+    serves labelers (the outbox backlog and ingest lag metrics show the outage).
     """
 
     def check() -> None:
-        for topic in topics:
-            metadata = admin.list_topics(topic=topic, timeout=KAFKA_CHECK_TIMEOUT)
-            found = metadata.topics.get(topic)
-            if found is None or found.error is not None:
-                why = found.error.str() if found is not None and found.error else "missing"
-                raise RuntimeError(f"topic {topic}: {why}")
+        with pool.connection(timeout=DATABASE_CHECK_TIMEOUT) as conn:
+            row = conn.execute("SELECT current_setting('transaction_read_only')").fetchone()
+        if row is None or row[0] != "off":
+            raise RuntimeError("the database is read-only (a standby, or failing over)")
 
     return check

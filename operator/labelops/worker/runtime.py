@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from confluent_kafka.admin import AdminClient
 from flask import Flask
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -22,7 +21,7 @@ from labelops.worker.http.app import create_app
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
 from labelops.worker.quality_loop import QualityJob, QualityLoop
-from labelops.worker.readiness import ReadinessCheck, kafka_topics_check
+from labelops.worker.readiness import ReadinessCheck, database_check
 from labelops.worker.server import GracefulServer
 from labelops.worker.storeio import LoopStoreIO
 
@@ -98,14 +97,6 @@ def background_loops(
     return ingest, relay, quality
 
 
-def kafka_check(settings: WorkerSettings) -> ReadinessCheck:
-    config = settings.campaign
-    admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap, "client.id": f"{config.name}-readyz"}
-    )
-    return kafka_topics_check(admin, [config.topics.items, config.topics.labels])
-
-
 def shutdown_check(shutdown: threading.Event) -> ReadinessCheck:
     def not_shutting_down() -> None:
         if shutdown.is_set():
@@ -163,7 +154,7 @@ def http_server(
         batch_writers=settings.batch_writers,
     )
     store = LabelStore(pool, settings.campaign, io)
-    checks.setdefault("database", store.ping)
+    checks.setdefault("database", database_check(pool))
     server = GracefulServer(
         app_for(settings, store, checks, io),
         settings.host,

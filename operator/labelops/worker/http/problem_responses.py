@@ -1,9 +1,11 @@
 """Every refusal of the worker's HTTP API as an RFC 9457 problem (application/problem+json).
 
 The store's errors map to statuses here: QuotaExceeded -> 429 with Retry-After, Conflict ->
-409, NotFound -> 404, InvalidLabel -> 422, Blocked -> 403;
-werkzeug's (unknown path, wrong method, body too
-large) keep their status; anything unexpected is a 500 whose details stay in the log.
+409, NotFound -> 404, InvalidLabel -> 422, Blocked -> 403; a database outage (unreachable,
+restarting, read-only after a failover: labelops.store.outages) -> 503 with Retry-After, since
+the same request succeeds once it is over (a submission retried with its Idempotency-Key gets
+the answer of the one that committed, if one did); werkzeug's (unknown path, wrong method, body
+too large) keep their status; anything unexpected is a 500 whose details stay in the log.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.errors import Blocked, Conflict, InvalidLabel, NotFound, QuotaExceeded
+from labelops.store.outages import DATABASE_OUTAGES
 from labelops.worker.problem_details import Problem
 
 log = logging.getLogger(__name__)
+
+# Seconds a client waits before retrying during a database outage: a restart or a failover
+# takes a few.
+OUTAGE_RETRY_AFTER_SECONDS = 2
 
 
 def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
@@ -67,6 +74,22 @@ def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
                 errors=err.violations,
             )
         )
+
+    def database_unavailable(err: Exception) -> Response:
+        log.warning("database unavailable in %s %s: %s", request.method, request.path, err)
+        return problem(
+            Problem(
+                503,
+                "database-unavailable",
+                "the campaign's database is unavailable (restarting or failing over); retry "
+                "after Retry-After seconds, a submission with the same Idempotency-Key",
+                headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+                extensions={"retryAfter": OUTAGE_RETRY_AFTER_SECONDS},
+            )
+        )
+
+    for outage in DATABASE_OUTAGES:
+        app.register_error_handler(outage, database_unavailable)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
