@@ -33,6 +33,13 @@ class ProgressTracker:
     blocks: BlockWatermark = field(default_factory=BlockWatermark)
 
 
+# Reconcile passes (and reclaims) running at once. Each holds a database connection for
+# part of its run and several client threads: a thousand campaigns applied together would
+# otherwise all wait on the admin pool at once, and those waiting longer than its timeout
+# would be reported as PostgresUnavailable and retried with backoff, though nothing is down.
+MAX_CONCURRENT_PASSES = 16
+
+
 @dataclass
 class OperatorContext:
     settings: OperatorSettings
@@ -43,6 +50,9 @@ class OperatorContext:
     workers: WorkerEnvironment
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _trackers: dict[str, ProgressTracker] = field(default_factory=dict)
+    passes: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PASSES)
+    )
 
     @classmethod
     def create(cls, settings: OperatorSettings) -> OperatorContext:

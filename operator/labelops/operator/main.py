@@ -26,6 +26,7 @@ from labelops.operator.handlers import (  # noqa: F401  (importing registers the
     campaign_reconcile,
     worker_rollout,
 )
+from labelops.operator.routine_logs import quiet_routine_successes
 from labelops.operator.settings import ConfigError, OperatorSettings
 
 # Blocking client calls run in threads; 100 campaigns reconciling at once need more than
@@ -45,6 +46,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # explicitly by the status writer.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "labelops-operator"
+    # Timers and the Deployment watch succeed every few seconds per campaign: their
+    # success lines would be most of the log at a thousand campaigns.
+    quiet_routine_successes(
+        frozenset(
+            {
+                campaign_progress_timer.PROGRESS_TIMER,
+                campaign_reconcile.RESYNC_TIMER,
+                worker_rollout.WORKER_ROLLOUT,
+            }
+        )
+    )
     # The API server ends a watch after server_timeout; the client gives up a little later
     # so a silently dropped connection is noticed instead of waiting forever.
     settings.watching.server_timeout = 270

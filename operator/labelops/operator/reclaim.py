@@ -46,7 +46,7 @@ async def reclaim(ctx: OperatorContext, body: Mapping[str, Any], retry: int) -> 
         ctx.forget(ref)
         return
 
-    async with ctx.lock(ref):
+    async with ctx.lock(ref), ctx.passes:
         step = TOPICS_READY
         try:
             # Workers first, so they stop consuming and release their database sessions.

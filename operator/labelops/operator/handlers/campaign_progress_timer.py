@@ -18,12 +18,14 @@ from labelops.operator.metrics import measured
 from labelops.operator.progress_interval import LABELING_INTERVAL
 from labelops.operator.tracking import track_progress
 
+PROGRESS_TIMER = "campaign-progress"
+
 
 @kopf.timer(
     GROUP,
     VERSION,
     PLURAL,
-    id="campaign-progress",
+    id=PROGRESS_TIMER,
     interval=LABELING_INTERVAL.total_seconds(),
     initial_delay=1.0,
 )

@@ -1,6 +1,6 @@
 """Reconcile a campaign when it is created, when its spec changes, when the operator starts,
 and every few minutes in case something drifted outside the operator's view (a topic
-deleted by hand, a quota removed)."""
+deleted by hand, a quota removed), each campaign at its own place in the period (resync.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import kopf
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.operator.metrics import measured
 from labelops.operator.reconcile import reconcile
+from labelops.operator.resync import RESYNC_SECONDS, first_resync_delay
 
-RESYNC_SECONDS = 300.0
+RESYNC_TIMER = "campaign-resync"
 # An unexpected exception (a bug, an API server hiccup) is retried this often.
 UNEXPECTED_ERROR_BACKOFF = 10.0
 
@@ -37,13 +38,17 @@ async def on_resume(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
         await reconcile(memo.context, body, retry)
 
 
+def _resync_delay(meta: kopf.Meta, **_: Any) -> float:
+    return first_resync_delay(str(meta.get("uid", "")))
+
+
 @kopf.timer(
     GROUP,
     VERSION,
     PLURAL,
-    id="campaign-resync",
+    id=RESYNC_TIMER,
     interval=RESYNC_SECONDS,
-    initial_delay=RESYNC_SECONDS,
+    initial_delay=_resync_delay,
     idle=RESYNC_SECONDS / 10,
 )
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

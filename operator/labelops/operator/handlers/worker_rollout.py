@@ -12,10 +12,11 @@ from labelops.operator.metrics import measured
 from labelops.operator.tracking import deployment_changed
 
 CAMPAIGN_LABEL = f"{GROUP}/campaign"
+WORKER_ROLLOUT = "worker-rollout"
 
 
 @kopf.on.event(
-    "apps", "v1", "deployments", id="worker-rollout", labels={CAMPAIGN_LABEL: kopf.PRESENT}
+    "apps", "v1", "deployments", id=WORKER_ROLLOUT, labels={CAMPAIGN_LABEL: kopf.PRESENT}
 )
 async def on_deployment(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     owner = next(
