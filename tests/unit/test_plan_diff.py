@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from labelops.api.backend_state import (
-    ObservedDatabase,
-    ObservedRole,
-    ObservedTopic,
-    RoleChanges,
-    TopicSpec,
-)
+from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChanges, Topic
 from labelops.operator.diff import diff_database, diff_topics
 from labelops.operator.plan import DatabasePlan
 
 CONFIGS = {"retention.ms": "604800000", "cleanup.policy": "delete"}
-ITEMS = TopicSpec("c.items", 6, 1, CONFIGS)
-LABELS = TopicSpec("c.labels", 6, 1, CONFIGS)
+ITEMS = Topic("c.items", 6, 1, CONFIGS)
+LABELS = Topic("c.labels", 6, 1, CONFIGS)
 
 
 def live(
-    spec: TopicSpec, partitions: int | None = None, configs: dict[str, str] | None = None
-) -> ObservedTopic:
+    spec: Topic, partitions: int | None = None, configs: dict[str, str] | None = None
+) -> Topic:
     # Brokers report every config, not only the ones labelops sets.
     merged = {"segment.bytes": "1073741824", **CONFIGS, **(configs or {})}
-    return ObservedTopic(spec.name, partitions or spec.partitions, spec.replication_factor, merged)
+    return Topic(spec.name, partitions or spec.partitions, spec.replication_factor, merged)
 
 
 def test_missing_topics_are_created() -> None:
@@ -57,7 +51,7 @@ def test_partition_decrease_is_refused_and_nothing_else_is_applied() -> None:
 
 def test_replication_factor_mismatch_is_refused() -> None:
     observed = {
-        "c.items": ObservedTopic("c.items", 6, 3, CONFIGS),
+        "c.items": Topic("c.items", 6, 3, CONFIGS),
         "c.labels": live(LABELS),
     }
     changes = diff_topics([ITEMS, LABELS], observed)

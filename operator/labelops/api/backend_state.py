@@ -13,18 +13,9 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """A topic as it should exist (what plan.py decides, what KafkaAdmin.create() makes)."""
-
-    name: str
-    partitions: int
-    replication_factor: int
-    configs: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class ObservedTopic:
-    """A topic as the broker describes it."""
+class Topic:
+    """A topic: as it should exist (what plan.py decides, what KafkaAdmin.create() makes) or
+    as the broker describes it (KafkaAdmin.describe())."""
 
     name: str
     partitions: int

@@ -9,66 +9,72 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PG_IDENTIFIER_MAX = 63
 
 
+def schema_name(namespace: str, name: str) -> str:
+    """The campaign's Postgres schema (and role): a readable prefix plus a hash of the full
+    "namespace/name", within the 63 bytes of an identifier."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:8]
+    readable = re.sub(r"[^a-z0-9]+", "_", f"{namespace}_{name}".lower())
+    room = PG_IDENTIFIER_MAX - len("lc__") - len(digest)
+    return f"lc_{readable[:room]}_{digest}"
+
+
 @dataclass(frozen=True)
 class CampaignNames:
+    """Every name a campaign owns, made once from its namespace and name (see __post_init__,
+    the one table of them)."""
+
     namespace: str
     name: str
+    key: str = field(init=False)
+    # Kafka
+    topic_prefix: str = field(init=False)
+    items_topic: str = field(init=False)
+    labels_topic: str = field(init=False)
+    predictions_topic: str = field(init=False)
+    consumer_group: str = field(init=False)
+    # Postgres
+    schema: str = field(init=False)  # and the role's name: see role
+    # Kubernetes, in the campaign's namespace
+    worker: str = field(init=False)
+    config_map: str = field(init=False)
+    database_secret: str = field(init=False)
+    resource_quota: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def topic_prefix(self) -> str:
-        return f"labelops.{self.namespace}.{self.name}"
-
-    @property
-    def items_topic(self) -> str:
-        return f"{self.topic_prefix}.items"
-
-    @property
-    def labels_topic(self) -> str:
-        return f"{self.topic_prefix}.labels"
-
-    @property
-    def predictions_topic(self) -> str:
-        return f"{self.topic_prefix}.predictions"
-
-    @property
-    def consumer_group(self) -> str:
-        return f"{self.topic_prefix}.worker"
-
-    @property
-    def schema(self) -> str:
-        digest = hashlib.sha256(self.key.encode()).hexdigest()[:8]
-        readable = re.sub(r"[^a-z0-9]+", "_", f"{self.namespace}_{self.name}".lower())
-        room = PG_IDENTIFIER_MAX - len("lc__") - len(digest)
-        return f"lc_{readable[:room]}_{digest}"
+    def __post_init__(self) -> None:
+        topics = f"labelops.{self.namespace}.{self.name}"
+        derived = {
+            "key": f"{self.namespace}/{self.name}",
+            "topic_prefix": topics,
+            "items_topic": f"{topics}.items",
+            "labels_topic": f"{topics}.labels",
+            "predictions_topic": f"{topics}.predictions",
+            "consumer_group": f"{topics}.worker",
+            "schema": schema_name(self.namespace, self.name),
+            "worker": f"{self.name}-worker",  # the Deployment and its Service
+            "config_map": f"{self.name}-config",
+            "database_secret": f"{self.name}-db",
+            "resource_quota": f"{self.name}-quota",
+        }
+        for attribute, value in derived.items():
+            object.__setattr__(self, attribute, value)  # frozen: set once, here
 
     @property
     def role(self) -> str:
+        """The campaign's Postgres role, which owns its schema and bears the schema's name."""
         return self.schema
 
-    @property
-    def worker(self) -> str:
-        return f"{self.name}-worker"
-
-    @property
-    def config_map(self) -> str:
-        return f"{self.name}-config"
-
-    @property
-    def database_secret(self) -> str:
-        return f"{self.name}-db"
-
-    @property
-    def resource_quota(self) -> str:
-        return f"{self.name}-quota"
+    def topics(self) -> dict[str, str]:
+        """The three topics by kind, as status.topics and the worker's config name them."""
+        return {
+            "items": self.items_topic,
+            "labels": self.labels_topic,
+            "predictions": self.predictions_topic,
+        }
 
     def selector_labels(self) -> dict[str, str]:
         return {

@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from labelops.api.backend_state import ObservedTopic, TopicSpec
+from labelops.api.backend_state import Topic
 from labelops.clients.errors import KafkaUnavailable
 
 _MISSING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_TOPIC_ID}
@@ -77,11 +77,11 @@ class KafkaAdmin:
 
     # --- observe ---------------------------------------------------------------------
 
-    def _describe(self, names: Sequence[str]) -> dict[str, ObservedTopic | None]:
+    def _describe(self, names: Sequence[str]) -> dict[str, Topic | None]:
         admin = self._client()
         futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=self.timeout)
         partitions: dict[str, tuple[int, int]] = {}
-        found: dict[str, ObservedTopic | None] = {}
+        found: dict[str, Topic | None] = {}
         for name, future in futures.items():
             try:
                 description = self._wait(future, f"describe topic {name}")
@@ -98,7 +98,7 @@ class KafkaAdmin:
             for resource, future in config_futures.items():
                 entries = self._wait(future, f"describe configs of {resource.name}")
                 count, replication = partitions[resource.name]
-                found[resource.name] = ObservedTopic(
+                found[resource.name] = Topic(
                     resource.name,
                     count,
                     replication,
@@ -106,13 +106,13 @@ class KafkaAdmin:
                 )
         return found
 
-    async def describe(self, names: Sequence[str]) -> dict[str, ObservedTopic | None]:
+    async def describe(self, names: Sequence[str]) -> dict[str, Topic | None]:
         """Each topic as it exists, or None when it does not."""
         return await asyncio.to_thread(self._describe, names)
 
     # --- act -------------------------------------------------------------------------
 
-    def _create(self, topics: Sequence[TopicSpec]) -> None:
+    def _create(self, topics: Sequence[Topic]) -> None:
         futures = self._client().create_topics(
             [
                 NewTopic(t.name, t.partitions, t.replication_factor, config=dict(t.configs))
@@ -154,7 +154,7 @@ class KafkaAdmin:
         for resource, future in futures.items():
             self._wait(future, f"alter configs of {resource.name}")
 
-    async def create(self, topics: Sequence[TopicSpec]) -> None:
+    async def create(self, topics: Sequence[Topic]) -> None:
         if topics:
             await asyncio.to_thread(self._create, topics)
 

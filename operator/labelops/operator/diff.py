@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from labelops.api.backend_state import ObservedDatabase, ObservedTopic, RoleChanges, TopicSpec
+from labelops.api.backend_state import ObservedDatabase, RoleChanges, Topic
 from labelops.operator.plan import DatabasePlan
 
 
 @dataclass(frozen=True)
 class TopicChanges:
-    create: tuple[TopicSpec, ...] = ()
+    create: tuple[Topic, ...] = ()
     # topic -> new total partition count
     grow_partitions: Mapping[str, int] = field(default_factory=dict)
     # topic -> {config key: new value}
@@ -28,10 +28,8 @@ class TopicChanges:
         return not (self.create or self.grow_partitions or self.set_configs)
 
 
-def diff_topics(
-    desired: Sequence[TopicSpec], observed: Mapping[str, ObservedTopic | None]
-) -> TopicChanges:
-    create: list[TopicSpec] = []
+def diff_topics(desired: Sequence[Topic], observed: Mapping[str, Topic | None]) -> TopicChanges:
+    create: list[Topic] = []
     grow: dict[str, int] = {}
     configs: dict[str, dict[str, str]] = {}
     refusals: list[str] = []

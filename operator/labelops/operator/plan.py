@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from labelops.api.backend_state import TopicSpec
+from labelops.api.backend_state import Topic
 from labelops.api.campaign import (
     DEFAULT_WORKER_IMAGE,
     GROUP,
@@ -155,13 +155,13 @@ def retention_ms(duration: str) -> int:
     raise ValueError(f"kafka.retention {duration!r} is not <number><ms|s|m|h|d>")
 
 
-def desired_topics(names: CampaignNames, spec: CampaignSpec) -> list[TopicSpec]:
+def desired_topics(names: CampaignNames, spec: CampaignSpec) -> list[Topic]:
     configs = {
         "retention.ms": str(retention_ms(spec.kafka.retention)),
         "cleanup.policy": "delete",
     }
     return [
-        TopicSpec(topic, spec.kafka.partitions, spec.kafka.replication_factor, configs)
+        Topic(topic, spec.kafka.partitions, spec.kafka.replication_factor, configs)
         for topic in (names.items_topic, names.labels_topic, names.predictions_topic)
     ]
 
@@ -355,20 +355,18 @@ def database_secret(
 def worker_config(ref: CampaignRef, spec: CampaignSpec) -> WorkerConfig:
     names = ref.names
     return WorkerConfig(
+        # Whom the worker serves, and the names of what it uses
         namespace=ref.namespace,
         name=ref.name,
+        generation=ref.generation,
+        schema=names.schema,
+        topics=WorkerTopics(**names.topics()),
+        consumer_group=names.consumer_group,
+        # What of the spec it acts on
         task=spec.task,
         target=spec.target,
         quotas=spec.quotas,
-        schema=names.schema,
-        topics=WorkerTopics(
-            items=names.items_topic,
-            labels=names.labels_topic,
-            predictions=names.predictions_topic,
-        ),
-        consumer_group=names.consumer_group,
         paused=spec.paused,
-        generation=ref.generation,
         model=spec.model,
         quality=spec.quality,
         blocked=spec.labelers.blocked,
@@ -402,6 +400,50 @@ def config_hash(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _http_container_parts(port: int, ready_period: int, live_period: int) -> dict[str, Any]:
+    """What the worker and learner containers share: an http port with /readyz and /healthz
+    probes on it, no privileges, a read-only root filesystem with the pod's "tmp" volume
+    writable on /tmp."""
+    return {
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": ready_period,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": live_period,
+            "failureThreshold": 3,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _restricted_pod_spec(
+    container: dict[str, Any], volumes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A pod of one container, unprivileged (WORKER_UID), without a service account token:
+    neither workers nor the learner talk to the Kubernetes API."""
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
 def worker_deployment(
     ref: CampaignRef,
     spec: CampaignSpec,
@@ -429,25 +471,8 @@ def worker_deployment(
         "envFrom": [
             {"prefix": ENV_TOKEN_PREFIX, "secretRef": {"name": spec.labelers.token_secret_ref.name}}
         ],
-        "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
+        **_http_container_parts(WORKER_PORT, ready_period=5, live_period=10),
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if env.postgres.ca_pem:
@@ -476,18 +501,7 @@ def worker_deployment(
                     "labels": names.labels(),
                     "annotations": {CONFIG_HASH_ANNOTATION: pod_config_hash},
                 },
-                "spec": {
-                    # Workers never talk to the Kubernetes API.
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": WORKER_UID,
-                        "runAsGroup": WORKER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": _restricted_pod_spec(container, volumes),
             },
         },
     }
@@ -614,25 +628,8 @@ def learner_deployment(
         "command": ["labelops", "learner"],
         "env": [{"name": key, "value": value} for key, value in variables.items()],
         "envFrom": [{"secretRef": {"name": learner_kafka_secret(ref), "optional": True}}],
-        "ports": [{"name": "http", "containerPort": LEARNER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 20,
-            "failureThreshold": 3,
-        },
+        **_http_container_parts(LEARNER_PORT, ready_period=10, live_period=20),
         "resources": LEARNER_RESOURCES,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     labels = learner_labels(ref)
     return {
@@ -652,17 +649,7 @@ def learner_deployment(
             "selector": {"matchLabels": learner_selector_labels(ref)},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": WORKER_UID,
-                        "runAsGroup": WORKER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
+                "spec": _restricted_pod_spec(container, [{"name": "tmp", "emptyDir": {}}]),
             },
         },
     }

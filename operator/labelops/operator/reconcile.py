@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from labelops.api.backend_state import RoleChanges, TopicSpec
+from labelops.api.backend_state import RoleChanges, Topic
 from labelops.api.campaign import CampaignSpec, Topics
 from labelops.api.tasktypes import check_label_schema
 from labelops.api.worker_configmap import PASSWORD_KEY
@@ -151,11 +151,7 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
 
     names = ref.names
     state.fields.update(
-        topics=Topics(
-            items=names.items_topic,
-            labels=names.labels_topic,
-            predictions=names.predictions_topic,
-        ),
+        topics=Topics(**names.topics()),
         schema_=names.schema,
         database_secret=names.database_secret,
     )
@@ -217,7 +213,7 @@ def _first_error(err: ValidationError) -> str:
 # --- topics -----------------------------------------------------------------------------
 
 
-async def converge_topics(ctx: OperatorContext, desired: list[TopicSpec]) -> Verdict:
+async def converge_topics(ctx: OperatorContext, desired: list[Topic]) -> Verdict:
     names = [t.name for t in desired]
     observed = await ctx.kafka.describe(names)
     changes = diff_topics(desired, observed)
@@ -244,7 +240,7 @@ async def converge_topics(ctx: OperatorContext, desired: list[TopicSpec]) -> Ver
     )
 
 
-async def _topics_settled(ctx: OperatorContext, desired: list[TopicSpec]) -> bool:
+async def _topics_settled(ctx: OperatorContext, desired: list[Topic]) -> bool:
     """Wait until Kafka reports what was just applied, so the verdict is not a guess."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TOPIC_SETTLE_SECONDS
