@@ -192,6 +192,24 @@ def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any
     ]  # fmt: skip
 
 
+def scale_rows(scale: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """The operator at a thousand campaigns (bench_campaigns_at_scale.py)."""
+    steady = ("steadyState",)
+    n = scale.get("campaigns", 1000)
+    return [
+        (f"operator: {n} campaigns applied at once, all Ready", "< 300 s",
+         _get(scale, "ready", "allReadySeconds"), " s"),
+        (f"operator: resident memory with {n} campaigns, peak", "< 300 MiB",
+         _get(scale, "rss", "peakMiB"), " MiB"),
+        (f"operator: steady state with {n} campaigns, requests/s to the API server", "(report)",
+         _get(scale, *steady, "apiserverRequestsPerSecond"), "/s"),
+        (f"operator: steady state with {n} campaigns, PostgreSQL transactions/s", "(report)",
+         _get(scale, *steady, "postgresTransactionsPerSecond"), "/s"),
+        (f"operator: {n} campaigns deleted (reclaimPolicy Delete), all gone", "(report)",
+         _get(scale, "delete", "allGoneSeconds"), " s"),
+    ]  # fmt: skip
+
+
 def _find(doc: Any, key: str) -> Any:
     """The first value under `key` anywhere in a results document (depth first)."""
     if isinstance(doc, dict):
@@ -226,6 +244,7 @@ def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> P
     store, worker, op = (results.get(name, {}) for name in ("store", "worker", "operator"))
     rows = summary_rows(store, worker, op)
     rows += quality_rows(results)
+    rows += scale_rows(results.get("campaigns_at_scale", {}))
     lines = [
         "# labelops benchmarks",
         "",
@@ -281,6 +300,8 @@ def main() -> int:
             "active_learning": run_script("active_learning", up.env, []),
             # Ingest of items and predictions, export (issue 14), against the previous commit.
             "ingest_export": run_script("ingest_export", up.env, []),
+            # 1,000 campaigns applied at once, on a private stack it starts (issue 14).
+            "campaigns_at_scale": run_script("campaigns_at_scale", up.env, []),
         }
     finally:
         if up.started:  # leave a stack that was already up as it was
