@@ -25,6 +25,8 @@ class Topic:
 
 @dataclass(frozen=True)
 class ObservedRole:
+    """The campaign's role as pg_roles describes it."""
+
     connection_limit: int
     can_login: bool
 

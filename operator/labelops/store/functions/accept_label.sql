@@ -145,8 +145,7 @@ BEGIN
         ON CONFLICT (labeler) DO UPDATE
         SET gold_answers = q.gold_answers + 1,
             gold_correct = q.gold_correct + EXCLUDED.gold_correct;
-        INSERT INTO progress_shards AS s (shard, gold_answers) VALUES (p_shard, 1)
-        ON CONFLICT (shard) DO UPDATE SET gold_answers = s.gold_answers + 1;
+        PERFORM add_progress(p_shard, p_gold_answers => 1);
         r.completed := false;
         r.verdict := 'accepted';
         RETURN r;
@@ -195,22 +194,14 @@ BEGIN
             correct = EXCLUDED.correct, created_at = now();
     END IF;
     -- Last: the shard lock is the last one taken, so shards never join a lock cycle.
-    INSERT INTO progress_shards AS s
-        (shard, labels, human_labeled, machine_labeled, items_completed, disputed,
-         scored_by_people)
-    VALUES (p_shard, 1,
-            CASE WHEN p_origin = 'human' THEN 1 ELSE 0 END,
-            CASE WHEN p_origin = 'machine' THEN 1 ELSE 0 END,
-            CASE WHEN v_complete THEN 1 ELSE 0 END,
-            CASE WHEN v_disputed THEN 1 ELSE 0 END,
-            CASE WHEN v_complete AND v_version IS NOT NULL THEN 1 ELSE 0 END)
-    ON CONFLICT (shard) DO UPDATE
-    SET labels = s.labels + EXCLUDED.labels,
-        human_labeled = s.human_labeled + EXCLUDED.human_labeled,
-        machine_labeled = s.machine_labeled + EXCLUDED.machine_labeled,
-        items_completed = s.items_completed + EXCLUDED.items_completed,
-        disputed = s.disputed + EXCLUDED.disputed,
-        scored_by_people = s.scored_by_people + EXCLUDED.scored_by_people;
+    PERFORM add_progress(
+        p_shard,
+        p_labels => 1,
+        p_human_labeled => CASE WHEN p_origin = 'human' THEN 1 ELSE 0 END,
+        p_machine_labeled => CASE WHEN p_origin = 'machine' THEN 1 ELSE 0 END,
+        p_items_completed => CASE WHEN v_complete THEN 1 ELSE 0 END,
+        p_disputed => CASE WHEN v_disputed THEN 1 ELSE 0 END,
+        p_scored_by_people => CASE WHEN v_complete AND v_version IS NOT NULL THEN 1 ELSE 0 END);
     r.completed := v_complete;
     r.verdict := 'accepted';
     RETURN r;

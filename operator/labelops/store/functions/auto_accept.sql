@@ -53,7 +53,8 @@ BEGIN
         n := n + 1;
     END LOOP;
     IF n > 0 THEN
-        PERFORM add_progress(p_shard, n, 0, n, n, 0, 0);
+        PERFORM add_progress(p_shard, p_labels => n, p_machine_labeled => n,
+                             p_items_completed => n);
     END IF;
     RETURN n;
 END

@@ -114,13 +114,8 @@ BEGIN
         INTO v_item, r.item_id, r.payload, r.priority, r.model_prediction, r.model_confidence
         FROM items i
         WHERE i.gold_value IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM labels l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM leases l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
-                          OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM skips s
-                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM labeled_held_or_skipped t
+                          WHERE t.item_id = i.id AND t.labeler = p_labeler OFFSET 0)
         ORDER BY i.id
         LIMIT 1
         FOR UPDATE OF i SKIP LOCKED;
@@ -131,8 +126,8 @@ BEGIN
     -- whatever model.order says (claim_rank); SKIP LOCKED lets concurrent claimers pass
     -- each other.
     --
-    -- OFFSET 0 keeps each NOT EXISTS a probe of the (item, labeler) key per candidate
-    -- item. Without it the planner turns them into anti-joins that first read every label
+    -- OFFSET 0 keeps the NOT EXISTS a probe of the (item, labeler) keys per candidate
+    -- item. Without it the planner turns it into an anti-join that first reads every label
     -- (and lease) of the labeler, so a claim cost more the more the labeler had labeled.
     IF v_item IS NULL THEN
         SELECT i.id, i.external_id, i.payload, i.priority, i.model_prediction,
@@ -141,13 +136,8 @@ BEGIN
         FROM items i
         WHERE i.completed_at IS NULL AND i.gold_value IS NULL
           AND i.label_count + i.lease_count < coalesce(i.label_cap, v_cap)
-          AND NOT EXISTS (SELECT 1 FROM labels l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM leases l
-                          WHERE l.item_id = i.id AND l.labeler = p_labeler AND l.reserved
-                          OFFSET 0)
-          AND NOT EXISTS (SELECT 1 FROM skips s
-                          WHERE s.item_id = i.id AND s.labeler = p_labeler OFFSET 0)
+          AND NOT EXISTS (SELECT 1 FROM labeled_held_or_skipped t
+                          WHERE t.item_id = i.id AND t.labeler = p_labeler OFFSET 0)
         ORDER BY i.priority DESC, i.claim_rank, i.id
         LIMIT 1
         FOR UPDATE OF i SKIP LOCKED;

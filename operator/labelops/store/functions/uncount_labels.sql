@@ -55,9 +55,11 @@ BEGIN
         v_completed := v_completed + CASE WHEN r.complete THEN 1 ELSE 0 END;
     END LOOP;
     IF n > 0 THEN
-        PERFORM add_progress(p_shard, -n, -v_human, -(n - v_human), -v_completed,
-                             CASE WHEN p_status = 'withdrawn' THEN n ELSE 0 END,
-                             CASE WHEN p_status = 'excluded' THEN n ELSE 0 END);
+        PERFORM add_progress(p_shard, p_labels => -n, p_human_labeled => -v_human,
+                             p_machine_labeled => -(n - v_human),
+                             p_items_completed => -v_completed,
+                             p_withdrawn => CASE WHEN p_status = 'withdrawn' THEN n ELSE 0 END,
+                             p_excluded => CASE WHEN p_status = 'excluded' THEN n ELSE 0 END);
     END IF;
     RETURN n;
 END
