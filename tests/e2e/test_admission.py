@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -22,6 +22,7 @@ from test_operator_harness import (
     new_namespace,
 )
 
+from labelops.api import labeler_pool as labeler_pool_api
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.e2e
@@ -214,3 +215,141 @@ def test_changes_that_cannot_be_made_are_rejected_on_update(
             assert fragment in message, f"{fragment!r} not in: {message}"
     finally:
         delete_campaign(kube_api, namespace, "immutable")
+
+
+# --- shared workforce: LabelerPool and a campaign's poolRef (issue 13) ----------------------
+
+POOL = {"identity": {"oidc": {"issuer": "https://idp.example.com", "audience": "labelops"}}}
+
+
+def labeler_pool(name: str = "bad-pool", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": labeler_pool_api.KIND,
+        "metadata": {"name": name},
+        "spec": {**POOL, **spec},
+    }
+
+
+def pool_rejection(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
+    with pytest.raises(client.ApiException) as caught:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, labeler_pool_api.PLURAL, body
+        )
+    assert caught.value.status == 422, caught.value.body
+    return str(json.loads(caught.value.body or "{}")["message"])
+
+
+INVALID_POOL_CAMPAIGNS = [
+    pytest.param(
+        {"labelers.poolRef": {"name": "experts"}},
+        ["spec.labelers", "exactly one of labelers.tokenSecretRef", "labelers.poolRef"],
+        id="tokens secret and pool",
+    ),
+    pytest.param(
+        {"labelers": {"poolRef": {"name": "experts", "weight": 0}}},
+        ["spec.labelers.poolRef.weight", "1"],
+        id="weight 0",
+    ),
+    pytest.param(
+        {"labelers": {"poolRef": {"name": "Experts!"}}},
+        ["spec.labelers.poolRef.name"],
+        id="pool name not DNS",
+    ),
+    pytest.param(
+        {"labelers": {"blocked": ["x"]}},
+        ["spec.labelers", "exactly one of labelers.tokenSecretRef"],
+        id="neither tokens nor pool",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), INVALID_POOL_CAMPAIGNS)
+def test_invalid_pool_ref_is_rejected_naming_the_field(
+    kube_api: client.ApiClient, namespace: str, changes: dict[str, Any], expected: list[str]
+) -> None:
+    message = rejection(kube_api, namespace, campaign(namespace, **changes))
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+
+
+INVALID_POOLS = [
+    pytest.param(
+        {"identity": {}},
+        ["spec.identity", "exactly one of identity.oidc", "identity.tokens"],
+        id="no identity",
+    ),
+    pytest.param(
+        {"identity": {**POOL["identity"], "tokens": {"secretRef": {"name": "pool-tokens"}}}},
+        ["spec.identity", "exactly one of identity.oidc"],
+        id="oidc and tokens",
+    ),
+    pytest.param(
+        {"identity": {"oidc": {"issuer": "http://idp.example.com", "audience": "labelops"}}},
+        ["spec.identity.oidc.issuer", "https://"],
+        id="issuer over plain http",
+    ),
+    pytest.param(
+        {"identity": {"oidc": {"issuer": "https://idp.example.com"}}},
+        ["spec.identity.oidc.audience", "Required"],
+        id="no audience",
+    ),
+    pytest.param(
+        {"skills": [{"name": "python"}]},
+        ["spec.skills[0]", "groups or skills[].members must list at least one"],
+        id="skill nobody has",
+    ),
+    pytest.param(
+        {"skills": [{"name": "Python", "groups": ["coders"]}]},
+        ["spec.skills[0].name"],
+        id="skill name not a DNS label",
+    ),
+    pytest.param(
+        {"capacity": {"maxLeasesPerLabeler": 0}},
+        ["spec.capacity.maxLeasesPerLabeler", "1"],
+        id="no leases",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), INVALID_POOLS)
+def test_invalid_pool_is_rejected_naming_the_field(
+    kube_api: client.ApiClient, namespace: str, spec: dict[str, Any], expected: list[str]
+) -> None:
+    message = pool_rejection(kube_api, namespace, labeler_pool(**spec))
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+
+
+def test_pool_and_pool_campaign_are_accepted_with_defaults(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
+    api = client.CustomObjectsApi(kube_api)
+    body = labeler_pool("experts", skills=[{"name": "python", "groups": ["coders"]}])
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, labeler_pool_api.PLURAL, body)
+    joined = campaign(namespace, "joined")
+    joined["spec"]["labelers"] = {"poolRef": {"name": "experts", "requiredSkills": ["python"]}}
+    create(kube_api, namespace, joined)
+    try:
+        stored_pool = cast(
+            dict[str, Any],
+            api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, labeler_pool_api.PLURAL, "experts"
+            ),
+        )
+        oidc = stored_pool["spec"]["identity"]["oidc"]
+        assert (oidc["usernameClaim"], oidc["groupsClaim"]) == ("sub", "groups")
+        assert stored_pool["spec"]["capacity"] == {"maxLeasesPerLabeler": 5}
+        stored = get_campaign(kube_api, namespace, "joined")
+        assert stored is not None
+        assert stored["spec"]["labelers"]["poolRef"] == {
+            "name": "experts",
+            "requiredSkills": ["python"],
+            "weight": 1,
+            "priority": 0,
+        }
+    finally:
+        delete_campaign(kube_api, namespace, "joined")
+        api.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, labeler_pool_api.PLURAL, "experts"
+        )

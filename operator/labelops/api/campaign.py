@@ -244,10 +244,59 @@ class SecretRef(Model):
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
 
 
+class PoolRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="The LabelerPool (same namespace) whose labelers serve this campaign.",
+    )
+    required_skills: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Skills of the pool a labeler needs, all of them, to get this campaign's "
+        "tasks.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 63},
+        },
+    )
+    weight: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Share of the pool's labels within its priority tier: weight over the "
+        "sum of the weights of the tier's campaigns with work.",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="Tier: a labeler gets a higher tier's tasks before any lower one's.",
+    )
+
+
 class Labelers(Model):
-    token_secret_ref: SecretRef = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.tokenSecretRef) != has(self.poolRef)",
+                    "labelers needs exactly one of labelers.tokenSecretRef (the campaign's own "
+                    "tokens Secret) or labelers.poolRef (a LabelerPool's labelers)",
+                )
+            ]
+        }
+    )
+
+    token_secret_ref: SecretRef | None = Field(
+        default=None,
         description="Secret whose data keys are labeler ids and values their bearer tokens; "
-        "it must be labeled labelops.dev/campaign=<this campaign's name>."
+        "it must be labeled labelops.dev/campaign=<this campaign's name>.",
+    )
+    pool_ref: PoolRef | None = Field(
+        default=None,
+        description="Join a LabelerPool: its labelers, sign-in and skills serve this campaign.",
     )
     blocked: list[str] = Field(
         default_factory=list,

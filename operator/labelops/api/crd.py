@@ -1,4 +1,4 @@
-"""Generate the LabelingCampaign CRD from the pydantic models.
+"""Generate the CRDs (LabelingCampaign, LabelerPool) from the pydantic models.
 
 pydantic emits JSON Schema; Kubernetes wants a structural OpenAPI v3 schema. The conversion
 inlines references, turns Optional[X] into a non-required X, maps formats, drops what
@@ -9,11 +9,13 @@ factories so the API server applies the same defaults the models do.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
+from labelops.api import labeler_pool
 from labelops.api.campaign import (
     GROUP,
     KIND,
@@ -112,42 +114,50 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return dict(_structural(resolved))
 
 
-def crd() -> dict[str, Any]:
-    spec_schema = model_schema(CampaignSpec)
-    status_schema = model_schema(CampaignStatus)
+def _definition(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    description: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    max_name_length: int,
+    name_used_for: str,
+    printer_columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     root = {
         "type": "object",
         "required": ["spec"],
-        "description": "A human-labeling campaign: what to label, how much, by whom, by when.",
+        "description": description,
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema,
-            "status": status_schema,
+            "spec": model_schema(spec_model),
+            "status": model_schema(status_model),
         },
         "x-kubernetes-validations": [
             cel(
-                f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-                f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
-                "(it prefixes the names of the worker Deployment, Service and Secrets)",
+                f"self.metadata.name.size() <= {max_name_length}",
+                f"metadata.name must be at most {max_name_length} characters ({name_used_for})",
             )
         ],
     }
-    ready = '.status.conditions[?(@.type=="Ready")].status'
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
                 "categories": ["labelops"],
             },
             "versions": [
@@ -156,30 +166,7 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Type", "type": "string", "jsonPath": ".spec.task.type"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {
-                            "name": "Progress",
-                            "type": "string",
-                            "jsonPath": ".status.progress.summary",
-                        },
-                        {"name": "Ready", "type": "string", "jsonPath": ready},
-                        {
-                            "name": "Deadline",
-                            "type": "date",
-                            "jsonPath": ".spec.deadline",
-                            "priority": 1,
-                        },
-                        {
-                            "name": "Machine",
-                            "type": "string",
-                            "description": "Share of completed items labeled by models.",
-                            "jsonPath": ".status.model.machineShare",
-                            "priority": 1,
-                        },
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": printer_columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -187,10 +174,81 @@ def crd() -> dict[str, Any]:
     }
 
 
-def crd_yaml() -> str:
-    header = "# Generated from operator/labelops/api/campaign.py by `make crds`. Do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+_READY = '.status.conditions[?(@.type=="Ready")].status'
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
+
+def crd() -> dict[str, Any]:
+    return _definition(
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        description="A human-labeling campaign: what to label, how much, by whom, by when.",
+        spec_model=CampaignSpec,
+        status_model=CampaignStatus,
+        max_name_length=MAX_NAME_LENGTH,
+        name_used_for="it prefixes the names of the worker Deployment, Service and Secrets",
+        printer_columns=[
+            {"name": "Type", "type": "string", "jsonPath": ".spec.task.type"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
+            {"name": "Ready", "type": "string", "jsonPath": _READY},
+            {"name": "Deadline", "type": "date", "jsonPath": ".spec.deadline", "priority": 1},
+            {
+                "name": "Machine",
+                "type": "string",
+                "description": "Share of completed items labeled by models.",
+                "jsonPath": ".status.model.machineShare",
+                "priority": 1,
+            },
+            _AGE,
+        ],
+    )
+
+
+def labeler_pool_crd() -> dict[str, Any]:
+    return _definition(
+        kind=labeler_pool.KIND,
+        plural=labeler_pool.PLURAL,
+        singular=labeler_pool.SINGULAR,
+        short_names=labeler_pool.SHORT_NAMES,
+        description="A workforce shared by campaigns: how its labelers sign in, their skills, "
+        "their capacity; campaigns join with spec.labelers.poolRef.",
+        spec_model=labeler_pool.LabelerPoolSpec,
+        status_model=labeler_pool.LabelerPoolStatus,
+        max_name_length=labeler_pool.MAX_NAME_LENGTH,
+        name_used_for="it prefixes the names of the router Deployment and Service",
+        printer_columns=[
+            {"name": "Campaigns", "type": "string", "jsonPath": ".status.campaigns[*].name"},
+            {"name": "Active", "type": "integer", "jsonPath": ".status.activeLabelers"},
+            {"name": "Ready", "type": "string", "jsonPath": _READY},
+            {
+                "name": "Issuer",
+                "type": "string",
+                "jsonPath": ".spec.identity.oidc.issuer",
+                "priority": 1,
+            },
+            _AGE,
+        ],
+    )
+
+
+def _as_yaml(definition: dict[str, Any], source: str) -> str:
+    header = f"# Generated from operator/labelops/api/{source} by `make crds`. Do not edit.\n"
+    return header + yaml.safe_dump(definition, sort_keys=False, width=100)
+
+
+def crd_yaml() -> str:
+    return _as_yaml(crd(), "campaign.py")
+
+
+def labeler_pool_crd_yaml() -> str:
+    return _as_yaml(labeler_pool_crd(), "labeler_pool.py")
+
+
+# `python -m labelops.api.crd [PLURAL]`: the CRD of that kind (the campaign's by default).
+BY_PLURAL = {PLURAL: crd_yaml, labeler_pool.PLURAL: labeler_pool_crd_yaml}
 
 if __name__ == "__main__":
-    print(crd_yaml(), end="")
+    print(BY_PLURAL[sys.argv[1] if len(sys.argv) > 1 else PLURAL](), end="")

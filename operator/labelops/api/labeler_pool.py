@@ -1,0 +1,179 @@
+"""LabelerPool (labelops.dev/v1alpha1): one workforce shared by many campaigns.
+
+Who the labelers are and how they sign in (an OIDC issuer, or a tokens Secret for small
+setups), what they can do (skills, from identity-provider groups or listed per member) and
+how much at once (capacity). Campaigns join with `spec.labelers.poolRef` (api/campaign.py),
+naming the skills they need, their weight in the fair share and their priority tier; the
+conventions are Kueue's (a ClusterQueue's cohort, weights and priorities), applied to people.
+
+Like the campaign's, the CRD in crds/ is generated from these models (api/crd.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from labelops.api.campaign import DNS_LABEL_PATTERN, Condition, Model, SecretRef, cel
+
+KIND = "LabelerPool"
+PLURAL = "labelerpools"
+SINGULAR = "labelerpool"
+SHORT_NAMES = ["lpool", "pool"]
+
+# The router's Deployment and Service are named "<pool>-router" (a DNS label, 63 at most).
+MAX_NAME_LENGTH = 48
+
+# Keys are fetched from the issuer over the network: plain http would let anyone on the path
+# hand the router their own signing keys. The verifier (identity/oidc.py) makes the one
+# exception for loopback, which never leaves the host.
+ISSUER_PATTERN = r"^https://[^\s/?#]+(/[^\s?#]*)?$"
+CLAIM_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
+
+_SET_OF_NAMES: dict[str, Any] = {
+    "x-kubernetes-list-type": "set",
+    "items": {"type": "string", "maxLength": 253},
+}
+
+
+class OidcIdentity(Model):
+    issuer: str = Field(
+        max_length=2048,
+        pattern=ISSUER_PATTERN,
+        description="The identity provider's issuer URL (https): its "
+        "/.well-known/openid-configuration names the JWKS the tokens are verified against, "
+        "and tokens must carry it as `iss`.",
+    )
+    audience: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="The `aud` tokens must carry (the client id registered for labelops).",
+    )
+    username_claim: str = Field(
+        default="sub",
+        min_length=1,
+        max_length=253,
+        pattern=CLAIM_PATTERN,
+        description="Claim whose value is the labeler id (e.g. email; sub by default).",
+    )
+    groups_claim: str = Field(
+        default="groups",
+        min_length=1,
+        max_length=253,
+        pattern=CLAIM_PATTERN,
+        description="Claim listing the labeler's groups (skills are granted by group).",
+    )
+
+
+class TokensIdentity(Model):
+    secret_ref: SecretRef = Field(
+        description="Secret whose data keys are labeler ids and values their bearer tokens; "
+        "it must be labeled labelops.dev/pool=<this pool's name>."
+    )
+
+
+class PoolIdentity(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.oidc) != has(self.tokens)",
+                    "identity needs exactly one of identity.oidc {issuer, audience} "
+                    "(single sign-on) or identity.tokens {secretRef} (a tokens Secret)",
+                )
+            ]
+        }
+    )
+
+    oidc: OidcIdentity | None = Field(
+        default=None, description="Sign in with the company's identity provider."
+    )
+    tokens: TokensIdentity | None = Field(
+        default=None, description="Bearer tokens from a Secret, for small setups."
+    )
+
+
+class Skill(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "(has(self.groups) && size(self.groups) > 0) || "
+                    "(has(self.members) && size(self.members) > 0)",
+                    "skills[].groups or skills[].members must list at least one group or "
+                    "labeler id: a skill nobody has would starve every campaign requiring it",
+                )
+            ]
+        }
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL_PATTERN,
+        description="The skill campaigns require (poolRef.requiredSkills), e.g. python.",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Identity-provider groups whose members have the skill.",
+        json_schema_extra=_SET_OF_NAMES,
+    )
+    members: list[str] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Labeler ids with the skill, whatever their groups.",
+        json_schema_extra=_SET_OF_NAMES,
+    )
+
+
+class PoolCapacity(Model):
+    max_leases_per_labeler: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Tasks a labeler may hold at once across all the pool's campaigns.",
+    )
+
+
+class LabelerPoolSpec(Model):
+    identity: PoolIdentity = Field(description="How the pool's labelers sign in.")
+    skills: list[Skill] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="What the labelers can do; a campaign's requiredSkills name these.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    capacity: PoolCapacity = Field(default_factory=PoolCapacity)
+
+
+# --- status -------------------------------------------------------------------------
+
+
+class PoolCampaignStatus(Model):
+    name: str = Field(max_length=253, description="The campaign (same namespace).")
+    priority: int = Field(default=0, description="Its tier: higher tiers are served first.")
+    weight: int = Field(default=1, description="Its weight in the fair share of its tier.")
+    nominal_share: float | None = Field(
+        default=None,
+        description="weight / sum of the weights of its tier's campaigns with work (0-1).",
+    )
+    actual_share: float | None = Field(
+        default=None, description="Its share of the labels served over the decaying window."
+    )
+    labelers_active: int = Field(default=0, description="Labelers holding its tasks.")
+    pending_items: int | None = Field(default=None, description="Items still to label.")
+
+
+class LabelerPoolStatus(Model):
+    observed_generation: int | None = None
+    campaigns: list[PoolCampaignStatus] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    active_labelers: int = Field(default=0, description="Labelers seen in the last window.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
