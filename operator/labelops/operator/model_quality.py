@@ -77,13 +77,12 @@ def build_model_status(
     )
     if row is None:
         return status.model_copy(update={"message": "no model version has scored items yet"})
-    accuracy = row.audits_correct / row.audits if row.audits else None
     return status.model_copy(
         update={
             "version": row.version,
             "threshold": _round(row.threshold),
             "audits": row.audits,
-            "audit_accuracy": _round(accuracy),
+            "audit_accuracy": _round(row.accuracy),
             "audit_lower_bound": _round(audit_lower_bound(row, _confidence_level(spec))),
             "trusted": row.trusted and not row.braked,
             "message": row.message,
@@ -116,7 +115,7 @@ def build_quality_status(counts: ProgressCounts, row: QualityRow | None) -> Qual
 
 def _figures(row: ModelVersionRow, auto: AutoAccept) -> str:
     threshold = f"{row.threshold:.4f}" if row.threshold is not None else "none yet"
-    accuracy = f"{row.audits_correct / row.audits:.4f}" if row.audits else "n/a"
+    accuracy = f"{row.accuracy:.4f}" if row.accuracy is not None else "n/a"
     bound = audit_lower_bound(row, auto.confidence_level)
     bound_text = f"{bound:.4f}" if bound is not None else "n/a"
     text = (

@@ -30,15 +30,18 @@ class TimedAudit:
 
 
 @dataclass(frozen=True)
-class VersionCalibration:
+class Calibration:
+    """A model version's calibration: its proven threshold (None: none yet), whether
+    auto-accept trusts it and whether the brake stopped it, the audits it rests on with the
+    lower bound of their accuracy, and why. The quality job computes it (VersionCalibration)
+    and records it in model_versions, where the operator reads it (store.summaries)."""
+
     threshold: float | None
     trusted: bool
     braked: bool
     audits: int
     audits_correct: int
     lower_bound: float | None
-    # The newest audit of the window that just passed (None: no window passed this time).
-    passing_at: datetime | None
     message: str
 
     @property
@@ -46,9 +49,15 @@ class VersionCalibration:
         return self.audits_correct / self.audits if self.audits else None
 
 
+@dataclass(frozen=True)
+class VersionCalibration(Calibration):
+    # The newest audit of the window that just passed (None: no window passed this time).
+    passing_at: datetime | None
+
+
 def _untrusted(audits: Sequence[TimedAudit], braked: bool, message: str) -> VersionCalibration:
     correct = sum(1 for a in audits if a.correct)
-    return VersionCalibration(None, False, braked, len(audits), correct, None, None, message)
+    return VersionCalibration(None, False, braked, len(audits), correct, None, message, None)
 
 
 def calibrate_version(
@@ -93,6 +102,6 @@ def calibrate_version(
         len(audits),
         sum(1 for a in audits if a.correct),
         passed.lower_bound,
-        window[-1].at if window else None,
         f"{decision.reason}; brake window: {drift.reason}",
+        passing_at=window[-1].at if window else None,
     )

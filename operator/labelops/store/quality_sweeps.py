@@ -18,7 +18,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from string import Formatter
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -40,8 +41,15 @@ class QualitySweeps:
     def __init__(self, schema: str) -> None:
         self.schema = schema
 
-    def _t(self, name: str) -> sql.Identifier:
-        return sql.Identifier(self.schema, name)
+    def _execute(
+        self, conn: psycopg.Connection[Any], template: LiteralString, params: Any = None
+    ) -> psycopg.Cursor[Any]:
+        """Run `template`, each {name} in it the schema's table or function of that name."""
+        names = {name for _, name, _, _ in Formatter().parse(template) if name}
+        statement = sql.SQL(template).format(
+            **{name: sql.Identifier(self.schema, name) for name in names}
+        )
+        return conn.execute(statement, params)
 
     def take_turn(self, conn: psycopg.Connection[Any]) -> bool:
         """In a transaction: whether this worker runs the job now (another replica may)."""
@@ -53,19 +61,14 @@ class QualitySweeps:
     # --- labelers ---------------------------------------------------------------------
 
     def lock_labelers(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(
-            sql.SQL("SELECT 1 FROM {} ORDER BY labeler FOR UPDATE").format(
-                self._t("labeler_quality")
-            )
-        )
+        self._execute(conn, "SELECT 1 FROM {labeler_quality} ORDER BY labeler FOR UPDATE")
 
     def gold_records(self, conn: psycopg.Connection[Any], min_answers: int) -> list[Any]:
         """(labeler, gold_correct, gold_answers) of labelers not blocked, with enough answers."""
-        return conn.execute(
-            sql.SQL(
-                "SELECT labeler, gold_correct, gold_answers FROM {} "
-                "WHERE blocked_at IS NULL AND gold_answers >= %s ORDER BY labeler"
-            ).format(self._t("labeler_quality")),
+        return self._execute(
+            conn,
+            "SELECT labeler, gold_correct, gold_answers FROM {labeler_quality} "
+            "WHERE blocked_at IS NULL AND gold_answers >= %s ORDER BY labeler",
             (min_answers,),
         ).fetchall()
 
@@ -73,14 +76,13 @@ class QualitySweeps:
         """Block (labeler, reason) pairs not blocked yet; returns who was newly blocked."""
         newly = []
         for labeler, reason in sorted(blocks):
-            row = conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} AS q (labeler, blocked_at, blocked_reason) "
-                    "VALUES (%s, now(), %s) ON CONFLICT (labeler) DO UPDATE "
-                    "SET blocked_at = now(), blocked_reason = EXCLUDED.blocked_reason, "
-                    "    exclusion_done = false "
-                    "WHERE q.blocked_at IS NULL RETURNING q.labeler"
-                ).format(self._t("labeler_quality")),
+            row = self._execute(
+                conn,
+                "INSERT INTO {labeler_quality} AS q (labeler, blocked_at, blocked_reason) "
+                "VALUES (%s, now(), %s) ON CONFLICT (labeler) DO UPDATE "
+                "SET blocked_at = now(), blocked_reason = EXCLUDED.blocked_reason, "
+                "    exclusion_done = false "
+                "WHERE q.blocked_at IS NULL RETURNING q.labeler",
                 (labeler, reason),
             ).fetchone()
             if row:
@@ -92,11 +94,10 @@ class QualitySweeps:
         names = sorted(labelers)
         if not names:
             return 0
-        return conn.execute(
-            sql.SQL(
-                "UPDATE {} SET blocked_at = NULL, blocked_reason = NULL "
-                "WHERE labeler = ANY (%s) AND blocked_at IS NOT NULL"
-            ).format(self._t("labeler_quality")),
+        return self._execute(
+            conn,
+            "UPDATE {labeler_quality} SET blocked_at = NULL, blocked_reason = NULL "
+            "WHERE labeler = ANY (%s) AND blocked_at IS NOT NULL",
             (names,),
         ).rowcount
 
@@ -105,47 +106,42 @@ class QualitySweeps:
     ) -> int:
         """Lift the blocks given for `reason` (spec.labelers.blocked) of labelers the list
         no longer names; a block of the gold rule stays."""
-        return conn.execute(
-            sql.SQL(
-                "UPDATE {} SET blocked_at = NULL, blocked_reason = NULL "
-                "WHERE blocked_at IS NOT NULL AND blocked_reason = %s "
-                "AND NOT (labeler = ANY (%s))"
-            ).format(self._t("labeler_quality")),
+        return self._execute(
+            conn,
+            "UPDATE {labeler_quality} SET blocked_at = NULL, blocked_reason = NULL "
+            "WHERE blocked_at IS NOT NULL AND blocked_reason = %s "
+            "AND NOT (labeler = ANY (%s))",
             (reason, sorted(listed)),
         ).rowcount
 
     def pending_exclusions(self, conn: psycopg.Connection[Any]) -> list[str]:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT labeler FROM {} WHERE blocked_at IS NOT NULL AND NOT exclusion_done "
-                "ORDER BY labeler"
-            ).format(self._t("labeler_quality"))
+        rows = self._execute(
+            conn,
+            "SELECT labeler FROM {labeler_quality} "
+            "WHERE blocked_at IS NOT NULL AND NOT exclusion_done ORDER BY labeler",
         ).fetchall()
         return [r[0] for r in rows]
 
     def exclude(self, conn: psycopg.Connection[Any], labeler: str) -> int:
-        row = conn.execute(
-            sql.SQL("SELECT {}(%s, %s::smallint)").format(self._t("exclude_labeler")),
-            (labeler, _shard()),
+        row = self._execute(
+            conn, "SELECT {exclude_labeler}(%s, %s::smallint)", (labeler, _shard())
         ).fetchone()
         return int(row[0]) if row else 0
 
     def refresh_agreement(self, conn: psycopg.Connection[Any]) -> int:
         """Count each human label of the items completed by people since the watermark as
         agreeing with its item's consolidated answer or not; returns the items counted."""
-        watermark_row = conn.execute(
-            sql.SQL("SELECT completed_watermark FROM {} FOR UPDATE").format(
-                self._t("quality_summary")
-            )
+        watermark_row = self._execute(
+            conn, "SELECT completed_watermark FROM {quality_summary} FOR UPDATE"
         ).fetchone()
         watermark = watermark_row[0] if watermark_row else None
         upto = conn.execute(
             "SELECT now() - make_interval(secs => %s)", (SETTLE_SECONDS,)
         ).fetchone()
         assert upto is not None
-        row = conn.execute(
-            sql.SQL(
-                """
+        row = self._execute(
+            conn,
+            """
                 WITH done AS (
                     SELECT i.id, i.consolidated_value FROM {items} i
                     WHERE i.completed_at IS NOT NULL AND i.completed_at <= %(upto)s
@@ -157,11 +153,11 @@ class QualitySweeps:
                            count(*) FILTER (
                                WHERE l.answer = d.consolidated_value -> p.answer_key) AS agreed
                     FROM done d JOIN {labels} l ON l.item_id = d.id
-                    CROSS JOIN {policy} p
+                    CROSS JOIN {campaign_policy} p
                     WHERE l.origin = 'human' AND l.status = 'counted'
                     GROUP BY l.labeler
                 ), applied AS (
-                    INSERT INTO {quality} AS q (labeler, agreements, agreement_total)
+                    INSERT INTO {labeler_quality} AS q (labeler, agreements, agreement_total)
                     SELECT labeler, agreed, total FROM votes ORDER BY labeler
                     ON CONFLICT (labeler) DO UPDATE
                     SET agreements = q.agreements + EXCLUDED.agreements,
@@ -169,19 +165,10 @@ class QualitySweeps:
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM applied)
-                """
-            ).format(
-                items=self._t("items"),
-                labels=self._t("labels"),
-                policy=self._t("campaign_policy"),
-                quality=self._t("labeler_quality"),
-            ),
+                """,
             {"upto": upto[0], "since": watermark},
         ).fetchone()
-        conn.execute(
-            sql.SQL("UPDATE {} SET completed_watermark = %s").format(self._t("quality_summary")),
-            (upto[0],),
-        )
+        self._execute(conn, "UPDATE {quality_summary} SET completed_watermark = %s", (upto[0],))
         return int(row[0]) if row else 0
 
     # --- models -------------------------------------------------------------------------
@@ -189,38 +176,35 @@ class QualitySweeps:
     def versions_with_new_audits(self, conn: psycopg.Connection[Any]) -> list[Any]:
         """(version, audits now, audits at the last calibration, trusted, braked,
         last_passing_at) of versions whose audit count moved."""
-        return conn.execute(
-            sql.SQL(
-                """
+        return self._execute(
+            conn,
+            """
                 SELECT v.version, coalesce(a.n, 0), v.audits, v.trusted, v.braked,
                        v.last_passing_at
-                FROM {versions} v
+                FROM {model_versions} v
                 LEFT JOIN (SELECT version, count(*) AS n FROM {audits} GROUP BY version) a
                   ON a.version = v.version
                 WHERE coalesce(a.n, 0) <> v.audits
                 ORDER BY v.version
-                """
-            ).format(versions=self._t("model_versions"), audits=self._t("audits"))
+                """,
         ).fetchall()
 
     def audits_of(self, conn: psycopg.Connection[Any], version: str) -> list[Any]:
         """(confidence, correct, created_at) of a version's audits, oldest first."""
-        return conn.execute(
-            sql.SQL(
-                "SELECT confidence, correct, created_at FROM {} WHERE version = %s "
-                "ORDER BY created_at, item_id"
-            ).format(self._t("audits")),
+        return self._execute(
+            conn,
+            "SELECT confidence, correct, created_at FROM {audits} WHERE version = %s "
+            "ORDER BY created_at, item_id",
             (version,),
         ).fetchall()
 
     def machine_floor(self, conn: psycopg.Connection[Any], version: str) -> float | None:
         """The lowest confidence among the version's counted machine labels (None: none):
         the population of audits the brake must watch for those labels."""
-        row = conn.execute(
-            sql.SQL(
-                "SELECT min(confidence) FROM {} WHERE labeler = %s AND origin = 'machine' "
-                "AND status = 'counted'"
-            ).format(self._t("labels")),
+        row = self._execute(
+            conn,
+            "SELECT min(confidence) FROM {labels} WHERE labeler = %s AND origin = 'machine' "
+            "AND status = 'counted'",
             ("model:" + version,),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
@@ -228,13 +212,12 @@ class QualitySweeps:
     def record_calibration(
         self, conn: psycopg.Connection[Any], version: str, calibration: VersionCalibration
     ) -> None:
-        conn.execute(
-            sql.SQL(
-                "UPDATE {} SET threshold = %s, trusted = %s, braked = braked OR %s, audits = %s, "
-                "audits_correct = %s, lower_bound = %s, "
-                "last_passing_at = coalesce(%s, last_passing_at), message = %s, "
-                "updated_at = now() WHERE version = %s"
-            ).format(self._t("model_versions")),
+        self._execute(
+            conn,
+            "UPDATE {model_versions} SET threshold = %s, trusted = %s, braked = braked OR %s, "
+            "audits = %s, audits_correct = %s, lower_bound = %s, "
+            "last_passing_at = coalesce(%s, last_passing_at), message = %s, "
+            "updated_at = now() WHERE version = %s",
             (
                 calibration.threshold,
                 calibration.trusted,
@@ -253,42 +236,38 @@ class QualitySweeps:
         labels given after their last passing window: the brake's withdrawal, and a label
         an ingest transaction committed while the brake was being applied (it read the
         version as trusted), caught at the next run."""
-        return conn.execute(
-            sql.SQL(
-                """
-                SELECT v.version, v.last_passing_at FROM {versions} v
+        return self._execute(
+            conn,
+            """
+                SELECT v.version, v.last_passing_at FROM {model_versions} v
                 WHERE v.braked AND EXISTS (
                     SELECT 1 FROM {labels} l
                     WHERE l.labeler = 'model:' || v.version AND l.status = 'counted'
                       AND NOT l.gold AND l.origin = 'machine'
                       AND (v.last_passing_at IS NULL OR l.created_at > v.last_passing_at))
                 ORDER BY v.version
-                """
-            ).format(versions=self._t("model_versions"), labels=self._t("labels"))
+                """,
         ).fetchall()
 
     def trusted_versions(self, conn: psycopg.Connection[Any]) -> list[str]:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT version FROM {} WHERE trusted AND NOT braked AND threshold IS NOT NULL "
-                "ORDER BY version"
-            ).format(self._t("model_versions"))
+        rows = self._execute(
+            conn,
+            "SELECT version FROM {model_versions} "
+            "WHERE trusted AND NOT braked AND threshold IS NOT NULL ORDER BY version",
         ).fetchall()
         return [r[0] for r in rows]
 
     def auto_accept_pending(self, conn: psycopg.Connection[Any], version: str, limit: int) -> int:
-        row = conn.execute(
-            sql.SQL("SELECT {}(NULL, %s, %s, %s::smallint)").format(self._t("auto_accept")),
-            (version, limit, _shard()),
+        row = self._execute(
+            conn, "SELECT {auto_accept}(NULL, %s, %s, %s::smallint)", (version, limit, _shard())
         ).fetchone()
         return int(row[0]) if row else 0
 
     def withdraw(self, conn: psycopg.Connection[Any], version: str, after: datetime | None) -> int:
         """The brake: the version's machine labels given after `after` stop counting."""
-        row = conn.execute(
-            sql.SQL("SELECT {}(%s, 'withdrawn', %s, %s::smallint)").format(
-                self._t("uncount_labels")
-            ),
+        row = self._execute(
+            conn,
+            "SELECT {uncount_labels}(%s, 'withdrawn', %s, %s::smallint)",
             ("model:" + version, after, _shard()),
         ).fetchone()
         return int(row[0]) if row else 0
@@ -297,27 +276,24 @@ class QualitySweeps:
 
     def human_answers(self, conn: psycopg.Connection[Any]) -> list[Any]:
         """(item id, labeler, answer) of every counted human answer on non-gold items."""
-        return conn.execute(
-            sql.SQL(
-                "SELECT item_id, labeler, answer FROM {} "
-                "WHERE origin = 'human' AND status = 'counted' AND NOT gold "
-                "AND answer IS NOT NULL"
-            ).format(self._t("labels"))
+        return self._execute(
+            conn,
+            "SELECT item_id, labeler, answer FROM {labels} "
+            "WHERE origin = 'human' AND status = 'counted' AND NOT gold AND answer IS NOT NULL",
         ).fetchall()
 
     def write_summary(self, conn: psycopg.Connection[Any], summary: QualitySummary) -> None:
-        conn.execute(
-            sql.SQL(
-                """
-                UPDATE {summary} SET alpha = %s, alpha_level = %s,
+        self._execute(
+            conn,
+            """
+                UPDATE {quality_summary} SET alpha = %s, alpha_level = %s,
                     gold_answers = g.answers, gold_correct = g.correct,
                     labelers_blocked = g.blocked, updated_at = now()
                 FROM (SELECT coalesce(sum(gold_answers), 0) AS answers,
                              coalesce(sum(gold_correct), 0) AS correct,
                              count(*) FILTER (WHERE blocked_at IS NOT NULL) AS blocked
-                      FROM {quality}) g
-                """
-            ).format(summary=self._t("quality_summary"), quality=self._t("labeler_quality")),
+                      FROM {labeler_quality}) g
+                """,
             (summary.alpha, summary.alpha_level),
         )
 

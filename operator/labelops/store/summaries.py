@@ -17,7 +17,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
 
+from labelops.quality.version_trust import Calibration
 from labelops.store.progress import ProgressCounts, read_progress
 
 # At most this many new blocks are read per status read; the rest come with the next reads.
@@ -25,18 +27,11 @@ MAX_BLOCKS_PER_READ = 50
 
 
 @dataclass(frozen=True)
-class ModelVersionRow:
-    """The calibration of one model version, as the quality job last computed it."""
+class ModelVersionRow(Calibration):
+    """The calibration of one model version, as the quality job last recorded it."""
 
     version: str
     first_seen_at: dt.datetime
-    threshold: float | None
-    trusted: bool
-    braked: bool
-    audits: int
-    audits_correct: int
-    lower_bound: float | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -57,51 +52,28 @@ class BlockRow:
     reason: str
 
 
-def _table(schema: str, name: str) -> sql.Identifier:
-    return sql.Identifier(schema, name)
-
-
 def read_latest_model(conn: psycopg.Connection[Any], schema: str) -> ModelVersionRow | None:
     """The model version seen last (by first_seen_at), None before any prediction.
 
     model_versions holds one row per version a model ever published: a handful, not items.
     """
-    row = conn.execute(
-        sql.SQL(
-            "SELECT version, first_seen_at, threshold, trusted, braked, audits, audits_correct,"
-            " lower_bound, message FROM {} ORDER BY first_seen_at DESC, version DESC LIMIT 1"
-        ).format(_table(schema, "model_versions"))
-    ).fetchone()
-    if row is None:
-        return None
-    return ModelVersionRow(
-        version=str(row[0]),
-        first_seen_at=row[1],
-        threshold=None if row[2] is None else float(row[2]),
-        trusted=bool(row[3]),
-        braked=bool(row[4]),
-        audits=int(row[5]),
-        audits_correct=int(row[6]),
-        lower_bound=None if row[7] is None else float(row[7]),
-        message=str(row[8] or ""),
-    )
+    with conn.cursor(row_factory=class_row(ModelVersionRow)) as cur:
+        return cur.execute(
+            sql.SQL(
+                "SELECT version, first_seen_at, threshold, trusted, braked, audits,"
+                " audits_correct, lower_bound, message FROM {}"
+                " ORDER BY first_seen_at DESC, version DESC LIMIT 1"
+            ).format(sql.Identifier(schema, "model_versions"))
+        ).fetchone()
 
 
 def read_quality(conn: psycopg.Connection[Any], schema: str) -> QualityRow | None:
-    row = conn.execute(
-        sql.SQL(
-            "SELECT alpha, alpha_level, gold_answers, gold_correct, labelers_blocked FROM {}"
-        ).format(_table(schema, "quality_summary"))
-    ).fetchone()
-    if row is None:
-        return None
-    return QualityRow(
-        alpha=None if row[0] is None else float(row[0]),
-        alpha_level=None if row[1] is None else str(row[1]),
-        gold_answers=int(row[2]),
-        gold_correct=int(row[3]),
-        labelers_blocked=int(row[4]),
-    )
+    with conn.cursor(row_factory=class_row(QualityRow)) as cur:
+        return cur.execute(
+            sql.SQL(
+                "SELECT alpha, alpha_level, gold_answers, gold_correct, labelers_blocked FROM {}"
+            ).format(sql.Identifier(schema, "quality_summary"))
+        ).fetchone()
 
 
 # (blocked_at, labeler) of the last block seen: blocks are read strictly after it, so two
@@ -118,14 +90,18 @@ def read_blocks_since(
     if since is not None:
         condition = sql.SQL("(blocked_at, labeler) > (%s, %s)")
         params.extend(since)
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT labeler, blocked_at, coalesce(blocked_reason, '') FROM {} WHERE {}"
-            " ORDER BY blocked_at, labeler LIMIT {}"
-        ).format(_table(schema, "labeler_quality"), condition, sql.Literal(MAX_BLOCKS_PER_READ)),
-        params,
-    ).fetchall()
-    return [BlockRow(str(r[0]), r[1], str(r[2])) for r in rows]
+    with conn.cursor(row_factory=class_row(BlockRow)) as cur:
+        return cur.execute(
+            sql.SQL(
+                "SELECT labeler, blocked_at, coalesce(blocked_reason, '') AS reason FROM {}"
+                " WHERE {} ORDER BY blocked_at, labeler LIMIT {}"
+            ).format(
+                sql.Identifier(schema, "labeler_quality"),
+                condition,
+                sql.Literal(MAX_BLOCKS_PER_READ),
+            ),
+            params,
+        ).fetchall()
 
 
 @dataclass(frozen=True)
