@@ -62,7 +62,7 @@ from devstack.procs import (  # noqa: E402
     wait_until,
 )
 from labelops.api.campaign import GROUP, PLURAL, VERSION  # noqa: E402
-from labelops.operator.rbac import RULES  # noqa: E402
+from labelops.operator.rbac import policy_rules  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py)
 
 RESULTS = REPO / "bench" / "results" / "campaigns_at_scale.json"
@@ -142,10 +142,7 @@ def operator_identity(api: client.ApiClient, namespace: str, admin_kubeconfig: s
     a kubeconfig that authenticates as it."""
     rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
     role_name = f"{ACCOUNT}-{namespace}"
-    rules = [
-        {"apiGroups": list(r.api_groups), "resources": list(r.resources), "verbs": sorted(r.verbs)}
-        for r in RULES
-    ]
+    rules = policy_rules()
     rules.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]})
     rbac.create_cluster_role(cast(Any, {"metadata": {"name": role_name}, "rules": rules}))
     core.create_namespaced_service_account(namespace, cast(Any, {"metadata": {"name": ACCOUNT}}))

@@ -30,9 +30,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.stats import beta
-
 from labelops.quality.intervals import clopper_pearson_lower, clopper_pearson_upper
 
 
@@ -144,6 +141,10 @@ def choose_threshold(
     )
     if isinstance(needed, bool) or not isinstance(needed, int) or needed < 1:
         raise ValueError(f"min_audits_above={min_audits_above!r}: must be an integer >= 1")
+    # Imported here: numpy and scipy.stats are most of a process's memory (~90 MiB), and the
+    # operator, which imports this module only for its types, never chooses a threshold.
+    import numpy as np
+    from scipy.stats import beta
 
     conf = np.array([a.confidence for a in audits], dtype=float)
     ok = np.array([bool(a.correct) for a in audits], dtype=bool)

@@ -9,14 +9,14 @@ bound because a machine label accepted without people needs a guarantee, not an 
 
 Both come from scipy (`binomtest(...).proportion_ci` and the beta quantiles it is built on);
 this module only fixes the conventions: `n == 0` gives the uninformative [0, 1], and every
-rejection names the argument, its value and what is allowed.
+rejection names the argument, its value and what is allowed. scipy.stats is imported on
+first use: it is ~70 MiB of a process's memory, and the operator, which imports this module,
+needs it only for campaigns with a model or gold items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from scipy.stats import beta, binomtest
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     _check(successes, n, confidence)
     if n == 0:
         return Interval(0.0, 1.0, 0.0)
+    from scipy.stats import binomtest
+
     ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(float(max(0.0, ci.low)), float(min(1.0, ci.high)), successes / n)
 
@@ -63,6 +65,8 @@ def clopper_pearson_lower(successes: int, n: int, confidence: float = 0.95) -> f
     _check(successes, n, confidence)
     if successes == 0:
         return 0.0
+    from scipy.stats import beta
+
     return float(beta.ppf(1.0 - confidence, successes, n - successes + 1))
 
 
@@ -75,6 +79,8 @@ def clopper_pearson_upper(successes: int, n: int, confidence: float = 0.95) -> f
     _check(successes, n, confidence)
     if successes == n:
         return 1.0
+    from scipy.stats import beta
+
     return float(beta.ppf(confidence, successes + 1, n - successes))
 
 
