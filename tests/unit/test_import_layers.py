@@ -52,6 +52,16 @@ def test_the_package_keeps_every_import_contract(monkeypatch: pytest.MonkeyPatch
             "labelops.worker.auth -> labelops.operator",
         ),
         ("clients/errors.py", "import labelops.cli", "labelops.clients.errors -> labelops.cli"),
+        (
+            "routing/fair_share.py",
+            "import labelops.identity.oidc",
+            "labelops.routing.fair_share -> labelops.identity",
+        ),
+        (
+            "identity/oidc.py",
+            "from labelops.worker import auth",
+            "labelops.identity.oidc -> labelops.worker",
+        ),
         ("report/kubeconfig.py", "import devstack.stack", "labelops.report.kubeconfig -> devstack"),
     ],
 )
