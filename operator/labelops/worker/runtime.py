@@ -15,11 +15,13 @@ from flask import Flask
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.store import LabelStore
+from labelops.worker.auth import BearerAuth, TokenRefresh
 from labelops.worker.background_loops import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
 from labelops.worker.ingest import Ingestor
 from labelops.worker.outbox import OutboxRelay
+from labelops.worker.pipeline import Pipeline
 from labelops.worker.quality_loop import QualityJob, QualityLoop
 from labelops.worker.readiness import ReadinessCheck, database_check
 from labelops.worker.server import GracefulServer
@@ -28,6 +30,9 @@ from labelops.worker.storeio import LoopStoreIO
 log = logging.getLogger("labelops.worker")
 
 DATABASE_WAIT_SECONDS = 30.0
+# How long a request (or a loop) waits for a pooled connection: longer means the database is
+# out, and the labeler gets 503 with Retry-After instead of a hang (ingest and the relay pause).
+CONNECTION_WAIT_SECONDS = 5.0
 # Kubernetes waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
 HTTP_GRACE_SECONDS = 20.0
 BACKGROUND_JOIN_SECONDS = 5.0
@@ -52,6 +57,7 @@ def open_pool(settings: WorkerSettings, min_size: int, max_size: int) -> Connect
         settings.postgres_dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
+        timeout=CONNECTION_WAIT_SECONDS,
         open=False,
         name=f"labelops-worker-{config.name}",
         # Autocommit: the store's statements are transactions of their own, and ingest and
@@ -86,12 +92,9 @@ def background_loops(
     store = LabelStore(pool, config)
     policy = store.sync_policy()
     sync_labels_per_item(store)
-    ingest = BackgroundTask(
-        "ingest", Ingestor(pool, config, settings.kafka_bootstrap).run, on_failure
-    )
-    relay = BackgroundTask(
-        "outbox-relay", OutboxRelay(pool, config, settings.kafka_bootstrap).run, on_failure
-    )
+    pipeline = Pipeline(pool, config, settings.kafka)
+    ingest = BackgroundTask("ingest", Ingestor(pipeline).run, on_failure)
+    relay = BackgroundTask("outbox-relay", OutboxRelay(pipeline).run, on_failure)
     scale = (config.task.scale.min, config.task.scale.max) if config.task.scale else None
     quality = QualityLoop(QualityJob(pool, config.schema_, policy, scale))
     return ingest, relay, quality
@@ -108,13 +111,14 @@ def shutdown_check(shutdown: threading.Event) -> ReadinessCheck:
 def app_for(
     settings: WorkerSettings,
     store: LabelStore,
+    auth: BearerAuth,
     checks: dict[str, ReadinessCheck],
     io: LoopStoreIO,
 ) -> Flask:
     return create_app(
         store,
         settings.campaign,
-        settings.tokens,
+        auth,
         checks,
         response_validation=settings.response_validation,
         run_blocking=io.blocking,
@@ -145,8 +149,9 @@ def http_server(
     pool: ConnectionPool,
     checks: dict[str, ReadinessCheck],
     sock: socket.socket | None = None,
-) -> tuple[GracefulServer, LabelStore]:
-    """The HTTP server with its app and the store it serves, which waits the loop's way."""
+) -> HttpService:
+    """The HTTP server with its app, and the labelers' tokens as the database has them now
+    (kept fresh by the service while it runs)."""
     io = LoopStoreIO(
         settings.postgres_dsn,
         settings.campaign,
@@ -155,8 +160,11 @@ def http_server(
     )
     store = LabelStore(pool, settings.campaign, io)
     checks.setdefault("database", database_check(pool))
+    auth = BearerAuth(settings.tokens)
+    tokens = TokenRefresh(pool, settings.campaign.schema_, auth)
+    tokens.refresh()
     server = GracefulServer(
-        app_for(settings, store, checks, io),
+        app_for(settings, store, auth, checks, io),
         settings.host,
         settings.port,
         sock,
@@ -164,28 +172,37 @@ def http_server(
         on_shutdown=io.stop,
         grace_seconds=HTTP_GRACE_SECONDS,
     )
-    return server, store
+    return HttpService(server, auth, tokens)
 
 
 class HttpService:
-    """The GracefulServer in its own thread."""
+    """The GracefulServer in its own thread, and the refresh of its labelers' tokens."""
 
-    def __init__(self, server: GracefulServer) -> None:
+    def __init__(self, server: GracefulServer, auth: BearerAuth, tokens: TokenRefresh) -> None:
         self.server = server
+        self.auth = auth
         self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
+        self._tokens = BackgroundTask("labeler-tokens", tokens.run, self._token_refresh_failed)
+        self._tokens_failed = False
+
+    def _token_refresh_failed(self) -> None:
+        self._tokens_failed = True
 
     def start(self) -> None:
         self._thread.start()
+        self._tokens.start()
 
     @property
     def failed(self) -> bool:
-        """The server stopped by itself (it could not start, say): the worker must go."""
-        return self.server.failed
+        """The server stopped by itself (it could not start, say), or the tokens can no
+        longer be refreshed: the worker must go."""
+        return self.server.failed or self._tokens_failed
 
     def drain(self) -> bool:
         """Stop accepting, let in-flight requests finish; True when all of them did."""
         drained = self.server.shutdown(HTTP_GRACE_SECONDS)
         self._thread.join(BACKGROUND_JOIN_SECONDS)
+        self._tokens.join(BACKGROUND_JOIN_SECONDS)
         return drained
 
 
@@ -199,9 +216,11 @@ def configure_logging(level: str, process_label: str | None = None) -> None:
     )
 
 
-def describe(settings: WorkerSettings, port: int, how: str) -> str:
+def describe(settings: WorkerSettings, port: int, how: str, labelers: int | None = None) -> str:
+    """labelers: how many the HTTP server knows now (None: its processes know)."""
     config = settings.campaign
+    known = "" if labelers is None else f" with {labelers} labelers' tokens"
     return (
         f"worker of campaign {config.namespace}/{config.name} ({config.task.type.value}) "
-        f"serving on http://{settings.host}:{port} with {len(settings.tokens)} labelers, {how}"
+        f"serving on http://{settings.host}:{port}{known}, {how}"
     )

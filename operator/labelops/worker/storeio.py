@@ -32,6 +32,9 @@ from labelops.worker.greenbridge import in_bridge, wait_for
 T = TypeVar("T")
 
 POOL_WAIT_SECONDS = 30.0
+# How long a request waits for a batcher connection: longer means the database is out (a
+# restart takes a second or two), and the labeler gets 503 with Retry-After instead of a hang.
+REQUEST_CONNECTION_WAIT_SECONDS = 5.0
 
 
 class LoopStoreIO:
@@ -57,6 +60,7 @@ class LoopStoreIO:
             # batch's statement runs.
             min_size=self._writers,
             max_size=self._writers,
+            timeout=REQUEST_CONNECTION_WAIT_SECONDS,
             open=False,
             name=f"labelops-batcher-{self._config.name}",
             kwargs={
