@@ -162,3 +162,29 @@ def test_the_operator_may_read_pools_and_write_their_status() -> None:
     granted = rbac.granted()
     assert {"get", "list", "watch"} <= granted[("labelops.dev", "labelerpools")]
     assert granted[("labelops.dev", "labelerpools/status")] == {"patch"}
+
+
+@pytest.mark.parametrize(
+    "labelers",
+    [{}, {"tokenSecretRef": {"name": "t"}, "poolRef": {"name": "experts"}}],
+    ids=["neither", "both"],
+)
+def test_the_models_refuse_anything_but_one_source_of_labelers(labelers: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match=r"exactly one of labelers\.tokenSecretRef"):
+        campaign_spec(labelers)
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {},
+        {
+            "oidc": {"issuer": "https://idp.example.com", "audience": "labelops"},
+            "tokens": {"secretRef": {"name": "pool-tokens"}},
+        },
+    ],
+    ids=["neither", "both"],
+)
+def test_the_models_refuse_anything_but_one_identity(identity: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match=r"exactly one of identity\.oidc"):
+        LabelerPoolSpec.model_validate({"identity": identity})

@@ -11,7 +11,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "labelops.dev"
@@ -276,15 +276,17 @@ class PoolRef(Model):
     )
 
 
+_ONE_SOURCE_OF_LABELERS = (
+    "labelers needs exactly one of labelers.tokenSecretRef (the campaign's own tokens Secret) "
+    "or labelers.poolRef (a LabelerPool's labelers)"
+)
+
+
 class Labelers(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "has(self.tokenSecretRef) != has(self.poolRef)",
-                    "labelers needs exactly one of labelers.tokenSecretRef (the campaign's own "
-                    "tokens Secret) or labelers.poolRef (a LabelerPool's labelers)",
-                )
+                cel("has(self.tokenSecretRef) != has(self.poolRef)", _ONE_SOURCE_OF_LABELERS)
             ]
         }
     )
@@ -298,6 +300,13 @@ class Labelers(Model):
         default=None,
         description="Join a LabelerPool: its labelers, sign-in and skills serve this campaign.",
     )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Labelers:
+        if (self.token_secret_ref is None) == (self.pool_ref is None):
+            raise ValueError(_ONE_SOURCE_OF_LABELERS)
+        return self
+
     blocked: list[str] = Field(
         default_factory=list,
         max_length=10000,

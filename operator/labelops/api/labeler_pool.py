@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from labelops.api.campaign import DNS_LABEL_PATTERN, Condition, Model, SecretRef, cel
 
@@ -73,16 +73,16 @@ class TokensIdentity(Model):
     )
 
 
+_ONE_IDENTITY = (
+    "identity needs exactly one of identity.oidc {issuer, audience} (single sign-on) or "
+    "identity.tokens {secretRef} (a tokens Secret)"
+)
+
+
 class PoolIdentity(Model):
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.oidc) != has(self.tokens)",
-                    "identity needs exactly one of identity.oidc {issuer, audience} "
-                    "(single sign-on) or identity.tokens {secretRef} (a tokens Secret)",
-                )
-            ]
+            "x-kubernetes-validations": [cel("has(self.oidc) != has(self.tokens)", _ONE_IDENTITY)]
         }
     )
 
@@ -92,6 +92,12 @@ class PoolIdentity(Model):
     tokens: TokensIdentity | None = Field(
         default=None, description="Bearer tokens from a Secret, for small setups."
     )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PoolIdentity:
+        if (self.oidc is None) == (self.tokens is None):
+            raise ValueError(_ONE_IDENTITY)
+        return self
 
 
 class Skill(Model):
