@@ -22,7 +22,7 @@ class Doubling(Batcher[int, int]):
     def _statement(self, requests: Sequence[int]) -> tuple[bytes, tuple[Any, ...]]:
         raise AssertionError("not used: _run is replaced")
 
-    def _answers(self, rows: Sequence[Sequence[Any]], requests: Sequence[int]) -> list[Any]:
+    def _answer(self, row: Sequence[Any], request: int) -> int:
         raise AssertionError("not used: _run is replaced")
 
     async def _run(self, requests: list[int]) -> list[Any]:

@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg import errors as pgerrors
 from psycopg_pool import AsyncConnectionPool
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed
+from labelops.store.lost_races import ATTEMPTS, lost_race
 from labelops.store.outages import DATABASE_OUTAGES
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
@@ -54,10 +54,6 @@ Out = TypeVar("Out")
 # Postgres takes a batch's locks row by row; a few hundred keep a batch well under the time
 # a labeler notices.
 MAX_BATCH = 256
-ATTEMPTS = 3
-_RETRY_ON_CONSTRAINTS = frozenset(
-    {"labels_idempotency_key_unique", "labels_item_labeler_unique", "labels_item_ordinal_unique"}
-)
 
 Leased = tuple[ClaimedTask, int] | None
 
@@ -101,9 +97,21 @@ class Batcher(ABC, Generic[In, Out]):
         """The batch's statement and its parameters."""
 
     @abstractmethod
-    def _answers(self, rows: Sequence[Sequence[Any]], requests: Sequence[In]) -> list[Any]:
-        """Each request's answer (an Out, or the exception it raises) from the rows, which
-        are the function's columns after the 1-based element number."""
+    def _answer(self, row: Sequence[Any], request: In) -> Out:
+        """A request's answer from its row (the function's columns after the 1-based element
+        number); raises the request's refusal (a StoreError such as QuotaExceeded)."""
+
+    def _answers(
+        self, rows: Sequence[Sequence[Any]], requests: Sequence[In]
+    ) -> list[Out | Exception]:
+        """Each request's answer: an Out, or the exception that is its refusal."""
+        answers: list[Out | Exception] = []
+        for row, request in zip(rows, requests, strict=True):
+            try:
+                answers.append(self._answer(row, request))
+            except Exception as refused:
+                answers.append(refused)
+        return answers
 
     async def _write(self) -> None:
         try:
@@ -166,13 +174,10 @@ class Batcher(ABC, Generic[In, Out]):
                 if [row[0] for row in rows] != list(range(1, len(requests) + 1)):
                     raise RuntimeError(f"{len(rows)} rows answered {len(requests)} requests")
                 return self._answers([row[1:] for row in rows], requests)
-            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as err:
-                if attempt == ATTEMPTS:
+            except psycopg.Error as err:
+                if attempt == ATTEMPTS or not lost_race(err):
                     raise
                 log.warning("retrying a batch after %s (attempt %d)", type(err).__name__, attempt)
-            except pgerrors.UniqueViolation as err:
-                if attempt == ATTEMPTS or err.diag.constraint_name not in _RETRY_ON_CONSTRAINTS:
-                    raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -184,16 +189,8 @@ class LabelBatcher(Batcher[Submission, Submitted]):
             self._config, requests, random.randrange(PROGRESS_SHARDS)
         )
 
-    def _answers(
-        self, rows: Sequence[Sequence[Any]], requests: Sequence[Submission]
-    ) -> list[Submitted | Exception]:
-        answers: list[Submitted | Exception] = []
-        for row, sub in zip(rows, requests, strict=True):
-            try:
-                answers.append(accepted(row, self._config, sub))
-            except Exception as refused:  # a StoreError: the submission's answer
-                answers.append(refused)
-        return answers
+    def _answer(self, row: Sequence[Any], request: Submission) -> Submitted:
+        return accepted(row, self._config, request)
 
 
 class ClaimBatcher(Batcher[str, Leased]):
@@ -202,16 +199,8 @@ class ClaimBatcher(Batcher[str, Leased]):
     def _statement(self, requests: Sequence[str]) -> tuple[bytes, tuple[Any, ...]]:
         return self._queries.claim_tasks, (list(requests), *claim_params(self._config, "")[1:])
 
-    def _answers(
-        self, rows: Sequence[Sequence[Any]], requests: Sequence[str]
-    ) -> list[Leased | Exception]:
-        answers: list[Leased | Exception] = []
-        for row, labeler in zip(rows, requests, strict=True):
-            try:
-                answers.append(claimed(row, self._config, labeler))
-            except Exception as refused:  # QuotaExceeded: the claim's answer
-                answers.append(refused)
-        return answers
+    def _answer(self, row: Sequence[Any], request: str) -> Leased:
+        return claimed(row, self._config, request)
 
 
 def label_batch_params(

@@ -100,7 +100,6 @@ from enum import Enum
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from psycopg import errors as pgerrors
 from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
@@ -109,6 +108,7 @@ from labelops.store.autocommit import autocommit
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
 from labelops.store.leased_payloads import LeasedPayloads
+from labelops.store.lost_races import ATTEMPTS, lost_race
 from labelops.store.policy import CampaignPolicy, write_policy
 from labelops.store.progress import CounterDelta, ProgressCounts, bump_params, read_progress
 from labelops.store.queries import Queries
@@ -125,14 +125,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ATTEMPTS = 3
 # How stale the "target.items items are complete" answer of claims may be.
 TARGET_READ_SECONDS = 1.0
-# Losing a race on these constraints means a concurrent transaction got there first; the
-# retry sees its result (e.g. answers a duplicate Idempotency-Key as a replay).
-_RETRY_ON_CONSTRAINTS = frozenset(
-    {"labels_idempotency_key_unique", "labels_item_labeler_unique", "labels_item_ordinal_unique"}
-)
 
 
 class Unbatched(Enum):
@@ -388,11 +382,8 @@ class LabelStore:
                         return work(conn)
                     with autocommit(conn):
                         return work(conn)
-            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as err:
-                if attempt == ATTEMPTS:
+            except psycopg.Error as err:
+                if attempt == ATTEMPTS or not lost_race(err):
                     raise
                 log.warning("retrying after %s (attempt %d)", type(err).__name__, attempt)
-            except pgerrors.UniqueViolation as err:
-                if attempt == ATTEMPTS or err.diag.constraint_name not in _RETRY_ON_CONSTRAINTS:
-                    raise
         raise AssertionError("unreachable: the last attempt returns or raises")
