@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +23,14 @@ import pytest
 import yaml
 from kubernetes import client
 from test_operator_harness import (
+    DENIED_MARKERS,
     apply,
     delete_campaign,
     delete_namespace,
     example_documents,
     patch_spec,
+    poll,
+    service_account_kubeconfig,
     wait_campaign,
     wait_ready,
 )
@@ -51,9 +53,6 @@ pytestmark = pytest.mark.e2e
 CHART = REPO_ROOT / "charts" / "labelops"
 ARGOCD_HEALTH = REPO_ROOT / "gitops" / "argocd" / "labelops.dev" / "LabelingCampaign"
 CAMPAIGN = "helpfulness-q4"
-# What a missing grant looks like in the operator's log: the API server's "... is forbidden:
-# User ... cannot ...", Kopf's "Not enough permissions" and its event poster's "Code: 403".
-DENIED_MARKERS = ("forbidden:", "Forbidden", "Not enough permissions", "Code: 403", ": 403 ")
 
 
 def run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
@@ -148,41 +147,6 @@ def test_helm_install_rolls_out_the_operator(
 
 
 # --- the operator as the chart's ServiceAccount -----------------------------------------
-
-
-def service_account_kubeconfig(
-    kube_api: client.ApiClient, admin_kubeconfig: str, namespace: str, account: str, path: Path
-) -> Path:
-    """A kubeconfig for the API server of the admin one, authenticated as the account."""
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-    )
-    token = (
-        client.CoreV1Api(kube_api)
-        .create_namespaced_service_account_token(account, namespace, request)
-        .status
-    )
-    assert token is not None
-    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    server = dict(cluster["cluster"])
-    if "certificate-authority" in server:  # relative paths are relative to the admin file
-        ca = Path(admin_kubeconfig).parent / server["certificate-authority"]
-        server["certificate-authority"] = str(ca.resolve())
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "stack", "cluster": server}],
-                "users": [{"name": account, "user": {"token": token.token}}],
-                "contexts": [{"name": account, "context": {"cluster": "stack", "user": account}}],
-                "current-context": account,
-            }
-        )
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -316,13 +280,17 @@ def test_operator_exports_the_metrics_the_alerts_use(
     kube_api: client.ApiClient, chart_operator: ChartOperator, campaign_namespace: str
 ) -> None:
     wait_ready(kube_api, campaign_namespace, CAMPAIGN)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        exported = exported_metrics(chart_operator.metrics_port)
-        if set(ALERT_METRICS) <= set(exported):
-            break
-        time.sleep(0.5)
-    assert set(ALERT_METRICS) <= set(exported), sorted(set(ALERT_METRICS) - set(exported))
+    poll(
+        lambda: set(ALERT_METRICS) <= set(exported_metrics(chart_operator.metrics_port)),
+        "every metric the alerts use exported",
+        log=lambda: (
+            "missing: "
+            + ", ".join(
+                sorted(set(ALERT_METRICS) - set(exported_metrics(chart_operator.metrics_port)))
+            )
+        ),
+    )
+    exported = exported_metrics(chart_operator.metrics_port)
     ready_true = [
         line
         for line in exported["labelops_campaign_condition"]

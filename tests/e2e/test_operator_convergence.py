@@ -41,12 +41,14 @@ from test_operator_harness import (
     list_campaigns,
     new_namespace,
     patch_spec,
+    poll,
     running_operator,
     wait_campaign,
     wait_ready,
 )
 
 from devstack import podrunner
+from devstack.kafka import client_connection
 from labelops.api.naming import CampaignNames
 from labelops.store.progress import ProgressCounts, read_progress
 
@@ -121,7 +123,7 @@ def operator(
 
 
 def produce_items(bootstrap: str, topic: str, ids: list[str]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer(client_connection(bootstrap).client_config({"acks": "all"}))
     for item in ids:
         payload = {
             "prompt": f"Why is the sky blue? ({item})",
@@ -136,15 +138,6 @@ def produce_items(bootstrap: str, topic: str, ids: list[str]) -> None:
 def counts(postgres_dsn: str, namespace: str, name: str) -> ProgressCounts:
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         return read_progress(conn, CampaignNames(namespace, name).schema)
-
-
-def poll(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll a condition outside the API server (the database, Kafka, a worker's answer)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {what} within {timeout:.0f}s", pytrace=False)
-        time.sleep(0.25)
 
 
 class Workers:
@@ -220,12 +213,13 @@ def phase(obj: Campaign | None) -> str | None:
 
 def label_on_topic(bootstrap: str, topic: str, label_id: str, timeout: float = 60) -> bool:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"e2e-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client_connection(bootstrap).client_config(
+            {
+                "group.id": f"e2e-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     consumer.subscribe([topic])
     deadline = time.monotonic() + timeout

@@ -23,11 +23,13 @@ from typing import Any, cast
 
 import psycopg
 import pytest
+import yaml
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from kubernetes import client, dynamic, watch
 
 from devstack import kubeapply
+from devstack.kafka import client_connection
 from devstack.procs import (
     Started,
     free_port,
@@ -311,6 +313,22 @@ def wait_campaign(
     )
 
 
+def poll(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = 60,
+    log: Callable[[], str] | None = None,
+) -> None:
+    """Poll a condition the API server cannot be watched for (the database, Kafka, a
+    worker's or the operator's answer) until it holds; fail naming it, with log() if given."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            details = f"\n{log()}" if log else ""
+            pytest.fail(f"not {what} within {timeout:.0f}s{details}", pytrace=False)
+        time.sleep(0.25)
+
+
 def is_ready(obj: Campaign | None) -> bool:
     """Ready=True for the current generation (what kstatus and `kubectl wait` require)."""
     if obj is None:
@@ -369,6 +387,46 @@ def wait_event(
     )
 
 
+# What a missing grant looks like in the operator's log: the API server's "... is forbidden:
+# User ... cannot ...", Kopf's "Not enough permissions" and its event poster's "Code: 403".
+DENIED_MARKERS = ("forbidden:", "Forbidden", "Not enough permissions", "Code: 403", ": 403 ")
+
+
+def service_account_kubeconfig(
+    kube_api: client.ApiClient, admin_kubeconfig: str, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig for the API server of the admin one, authenticated as the account."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    token = (
+        client.CoreV1Api(kube_api)
+        .create_namespaced_service_account_token(account, namespace, request)
+        .status
+    )
+    assert token is not None
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    server = dict(cluster["cluster"])
+    if "certificate-authority" in server:  # relative paths are relative to the admin file
+        ca = Path(admin_kubeconfig).parent / server["certificate-authority"]
+        server["certificate-authority"] = str(ca.resolve())
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "stack", "cluster": server}],
+                "users": [{"name": account, "user": {"token": token.token}}],
+                "contexts": [{"name": account, "context": {"cluster": "stack", "user": account}}],
+                "current-context": account,
+            }
+        )
+    )
+    return path
+
+
 def delete_namespace(api: client.ApiClient, namespace: str) -> None:
     try:
         client.CoreV1Api(api).delete_namespace(namespace)
@@ -400,7 +458,7 @@ def kstatus_of(obj: Campaign | None) -> str:
 
 def topic_state(bootstrap: str, topic: str) -> tuple[int, int, dict[str, str]] | None:
     """(partitions, replication factor, configs) of a topic, None when it does not exist."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_connection(bootstrap).client_config({"log_level": 0}))
     future = admin.describe_topics(TopicCollection([topic]), request_timeout=10)[topic]
     try:
         description = future.result(timeout=15)
@@ -418,7 +476,7 @@ def topic_state(bootstrap: str, topic: str) -> tuple[int, int, dict[str, str]] |
 
 
 def list_topics(bootstrap: str, prefix: str) -> list[str]:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_connection(bootstrap).client_config({"log_level": 0}))
     return sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))
 
 
@@ -442,10 +500,11 @@ def drop_campaign_data(
     """Remove what a Retain campaign left behind, so reruns start clean."""
     from psycopg import sql
 
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
+    admin = AdminClient(client_connection(kafka_bootstrap).client_config({"log_level": 0}))
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
-    for future in admin.delete_topics(existing, operation_timeout=10).values():
-        future.result(timeout=15)
+    if existing:  # the client refuses an empty list
+        for future in admin.delete_topics(existing, operation_timeout=10).values():
+            future.result(timeout=15)
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (schema,)).fetchone():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from test_operator_harness import (
     list_campaigns,
     new_namespace,
     patch_spec,
+    poll,
     running_operator,
     topic_state,
     wait_campaign,
@@ -46,6 +46,7 @@ from test_operator_harness import (
 )
 
 from devstack import kubeapply, podrunner
+from devstack.kafka import client_connection
 from devstack.procs import free_port
 from labelops.api.campaign import CampaignSpec
 from labelops.api.naming import CampaignNames
@@ -177,18 +178,10 @@ def human_label(namespace: str, row: dict[str, str]) -> dict[str, Any]:
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[str, dict[str, Any]]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer(client_connection(bootstrap).client_config({"acks": "all"}))
     for key, value in messages:
         producer.produce(topic, key=key.encode(), value=json.dumps(value).encode())
     assert producer.flush(30) == 0
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float, log: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {what} within {timeout:.0f}s\n{log()}", pytrace=False)
-        time.sleep(0.5)
 
 
 def test_the_learner_runs_from_what_the_operator_wrote_and_its_version_reaches_status(
@@ -243,7 +236,7 @@ def test_the_learner_runs_from_what_the_operator_wrote_and_its_version_reaches_s
         )
         # The learner trains on the human labels and publishes; the worker ingests the
         # predictions; the operator shows the version the learner reports.
-        wait_for(
+        poll(
             lambda: learner_state().get("version") is not None,
             "a trained learner",
             180,
@@ -381,7 +374,7 @@ def test_status_conditions_events_and_metrics_follow_the_quality_jobs_figures(
     assert quality["consolidatedItems"] == 20
     wait_event(kube_api, namespace, SYNTHETIC, "LabelerBlocked", "mallory")
     labels = {"namespace": namespace, "name": SYNTHETIC}
-    wait_for(
+    poll(
         lambda: operator.metric("labelops_campaign_model_trusted", **labels) == 1,
         "model_trusted 1",
         60,
@@ -410,7 +403,7 @@ def test_status_conditions_events_and_metrics_follow_the_quality_jobs_figures(
     assert "e2e-v1" in message and "70 audits" in message and "rolling window" in message
     event = wait_event(kube_api, namespace, SYNTHETIC, "Braked", "e2e-v1")
     assert event["type"] == "Warning"
-    wait_for(
+    poll(
         lambda: (
             operator.metric("labelops_campaign_model_trusted", **labels) == 0
             and operator.metric(
