@@ -50,13 +50,7 @@ def _status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from labelops.report.export import export
 
-    return export(
-        name=args.name,
-        namespace=args.namespace,
-        fmt=args.format,
-        out=args.output,
-        method=args.method,
-    )
+    return export(args.name, args.namespace, args.format, out=args.output, method=args.method)
 
 
 def _labelers(args: argparse.Namespace) -> int:

@@ -55,21 +55,15 @@ class BlockLists:
 
 
 @dataclass(frozen=True)
-class LabelerReport:
-    labeler: str
-    labels: int
-    excluded: int
-    gold_answers: int
-    gold_correct: int
+class LabelerReport(LabelerRecord):
+    """The record with what the owner reads from it; blocked_reason here is the reason that
+    holds (block_reason: the lists' word over the quality job's)."""
+
     gold_accuracy: float | None
     gold_low: float | None  # Wilson 95% interval of the gold accuracy
     gold_high: float | None
-    agreements: int
-    agreement_total: int
     agreement: float | None  # agreements / agreement_total
-    skips: int
     blocked: bool
-    blocked_reason: str | None
 
 
 # --- deciding (pure) -----------------------------------------------------------------------
@@ -92,20 +86,12 @@ def report(record: LabelerRecord, lists: BlockLists) -> LabelerReport:
     )
     reason = block_reason(record, lists)
     return LabelerReport(
-        labeler=record.labeler,
-        labels=record.labels,
-        excluded=record.excluded,
-        gold_answers=record.gold_answers,
-        gold_correct=record.gold_correct,
+        **{**asdict(record), "blocked_reason": reason},
         gold_accuracy=gold.point if gold else None,
         gold_low=gold.low if gold else None,
         gold_high=gold.high if gold else None,
-        agreements=record.agreements,
-        agreement_total=record.agreement_total,
         agreement=(record.agreements / record.agreement_total if record.agreement_total else None),
-        skips=record.skips,
         blocked=reason is not None,
-        blocked_reason=reason,
     )
 
 
