@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from labelops.api.campaign import CampaignSpec
 from labelops.api.crd import crd, labeler_pool_crd, labeler_pool_crd_yaml
 from labelops.api.labeler_pool import LabelerPoolSpec, LabelerPoolStatus
-from labelops.operator import plan, rbac
+from labelops.operator import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_CRD = "labelerpools.labelops.dev.yaml"
@@ -156,12 +156,6 @@ def test_a_pool_campaign_is_reported_as_not_served_yet_naming_pool_ref() -> None
     assert plan.pool_problem(campaign_spec({"tokenSecretRef": {"name": "t"}})) is None
     with pytest.raises(ValueError, match="poolRef"):
         plan.tokens_secret_name(spec)
-
-
-def test_the_operator_may_read_pools_and_write_their_status() -> None:
-    granted = rbac.granted()
-    assert {"get", "list", "watch"} <= granted[("labelops.dev", "labelerpools")]
-    assert granted[("labelops.dev", "labelerpools/status")] == {"patch"}
 
 
 @pytest.mark.parametrize(
