@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from devstack.kafka import client_connection
 from devstack.procs import free_port
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
@@ -41,6 +42,7 @@ from labelops.store import LabelStore
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate
 from labelops.store.queries import Queries
+from labelops.worker.auth import BearerAuth
 from labelops.worker.config import ENV_HOST, ENV_PORT, ENV_RESPONSE_VALIDATION, ResponseValidation
 from labelops.worker.http.app import create_app
 from labelops.worker.readiness import ReadinessCheck
@@ -81,7 +83,7 @@ class Campaign:
             write_ingest_batch(cur, Queries(self.config.schema_), records, [])
 
     def produce_items(self, messages: Sequence[dict[str, Any]]) -> None:
-        producer = Producer({"bootstrap.servers": self.bootstrap, **QUIET_KAFKA})
+        producer = Producer(client_connection(self.bootstrap).client_config(QUIET_KAFKA))
         for message in messages:
             producer.produce(
                 self.config.topics.items, key=message["id"].encode(), value=json.dumps(message)
@@ -101,13 +103,14 @@ class Campaign:
     def relayed_labels(self, expected: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Messages on the labels topic, once at least `expected` arrived (or the timeout)."""
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                **QUIET_KAFKA,
-            }
+            client_connection(self.bootstrap).client_config(
+                {
+                    "group.id": f"test-{uuid.uuid4().hex}",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                    **QUIET_KAFKA,
+                }
+            )
         )
         consumer.subscribe([self.config.topics.labels])
         found: list[dict[str, Any]] = []
@@ -126,6 +129,7 @@ class Campaign:
             ENV_CAMPAIGN: self.config.model_dump_json(by_alias=True),
             ENV_POSTGRES_DSN: self.dsn,
             ENV_KAFKA_BOOTSTRAP: self.bootstrap,
+            **client_connection(self.bootstrap).security_env(),
         }
         env.update({f"{ENV_TOKEN_PREFIX}{labeler}": token for labeler, token in tokens.items()})
         return env
@@ -161,7 +165,7 @@ def provisioned(
     """The schema (migrated) and topics of config, removed again afterwards."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn, config.schema_)
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     topics = [config.topics.items, config.topics.labels]
     for future in admin.create_topics(
         [NewTopic(t, num_partitions=3, replication_factor=1) for t in topics]
@@ -200,7 +204,7 @@ class LiveApi:
         self.app = create_app(
             store,
             campaign.config,
-            tokens,
+            BearerAuth(tokens),
             checks,
             response_validation=ResponseValidation.STRICT,
             run_blocking=io.blocking,

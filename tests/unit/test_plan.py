@@ -158,9 +158,8 @@ def test_worker_deployment_runs_labelops_worker_configured_by_refs() -> None:
         "key": "dsn",
     }
     assert env["LABELOPS_KAFKA_BOOTSTRAP"]["value"] == "kafka.svc:9092"
-    assert container["envFrom"] == [
-        {"prefix": "LABELOPS_TOKEN_", "secretRef": {"name": "helpfulness-q4-labelers"}}
-    ]
+    # No labeler token reaches the pod: workers read their digests from the database.
+    assert "envFrom" not in container
     assert container["ports"][0]["containerPort"] == 8080
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

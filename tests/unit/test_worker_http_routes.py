@@ -15,6 +15,7 @@ from flask import Flask
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
+from labelops.worker.auth import BearerAuth
 from labelops.worker.http.app import create_app
 from labelops.worker.openapi_document import build_document
 
@@ -49,7 +50,9 @@ AREAS = {
 @pytest.fixture
 def app() -> Flask:
     # The store is never called by the requests below.
-    return create_app(cast(LabelStore, None), CONFIG, {"alice": "t" * 32}, {"ok": lambda: None})
+    return create_app(
+        cast(LabelStore, None), CONFIG, BearerAuth({"alice": "t" * 32}), {"ok": lambda: None}
+    )
 
 
 def operations() -> dict[str, tuple[str, str]]:

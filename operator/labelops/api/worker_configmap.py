@@ -14,8 +14,8 @@ CONFIG_KEY = "campaign.json"
 ENV_CAMPAIGN = "LABELOPS_CAMPAIGN"
 ENV_POSTGRES_DSN = "LABELOPS_POSTGRES_DSN"
 ENV_KAFKA_BOOTSTRAP = "LABELOPS_KAFKA_BOOTSTRAP"
-# Labeler tokens arrive through envFrom on the tokens Secret with this prefix:
-# LABELOPS_TOKEN_<labeler id>=<token>.
+# Fixed labeler tokens of a worker run by hand: LABELOPS_TOKEN_<labeler id>=<token>. The
+# operator sets none (its workers read the tokens' digests from the campaign's database).
 ENV_TOKEN_PREFIX = "LABELOPS_TOKEN_"
 DSN_KEY = "dsn"
 PASSWORD_KEY = "password"

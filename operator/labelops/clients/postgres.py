@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +37,7 @@ from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChang
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.clients.errors import PostgresUnavailable
 from labelops.store import ProgressCounts, migrate, read_progress
+from labelops.store.labeler_tokens import TokenChanges, replace_token_digests
 from labelops.store.policy import CampaignPolicy, write_policy
 from labelops.store.progress import CounterDelta, bump_counters
 from labelops.store.queries import Queries
@@ -234,6 +235,30 @@ class PostgresAdmin:
         never start to do it."""
         return await asyncio.to_thread(self._sync_target, role, schema, config)
 
+    def _replace_tokens(
+        self, role: str, schema: str, digests: Mapping[str, bytes]
+    ) -> TokenChanges | None:
+        with self._connection(f"write the labeler tokens of {schema}") as conn:
+            try:
+                # The role is missing too until the campaign's first pass provisioned it.
+                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+                return replace_token_digests(conn, schema, digests)
+            except (
+                psycopg.errors.InvalidParameterValue,
+                psycopg.errors.UndefinedTable,
+                psycopg.errors.InvalidSchemaName,
+            ):
+                return None
+            finally:
+                conn.execute("RESET ROLE")
+
+    async def replace_tokens(
+        self, role: str, schema: str, digests: Mapping[str, bytes]
+    ) -> TokenChanges | None:
+        """Make the campaign's labeler token digests exactly `digests` (labeler id ->
+        SHA-256); what changed, or None while the schema is not migrated."""
+        return await asyncio.to_thread(self._replace_tokens, role, schema, digests)
+
     def _progress(self, schema: str) -> ProgressCounts | None:
         with self._connection(f"read progress of {schema}") as conn:
             try:
@@ -248,7 +273,10 @@ class PostgresAdmin:
     def _reading(self, schema: str, blocks_since: BlockMark | None) -> CampaignReading | None:
         with self._connection(f"read status of {schema}") as conn:
             try:
-                return read_campaign(conn, schema, blocks_since)
+                # One transaction for the four reads: one commit instead of four (a thousand
+                # campaigns read every few seconds to a minute), and one snapshot of them.
+                with conn.transaction():
+                    return read_campaign(conn, schema, blocks_since)
             except (
                 psycopg.errors.UndefinedTable,
                 psycopg.errors.UndefinedColumn,

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     TOKEN_SECRET_NOT_OPTED_IN = "TokenSecretNotOptedIn"
+    INVALID_TOKEN_SECRET = "InvalidTokenSecret"
     CONNECTION_LIMIT_TOO_SMALL = "ConnectionLimitTooSmall"
     STALLED = "Stalled"
     # ModelTrusted (campaigns with model.autoAccept)
@@ -75,6 +76,7 @@ PERMANENT = frozenset(
         Reason.SECRET_NOT_FOUND,
         Reason.IMAGE_NOT_ALLOWED,
         Reason.TOKEN_SECRET_NOT_OPTED_IN,
+        Reason.INVALID_TOKEN_SECRET,
         Reason.CONNECTION_LIMIT_TOO_SMALL,
     }
 )

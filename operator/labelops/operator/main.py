@@ -3,8 +3,11 @@
 Runs as `labelops operator`. Plain `kopf run -m labelops.operator.main` is not enough:
 handlers need the OperatorContext (settings and clients) that run() builds and hands over as memo.
 
-The Kubernetes permissions the operator needs are the list in rbac.py; the Helm chart's
-ClusterRole grants exactly those (tests/tools/test_chart_render.py compares them).
+The Kubernetes permissions the operator needs are the list in rbac.py; the Helm chart grants
+exactly those (tests/tools/test_chart_render.py compares them), cluster-wide or per watched
+namespace. Kopf's cluster scanning (CRD and namespace watches) is off so that nothing
+cluster-scoped is needed: the namespaces served are the ones named, the resources the ones
+the API server serves at start, hence the CRD check before Kopf runs.
 """
 
 from __future__ import annotations
@@ -12,22 +15,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from labelops.api.campaign import GROUP
+from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.operator import metrics
 from labelops.operator.context import OperatorContext
 from labelops.operator.handlers import (  # noqa: F401  (importing registers the handlers)
     campaign_progress_timer,
     campaign_reclaim,
     campaign_reconcile,
+    tokens_secret_watch,
     worker_rollout,
 )
 from labelops.operator.routine_logs import quiet_routine_successes
-from labelops.operator.settings import ConfigError, OperatorSettings
+from labelops.operator.settings import ConfigError, OperatorSettings, watch_namespaces
 
 # Blocking client calls run in threads; 100 campaigns reconciling at once need more than
 # asyncio's default of cpu+4.
@@ -54,6 +59,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
                 campaign_progress_timer.PROGRESS_TIMER,
                 campaign_reconcile.RESYNC_TIMER,
                 worker_rollout.WORKER_ROLLOUT,
+                tokens_secret_watch.TOKENS_SECRET_WATCH,
             }
         )
     )
@@ -62,28 +68,45 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
+    # Only the labelers' tokens Secrets reach the operator, filtered by the API server.
+    settings.watching.label_selectors["v1", "secrets"] = tokens_secret_watch.TOKENS_SECRET_SELECTOR
     settings.networking.request_timeout = 60
     settings.peering.standalone = True
+    # No CRD or namespace watches: they would need cluster-wide list/watch (rbac.py).
+    settings.scanning.disabled = True
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=CLIENT_THREADS, thread_name_prefix="labelops-client")
     )
 
 
-def run(namespace: str | None = None, verbose: bool = False) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
+def run(namespaces: Sequence[str] = (), verbose: bool = False) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code.
+
+    namespaces: the ones to serve (a Role in each suffices); empty: the whole cluster.
+    """
     kopf.configure(verbose=verbose)
     try:
         settings = OperatorSettings.from_env()
+        served = watch_namespaces(namespaces)
     except ConfigError as err:
         print(f"labelops operator: {err}", file=sys.stderr)
         return 2
     context = OperatorContext.create(settings)
+    if not context.kube.serves_campaigns():
+        context.close()
+        print(
+            f"labelops operator: the API server does not serve {PLURAL}.{GROUP}/{VERSION}: "
+            "install the CRD (crds/, or the Helm chart) first; the operator serves only what "
+            "exists when it starts, so it exits and its pod restarts until then",
+            file=sys.stderr,
+        )
+        return 3
     metrics_server = metrics.serve(settings.metrics_port)
     try:
         asyncio.run(
             kopf.operator(
-                clusterwide=namespace is None,
-                namespaces=[namespace] if namespace else [],
+                clusterwide=not served,
+                namespaces=list(served),
                 standalone=True,
                 liveness_endpoint=settings.liveness_endpoint,
                 memo=kopf.Memo(context=context),

@@ -25,6 +25,7 @@ from labelops.api.campaign import (
     VERSION,
     CampaignSpec,
 )
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.api.naming import CampaignNames
 from labelops.api.worker_configmap import (
     CONFIG_KEY,
@@ -32,13 +33,13 @@ from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
     ENV_POSTGRES_DSN,
-    ENV_TOKEN_PREFIX,
     PASSWORD_KEY,
     USERNAME_KEY,
     WORKER_PORT,
     WorkerConfig,
     WorkerTopics,
 )
+from labelops.operator import network_policy
 
 CAMPAIGN_API_VERSION = f"{GROUP}/{VERSION}"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
@@ -138,6 +139,11 @@ class WorkerEnvironment:
     # Repository patterns (fnmatch) of the images campaigns may run; empty: only the
     # repository of default_image.
     image_allowlist: tuple[str, ...] = ()
+    # Peers of the campaigns' NetworkPolicies; None: the operator writes none.
+    network_policy_peers: network_policy.NetworkPolicyPeers | None = None
+    # How campaign pods authenticate to Kafka (protocol, mechanism, CA; each campaign's user
+    # and password are its own, see kafka_access.py); None: the broker has no authentication.
+    kafka_access: KafkaConnection | None = None
 
 
 @dataclass(frozen=True)
@@ -203,9 +209,10 @@ def worker_dsn(plan: DatabasePlan, password: str, endpoint: PostgresEndpoint) ->
 
 # --- guards against a confused deputy ------------------------------------------------------
 
-# A tokens Secret is loaded into a campaign's worker pods only when it carries this label with
-# the campaign's name: whoever may create a campaign cannot make the operator mount any other
-# Secret of the namespace (another campaign's database credentials, say).
+# A tokens Secret is read for a campaign (its digests written into the campaign's database,
+# token_sync.py) only when it carries this label with the campaign's name: whoever may create
+# a campaign cannot make the operator use any other Secret of the namespace (another
+# campaign's database credentials, say) as its labelers' tokens.
 TOKEN_OPT_IN_LABEL = f"{GROUP}/campaign"
 
 
@@ -236,11 +243,33 @@ def image_problem(spec: CampaignSpec, env: WorkerEnvironment) -> str | None:
     )
 
 
+def pool_problem(spec: CampaignSpec) -> str | None:
+    """Why this operator cannot serve the campaign's labelers yet, or None."""
+    pool = spec.labelers.pool_ref
+    if pool is None:
+        return None
+    return (
+        f"spec.labelers.poolRef {pool.name!r}: campaigns in a LabelerPool are served through "
+        "the pool's router, which this operator version does not run yet; use "
+        "spec.labelers.tokenSecretRef for now"
+    )
+
+
+def tokens_secret_name(spec: CampaignSpec) -> str:
+    """The campaign's own tokens Secret (reconcile stops a pool campaign at pool_problem).
+
+    :raises ValueError: for a campaign in a LabelerPool, which has none.
+    """
+    if spec.labelers.token_secret_ref is None:
+        raise ValueError("spec.labelers.poolRef: a campaign in a pool has no tokens Secret")
+    return spec.labelers.token_secret_ref.name
+
+
 def token_secret_problem(
     ref: CampaignRef, spec: CampaignSpec, secret: Mapping[str, Any]
 ) -> str | None:
     """Why the tokens Secret may not be loaded into this campaign's workers, or None."""
-    name = spec.labelers.token_secret_ref.name
+    name = tokens_secret_name(spec)
     labels = (secret.get("metadata") or {}).get("labels") or {}
     found = labels.get(TOKEN_OPT_IN_LABEL)
     if found == ref.name:
@@ -468,9 +497,8 @@ def worker_deployment(
             },
             {"name": ENV_KAFKA_BOOTSTRAP, "value": env.kafka_bootstrap},
         ],
-        "envFrom": [
-            {"prefix": ENV_TOKEN_PREFIX, "secretRef": {"name": spec.labelers.token_secret_ref.name}}
-        ],
+        # The campaign's own Kafka user (LABELOPS_KAFKA_* variables), on a broker with ACLs.
+        **({"envFrom": [{"secretRef": {"name": names.kafka_secret}}]} if env.kafka_access else {}),
         **_http_container_parts(WORKER_PORT, ready_period=5, live_period=10),
         "resources": resources,
     }
@@ -565,13 +593,6 @@ def learner_name(ref: CampaignRef) -> str:
     return f"{ref.name}-learner"
 
 
-def learner_kafka_secret(ref: CampaignRef) -> str:
-    """An optional Secret with the learner's own Kafka credentials (LABELOPS_KAFKA_* keys:
-    security protocol, SASL user and password, CA), for a broker with ACLs: read the items
-    and labels topics, write the predictions topic; nothing else."""
-    return f"{ref.name}-learner-kafka"
-
-
 def learner_selector_labels(ref: CampaignRef) -> dict[str, str]:
     # Not the worker's: the worker Service must never send labelers to a learner pod.
     return {"app.kubernetes.io/name": "labelops-learner", "app.kubernetes.io/instance": ref.name}
@@ -605,7 +626,8 @@ def learner_deployment(
 
     Least privilege: the learner talks to Kafka only. It gets no database credentials, no
     labeler tokens and no service account token; its Kafka credentials, when the broker
-    needs any, come from its own optional Secret (learner_kafka_secret).
+    needs any, come from its own Secret (names.learner_kafka_secret, see kafka_access.py:
+    read the items and labels topics, write the predictions topic; nothing else).
     """
     learner = spec.model.learner if spec.model is not None else None
     if learner is None:
@@ -627,7 +649,7 @@ def learner_deployment(
         "image": worker_image(spec, env),
         "command": ["labelops", "learner"],
         "env": [{"name": key, "value": value} for key, value in variables.items()],
-        "envFrom": [{"secretRef": {"name": learner_kafka_secret(ref), "optional": True}}],
+        "envFrom": [{"secretRef": {"name": names.learner_kafka_secret, "optional": True}}],
         **_http_container_parts(LEARNER_PORT, ready_period=10, live_period=20),
         "resources": LEARNER_RESOURCES,
     }
@@ -653,3 +675,33 @@ def learner_deployment(
             },
         },
     }
+
+
+# --- network isolation ------------------------------------------------------------------
+
+
+def network_policies(ref: CampaignRef, env: WorkerEnvironment) -> list[dict[str, Any]]:
+    """The worker's and the learner's NetworkPolicies (see network_policy.py), or none when
+    the operator is configured without. The learner's is written whether or not the spec
+    has a learner: it selects no pod then, and nothing needs deleting when one comes or goes.
+    """
+    peers = env.network_policy_peers
+    if peers is None:
+        return []
+    kafka = network_policy.kafka_ports(env.kafka_bootstrap)
+    worker = network_policy.worker_policy(
+        ref.metadata(ref.names.worker),
+        ref.names.selector_labels(),
+        WORKER_PORT,
+        peers,
+        kafka,
+        env.postgres.port,
+    )
+    learner = network_policy.learner_policy(
+        {**ref.metadata(learner_name(ref)), "labels": learner_labels(ref)},
+        learner_selector_labels(ref),
+        LEARNER_PORT,
+        peers,
+        kafka,
+    )
+    return [worker, learner]

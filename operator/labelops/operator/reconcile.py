@@ -43,8 +43,10 @@ from labelops.operator.conditions import (
 )
 from labelops.operator.context import OperatorContext
 from labelops.operator.diff import diff_database, diff_topics
+from labelops.operator.kafka_users import converge_kafka_access
 from labelops.operator.progress_math import target_met
 from labelops.operator.status_writer import StatusUpdate
+from labelops.operator.token_sync import sync_tokens
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class Pass:
 async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], retry: int = 0) -> None:
     """Bring one campaign's world to its spec and write the status; raise to be retried."""
     ref = plan.CampaignRef.from_body(body)
-    async with ctx.lock(ref):
+    async with ctx.lock(ref), ctx.passes:
         status = body.get("status") or {}
         if status.get("observedGeneration") != ref.generation:
             # Say "Reconciling" before the work, so GitOps tools never read a new
@@ -159,6 +161,8 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
     state.step = TOPICS_READY
     topics = await converge_topics(ctx, plan.desired_topics(names, spec))
     state.verdicts.append(topics)
+    # Before any pod starts: its Kafka Secret must exist, and its user carry the ACLs.
+    await converge_kafka_access(ctx, ref)
 
     state.step = SCHEMA_READY
     schema, dsn = await converge_database(ctx, ref, spec)
@@ -303,8 +307,13 @@ async def converge_workers(
 
     Whether the workers are ready is read from the live Deployment by the status writer.
     """
-    tokens_name = spec.labelers.token_secret_ref.name
+    in_pool = plan.pool_problem(spec)
+    if in_pool is not None:
+        return Verdict.false(WORKERS_READY, Reason.NOT_SUPPORTED, in_pool)
+    tokens_name = plan.tokens_secret_name(spec)
     tokens = await ctx.kube.get("v1", "Secret", ref.namespace, tokens_name)
+    # Before any check returns: a Secret that is gone or refused leaves nobody signed in.
+    tokens_problem = await sync_tokens(ctx, ref, spec, tokens)
     if tokens is None:
         return Verdict.false(
             WORKERS_READY,
@@ -315,15 +324,16 @@ async def converge_workers(
     not_opted_in = plan.token_secret_problem(ref, spec, tokens)
     if not_opted_in is not None:
         return Verdict.false(WORKERS_READY, Reason.TOKEN_SECRET_NOT_OPTED_IN, not_opted_in)
+    if tokens_problem is not None:
+        return Verdict.false(WORKERS_READY, Reason.INVALID_TOKEN_SECRET, tokens_problem)
     config_map = plan.config_map(ref, spec)
     await ctx.kube.apply(config_map)
     await ctx.kube.apply(plan.worker_service(ref))
+    for policy in plan.network_policies(ref, ctx.workers):
+        await ctx.kube.apply(policy)
     await _converge_quota(ctx, ref, spec)
-    pod_hash = plan.config_hash(
-        plan.worker_config_json(ref, spec, with_generation=False),
-        dsn,
-        *sorted(f"{k}={v}" for k, v in (tokens.get("data") or {}).items()),
-    )
+    # Not the tokens: workers follow their digests in the database without a restart.
+    pod_hash = plan.config_hash(plan.worker_config_json(ref, spec, with_generation=False), dsn)
     await ctx.kube.apply(plan.worker_deployment(ref, spec, ctx.workers, replicas, pod_hash))
     return None
 

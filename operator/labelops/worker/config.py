@@ -6,7 +6,6 @@ token: a worker that cannot start says why in its first log line.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,12 +13,12 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from labelops.api.environment import ConfigError
+from labelops.api.environment import ConfigError, validation_reasons
 from labelops.api.environment import integer as _integer
 from labelops.api.environment import required as _required
+from labelops.api.kafka_connection import KafkaConnection, connection_from_env
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
-    ENV_KAFKA_BOOTSTRAP,
     ENV_POSTGRES_DSN,
     ENV_TOKEN_PREFIX,
     WORKER_PORT,
@@ -51,8 +50,6 @@ DEFAULT_THREADS = 4
 # default worker memory limit is 512Mi. More with LABELOPS_WORKER_PROCESSES (and memory).
 MAX_DEFAULT_PROCESSES = 2
 
-log = logging.getLogger(__name__)
-
 
 class ResponseValidation(StrEnum):
     """What to do when a response does not match the OpenAPI document.
@@ -69,9 +66,12 @@ class ResponseValidation(StrEnum):
 @dataclass(frozen=True)
 class WorkerSettings:
     campaign: WorkerConfig
-    tokens: Mapping[str, str]  # labeler id -> bearer token
+    # labeler id -> bearer token, fixed for the worker's lifetime: for a worker run by hand.
+    # The operator passes none; its workers read the campaign's token digests from the
+    # database and follow their changes (worker/auth.py).
+    tokens: Mapping[str, str]
     postgres_dsn: str
-    kafka_bootstrap: str
+    kafka: KafkaConnection
     host: str = DEFAULT_HOST
     port: int = WORKER_PORT
     threads: int = DEFAULT_THREADS
@@ -106,7 +106,7 @@ def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
         campaign=campaign_from_env(environ),
         tokens=tokens_from_env(environ),
         postgres_dsn=_required(environ, ENV_POSTGRES_DSN, "a libpq connection string"),
-        kafka_bootstrap=_required(environ, ENV_KAFKA_BOOTSTRAP, "host:port[,host:port...]"),
+        kafka=connection_from_env(environ),
         host=environ.get(ENV_HOST, DEFAULT_HOST).strip() or DEFAULT_HOST,
         port=_integer(environ, ENV_PORT, WORKER_PORT, low=0, high=65535),
         threads=_integer(environ, ENV_THREADS, DEFAULT_THREADS, low=1, high=256),
@@ -126,14 +126,14 @@ def campaign_from_env(environ: Mapping[str, str]) -> WorkerConfig:
     try:
         return WorkerConfig.model_validate_json(raw)
     except ValidationError as err:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{ENV_CAMPAIGN} is not a valid worker config: {reasons}") from None
+        raise ConfigError(
+            f"{ENV_CAMPAIGN} is not a valid worker config: {validation_reasons(err)}"
+        ) from None
 
 
 def tokens_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """LABELOPS_TOKEN_<labeler id>=<token>, as envFrom with that prefix writes the Secret."""
+    """LABELOPS_TOKEN_<labeler id>=<token>: fixed tokens of a worker run by hand (the
+    operator's workers get theirs from the campaign's database)."""
     tokens: dict[str, str] = {}
     owner_of: dict[str, str] = {}
     for variable in sorted(environ):
@@ -153,12 +153,6 @@ def tokens_from_env(environ: Mapping[str, str]) -> dict[str, str]:
             )
         owner_of[token] = labeler
         tokens[labeler] = token
-    if not tokens:
-        log.warning(
-            "no labeler tokens in the environment (%s<labeler id>=<token>): every API call "
-            "will get 401 until the tokens Secret has entries",
-            ENV_TOKEN_PREFIX,
-        )
     return tokens
 
 

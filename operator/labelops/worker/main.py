@@ -87,14 +87,13 @@ def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
         "outboxRelay": relay.check_alive,
         "shutdown": shutdown_check(shutdown),
     }
-    server, _ = http_server(settings, pool, checks)
-    http = HttpService(server)
+    http = http_server(settings, pool, checks)
     shut_down_on_signals(shutdown)
     ingest.start()
     relay.start()
     quality.start()
     http.start()
-    log.info("%s", describe(settings, server.port, "in one process"))
+    log.info("%s", describe(settings, http.server.port, "in one process", http.auth.labelers))
     wait_for_shutdown(shutdown, lambda: _stop_if_failed(http, shutdown))
 
     drained = http.drain()
@@ -135,8 +134,7 @@ def serve_http_process(settings: WorkerSettings) -> int:
             "outboxRelay": supervisor_alive,
             "shutdown": shutdown_check(shutdown),
         }
-        server, _ = http_server(settings, pool, checks, sock)
-        http = HttpService(server)
+        http = http_server(settings, pool, checks, sock)
         shut_down_on_signals(shutdown)
         http.start()
 

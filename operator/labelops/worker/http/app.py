@@ -46,7 +46,7 @@ def _call(work: Callable[[], T]) -> T:
 def create_app(
     store: LabelStore,
     config: WorkerConfig,
-    tokens: Mapping[str, str],
+    auth: BearerAuth,
     readiness_checks: Mapping[str, ReadinessCheck],
     *,
     response_validation: ResponseValidation = ResponseValidation.LOG,
@@ -73,7 +73,7 @@ def create_app(
         config=config,
         spec=SpecValidator(document),
         document_bytes=json.dumps(document).encode(),
-        auth=BearerAuth(tokens),
+        auth=auth,
         probe=ReadinessProbe(readiness_checks),
         meter=WorkerMetrics(),
         response_validation=response_validation,
