@@ -55,6 +55,10 @@ COMPONENT_FLAGS: dict[str, dict[str, str]] = {
         "service-cluster-ip-range": SERVICE_CIDR,
         "max-requests-inflight": "800",
         "max-mutating-requests-inflight": "400",
+        # On top of the defaults: ownerReferences with blockOwnerDeletion need finalizers
+        # rights on the owner, as on OpenShift and other hardened clusters, so the operator's
+        # RBAC is tested against the stricter rule.
+        "enable-admission-plugins": "OwnerReferencesPermissionEnforcement",
     },
     "kube-controller-manager": {
         "service-cluster-ip-range": SERVICE_CIDR,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 def _operator(args: argparse.Namespace) -> int:
     from labelops.operator.main import run
 
-    return run(namespace=args.namespace, verbose=args.verbose)
+    return run(namespaces=args.namespace or (), verbose=args.verbose)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -71,7 +71,12 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     op = sub.add_parser("operator", help="run the operator (Kopf)")
-    op.add_argument("--namespace", "-n", default=None, help="watch one namespace (default: all)")
+    op.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        help="serve this namespace; repeat for more (default: the whole cluster)",
+    )
     op.add_argument("--verbose", "-v", action="store_true")
     op.set_defaults(func=_operator)
 

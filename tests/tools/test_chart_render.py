@@ -23,6 +23,7 @@ from labelops.api.crd import crd_yaml
 from labelops.clients import kube as kube_client
 from labelops.operator import metrics as _metrics  # noqa: F401  (registers the gauges)
 from labelops.operator import plan, rbac
+from labelops.operator.network_policy import NetworkPolicyPeers, parse_peers
 
 # The first run builds a Go tool (helm, kstatus, ...) on a cold cache: minutes, not seconds.
 pytestmark = pytest.mark.timeout(1800)
@@ -155,9 +156,9 @@ def test_image_tag_defaults_to_app_version(helm: Path) -> None:
 # --- RBAC ---------------------------------------------------------------------------------
 
 
-def rules(objects: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+def rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     granted: dict[tuple[str, str], set[str]] = {}
-    for rule in by_kind(objects, "ClusterRole")["rules"]:
+    for rule in role["rules"]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
@@ -169,16 +170,45 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Path) -> None:
 
     tests/e2e/test_chart.py proves it is enough; this pins it so a grant cannot creep in.
     """
-    assert rules(helm_template(helm)) == rbac.granted()
+    assert rules(by_kind(helm_template(helm), "ClusterRole")) == rbac.granted()
 
 
 def test_rbac_covers_every_kind_the_kube_client_writes(helm: Path) -> None:
-    granted = rules(helm_template(helm))
+    granted = rules(by_kind(helm_template(helm), "ClusterRole"))
     for (api_version, _kind), plural in kube_client._PLURALS.items():
         group = api_version.rpartition("/")[0]
-        assert {"get", "patch"} <= granted.get((group, plural), set()), (group, plural)
-        if plural != "labelingcampaigns":  # server-side apply creates what is missing
+        assert "patch" in granted.get((group, plural), set()), (group, plural)
+        if plural not in ("labelingcampaigns", "labelerpools"):
+            # server-side apply creates what is missing
             assert "create" in granted[(group, plural)], (group, plural)
+
+
+def test_namespaced_install_grants_a_role_per_namespace_and_nothing_cluster_wide(
+    helm: Path,
+) -> None:
+    objects = helm_template(helm, "watchNamespaces={team-a,team-b}", "serviceAccount.name=bot")
+    kinds = sorted(o["kind"] for o in objects)
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert sorted(roles) == sorted(bindings) == ["team-a", "team-b"]
+    for namespace, role in roles.items():
+        assert rules(role) == rbac.granted(), namespace
+        binding = bindings[namespace]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "bot", "namespace": "labelops-system"}
+        ]
+    args = operator_container(objects)["args"]
+    assert args == ["operator", "--namespace", "team-a", "--namespace", "team-b"]
+
+
+def test_cluster_wide_install_serves_every_namespace(helm: Path) -> None:
+    assert "--namespace" not in operator_container(helm_template(helm))["args"]
 
 
 def test_rbac_is_bound_to_the_operators_service_account(helm: Path) -> None:
@@ -362,6 +392,34 @@ def test_network_policy_admits_only_scrapers_and_known_backends(helm: Path) -> N
     assert "to" not in policy["egress"][2]
 
 
+def test_campaign_network_policies_are_on_by_default_and_open_to_any_peer(helm: Path) -> None:
+    env = env_of(operator_container(helm_template(helm)))
+    assert env["LABELOPS_NETWORK_POLICIES"] == "true"
+    assert parse_peers(env["LABELOPS_NETWORK_POLICY_PEERS"], "chart") == NetworkPolicyPeers()
+
+
+def test_campaign_network_policy_peers_reach_the_operator(helm: Path) -> None:
+    env = env_of(
+        operator_container(
+            helm_template(
+                helm,
+                "campaignNetworkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=obs",
+                "campaignNetworkPolicy.egress.kafka[0].ipBlock.cidr=10.20.0.0/16",
+                "campaignNetworkPolicy.egress.postgres[0].ipBlock.cidr=10.30.0.5/32",
+            )
+        )
+    )
+    peers = parse_peers(env["LABELOPS_NETWORK_POLICY_PEERS"], "chart")
+    assert [p.manifest() for p in peers.metrics] == [
+        {"namespaceSelector": {"matchLabels": {"team": "obs"}}}
+    ]
+    assert [p.manifest() for p in peers.kafka] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert [p.manifest() for p in peers.postgres] == [{"ipBlock": {"cidr": "10.30.0.5/32"}}]
+    assert peers.api == peers.dns == ()
+    off = env_of(operator_container(helm_template(helm, "campaignNetworkPolicy.enabled=false")))
+    assert off["LABELOPS_NETWORK_POLICIES"] == "false"
+
+
 def test_network_policy_without_scrapers_admits_nothing(helm: Path) -> None:
     policy = by_kind(helm_template(helm, "networkPolicy.enabled=true"), "NetworkPolicy")
     assert policy["spec"]["ingress"] == []
@@ -380,6 +438,9 @@ def test_network_policy_without_scrapers_admits_nothing(helm: Path) -> None:
         ("operator.healthPort=70000", "healthPort"),
         ("kafka.bootstrapSecret.name=", "/kafka/bootstrapSecret/name"),
         ("metrics.prometheusRule.stalledFor=ten minutes", "stalledFor"),
+        ("watchNamespaces={team-*}", "watchNamespaces"),
+        ("campaignNetworkPolicy.egress.redis[0].ipBlock.cidr=10.0.0.0/8", "redis"),
+        ("campaignNetworkPolicy.apiFrom[0].ipBlock.except[0]=10.0.0.0/8", "cidr"),
     ],
 )
 def test_schema_refuses_bad_values(helm: Path, value: str, complaint: str) -> None:

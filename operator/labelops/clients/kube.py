@@ -31,6 +31,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("v1", "ResourceQuota"): "resourcequotas",
     ("apps/v1", "Deployment"): "deployments",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
 }
 
@@ -139,6 +140,12 @@ class KubeClient:
         return await self._run("DELETE", path, body=body) is not None
 
     # --- campaigns -------------------------------------------------------------------
+
+    def serves_campaigns(self) -> bool:
+        """Whether the API server serves the campaign CRD, read from discovery (open to every
+        authenticated user, so it needs no grant). Blocking: called once, before Kopf starts."""
+        found = self._call("GET", f"/apis/{GROUP}/{VERSION}") or {}
+        return any(resource.get("name") == PLURAL for resource in found.get("resources", []))
 
     async def get_campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(f"{GROUP}/{VERSION}", KIND, namespace, name)

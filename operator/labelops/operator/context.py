@@ -60,7 +60,7 @@ class OperatorContext:
         return cls(
             settings=settings,
             kube=kube,
-            kafka=KafkaAdmin(settings.kafka_bootstrap, timeout=settings.kafka_timeout_seconds),
+            kafka=KafkaAdmin(settings.kafka_connection, timeout=settings.kafka_timeout_seconds),
             postgres=PostgresAdmin(
                 settings.postgres_dsn, timeout=settings.postgres_timeout_seconds
             ),
@@ -68,6 +68,7 @@ class OperatorContext:
             workers=WorkerEnvironment(
                 default_image=settings.worker_image,
                 kafka_bootstrap=settings.kafka_bootstrap_for_workers,
+                kafka_access=settings.campaign_kafka_access,
                 postgres=PostgresEndpoint.from_admin_dsn(
                     settings.postgres_dsn,
                     settings.worker_postgres_host,
@@ -75,6 +76,9 @@ class OperatorContext:
                     settings.postgres_ca_pem,
                 ),
                 image_allowlist=settings.worker_image_allowlist,
+                network_policy_peers=(
+                    settings.network_policy_peers if settings.network_policies else None
+                ),
             ),
         )
 
