@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import fields
 from typing import Any
+
+from pydantic.alias_generators import to_camel
 
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.progress import ProgressCounts
@@ -24,28 +27,21 @@ def task(claimed: ClaimedTask) -> dict[str, Any]:
     }
 
 
+def camel_case_fields(record: SubmitResult | LabelerStats) -> dict[str, Any]:
+    """A store result's fields under their camelCase names, times as timestamp() writes them."""
+    body: dict[str, Any] = {}
+    for field in fields(record):
+        value = getattr(record, field.name)
+        body[to_camel(field.name)] = timestamp(value) if isinstance(value, dt.datetime) else value
+    return body
+
+
 def receipt(result: SubmitResult) -> dict[str, Any]:
-    return {
-        "labelId": result.label_id,
-        "itemId": result.item_id,
-        "labeler": result.labeler,
-        "createdAt": timestamp(result.created_at),
-        "replayed": result.replayed,
-        "itemCompleted": result.item_completed,
-    }
+    return camel_case_fields(result)
 
 
 def me(stats: LabelerStats) -> dict[str, Any]:
-    return {
-        "labeler": stats.labeler,
-        "labelsToday": stats.labels_today,
-        "labelsTotal": stats.labels_total,
-        "dailyQuota": stats.daily_quota,
-        "dailyLeft": stats.daily_left,
-        "activeLeases": stats.active_leases,
-        "maxLeases": stats.max_leases,
-        "quotaResetsAt": timestamp(stats.quota_resets_at),
-    }
+    return camel_case_fields(stats)
 
 
 def progress(counts: ProgressCounts, config: WorkerConfig) -> dict[str, Any]:
