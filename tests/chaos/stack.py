@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -25,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from devstack import postgres, stack
 from devstack.procs import free_port, pid_alive, start_process, wait_until
 from devstack.tcpproxy import ProxyProcess
+from labelops.api.kafka_connection import ENV_BOOTSTRAP, connection_from_env
 
 DEFAULT_STATE_DIR = Path("/tmp/chaos-stack")
 READY_TIMEOUT = 180.0
@@ -67,9 +69,9 @@ class ChaosStack:
                 "with durable commits only (unset it, or set it to durable)"
             )
         stack.down(self.state_dir)
-        env = stack.ensure_up(self.state_dir, ("postgres", "kafka")).env
+        self.env = env = stack.ensure_up(self.state_dir, ("postgres", "kafka")).env
         self.admin_dsn = env["LABELOPS_POSTGRES_DSN"]
-        self.bootstrap = env["LABELOPS_KAFKA_BOOTSTRAP"]
+        self.bootstrap = env[ENV_BOOTSTRAP]
         self.postgres = Server.recorded("postgres", self.state_dir, postgres.system_user())
         self.kafka = Server.recorded("kafka", self.state_dir, None)
         pg_port = urlsplit(self.admin_dsn).port
@@ -78,24 +80,46 @@ class ChaosStack:
         self._add_proxied_listener()
 
     def _add_proxied_listener(self) -> None:
+        """A second client listener, like the first (same protocol, same SASL settings), whose
+        advertised address is the proxy's; Kafka is restarted once to take it."""
         internal = free_port()
         self.kafka_proxy = ProxyProcess(internal)
         props = self.kafka.cwd / "server.properties"
-        lines = props.read_text().splitlines()
-        extra = {
-            "listeners": f",{PROXIED_LISTENER}://127.0.0.1:{internal}",
-            "advertised.listeners": f",{PROXIED_LISTENER}://127.0.0.1:{self.kafka_proxy.port}",
-            "listener.security.protocol.map": f",{PROXIED_LISTENER}:PLAINTEXT",
-        }
-        changed = []
-        for line in lines:
-            key = line.split("=", 1)[0]
-            changed.append(line + extra.pop(key, ""))
-        if extra:
-            raise RuntimeError(f"{props} lacks {sorted(extra)}: cannot add the proxied listener")
+        settings = dict(
+            line.split("=", 1) for line in props.read_text().splitlines() if "=" in line
+        )
+        clients = settings["advertised.listeners"].split(",")[0].split("://")[0]
+        protocols = dict(
+            p.split(":") for p in settings["listener.security.protocol.map"].split(",")
+        )
+        prefix = f"listener.name.{clients.lower()}."
+        proxied = PROXIED_LISTENER.lower()
+        settings.update(
+            {
+                f"listener.name.{proxied}.{key[len(prefix) :]}": value
+                for key, value in settings.items()
+                if key.startswith(prefix)
+            }
+        )
+        settings["listeners"] += f",{PROXIED_LISTENER}://127.0.0.1:{internal}"
+        settings["advertised.listeners"] += (
+            f",{PROXIED_LISTENER}://127.0.0.1:{self.kafka_proxy.port}"
+        )
+        settings["listener.security.protocol.map"] += f",{PROXIED_LISTENER}:{protocols[clients]}"
         self._stop(self.kafka, signal.SIGTERM)
-        props.write_text("\n".join(changed) + "\n")
+        props.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         self.start_kafka()
+
+    def kafka_config(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """librdkafka settings for a client of the broker, with the stack's credentials."""
+        return connection_from_env(self.env).client_config(settings)
+
+    @property
+    def worker_kafka_env(self) -> dict[str, str]:
+        """The worker's LABELOPS_KAFKA_* variables: the stack's credentials, the proxy's address."""
+        assert self.kafka_proxy is not None
+        kafka_env = {k: v for k, v in self.env.items() if k.startswith("LABELOPS_KAFKA_")}
+        return {**kafka_env, ENV_BOOTSTRAP: f"127.0.0.1:{self.kafka_proxy.port}"}
 
     def down(self) -> None:
         for proxy in (self.pg_proxy, self.kafka_proxy):
@@ -111,11 +135,6 @@ class ChaosStack:
         url = urlsplit(self.admin_dsn)
         netloc = f"{url.username}:{url.password}@127.0.0.1:{self.pg_proxy.port}"
         return urlunsplit((url.scheme, netloc, url.path, WORKER_DSN_OPTIONS, ""))
-
-    @property
-    def worker_bootstrap(self) -> str:
-        assert self.kafka_proxy is not None
-        return f"127.0.0.1:{self.kafka_proxy.port}"
 
     # --- faults --------------------------------------------------------------------------
 
@@ -167,9 +186,7 @@ class ChaosStack:
         return True
 
     def _kafka_ready(self) -> bool:
-        admin = AdminClient(
-            {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
-        )
+        admin = AdminClient(self.kafka_config({"socket.timeout.ms": 2000, "log_level": 0}))
         metadata = admin.list_topics(timeout=2)
         # A restarted broker answers metadata before it leads its partitions again.
         return all(p.leader >= 0 for t in metadata.topics.values() for p in t.partitions.values())

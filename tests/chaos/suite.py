@@ -48,7 +48,6 @@ from chaos.traffic import QUIET, ItemStream, Labelers, ReadinessPoller, TopicWat
 from devstack.procs import free_port
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
-    ENV_KAFKA_BOOTSTRAP,
     ENV_POSTGRES_DSN,
     ENV_TOKEN_PREFIX,
     WorkerConfig,
@@ -175,7 +174,7 @@ def campaign_config(name: str) -> WorkerConfig:
 def provision(chaos: ChaosStack, config: WorkerConfig) -> None:
     with psycopg.connect(chaos.admin_dsn, autocommit=True) as conn:
         migrate(conn, config.schema_)
-    admin = AdminClient({"bootstrap.servers": chaos.bootstrap, **QUIET})
+    admin = AdminClient(chaos.kafka_config(QUIET))
     topics = [config.topics.items, config.topics.labels]
     for future in admin.create_topics(
         [NewTopic(t, num_partitions=3, replication_factor=1) for t in topics]
@@ -573,17 +572,17 @@ def run_suite(
         env = {
             ENV_CAMPAIGN: campaign.model_dump_json(by_alias=True),
             ENV_POSTGRES_DSN: chaos.worker_dsn,
-            ENV_KAFKA_BOOTSTRAP: chaos.worker_bootstrap,
+            **chaos.worker_kafka_env,
             **{f"{ENV_TOKEN_PREFIX}{name}": token for name, token in tokens.items()},
         }
         worker = WorkerPod(env, config.log_dir)
         closers.append(worker.close)
         worker.wait_ready(120)
         ledger = Ledger()
-        items = ItemStream(chaos.bootstrap, campaign.topics.items, ledger, campaign.name,
+        items = ItemStream(chaos.kafka_config(), campaign.topics.items, ledger, campaign.name,
                            LABELS_PER_ITEM, config.items_ahead)  # fmt: skip
         closers.append(items.close)
-        watcher = TopicWatcher(chaos.bootstrap, campaign.topics.labels)
+        watcher = TopicWatcher(chaos.kafka_config(), campaign.topics.labels)
         closers.append(watcher.close)
         readiness = ReadinessPoller(lambda: worker.url)
         closers.append(readiness.close)

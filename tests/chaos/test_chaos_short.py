@@ -9,9 +9,8 @@ by itself, a retry with the same Idempotency-Key answered with another label.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
 from chaos.suite import COMBINED_FAULTS, SINGLE_FAULTS, SuiteConfig, run_suite
 
 pytestmark = pytest.mark.integration
@@ -20,13 +19,12 @@ pytestmark = pytest.mark.integration
 def test_every_fault_keeps_every_acknowledged_label_and_recovers_by_itself(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    state_dir = Path("/tmp") / f"chaos-short-{tmp_path_factory.getbasetemp().name}"
     config = SuiteConfig(
         labelers=8,
         hold_seconds=2.0,
         warmup_labels=60,
         items_ahead=600,
-        state_dir=state_dir,
+        state_dir=tmp_path_factory.mktemp("chaos-stack"),
         log_dir=tmp_path_factory.mktemp("chaos-logs"),
     )
     results = run_suite(config, (*SINGLE_FAULTS, COMBINED_FAULTS[1]))

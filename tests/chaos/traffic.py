@@ -240,7 +240,7 @@ class ItemStream:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: dict[str, Any],
         topic: str,
         ledger: Ledger,
         prefix: str,
@@ -255,7 +255,7 @@ class ItemStream:
         self._sent = 0
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka,
                 "enable.idempotence": True,
                 "linger.ms": 20,
                 # Kafka may be down for a while: an item waits for it rather than expire.
@@ -319,10 +319,10 @@ class ItemStream:
 class TopicWatcher:
     """Reads the labels topic from its start for the whole run: label id -> times seen."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: dict[str, Any], topic: str) -> None:
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka,
                 "group.id": f"chaos-witness-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
