@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -24,6 +24,10 @@ SHORT_NAMES = ["lcamp", "campaign"]
 # Campaign names feed Deployment, Service, Secret names and label values (max 63 chars,
 # "<name>-worker" the longest), so they are kept to a DNS label of at most 48 characters.
 MAX_NAME_LENGTH = 48
+
+# Shares and probabilities the spec names, by their bounds.
+Share = Annotated[float, Field(gt=0.0, lt=1.0)]  # of items, of claims: 0 < x < 1
+BetterThanChance = Annotated[float, Field(gt=0.5, lt=1.0)]  # an accuracy, a posterior
 
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
@@ -333,10 +337,8 @@ class ModelOrder(StrEnum):
 
 
 class AutoAccept(Model):
-    target_accuracy: float = Field(
+    target_accuracy: BetterThanChance = Field(
         default=0.95,
-        gt=0.5,
-        lt=1.0,
         description="Machine labels must be at least this accurate (0.5 < x < 1) ...",
     )
     confidence_level: float = Field(
@@ -345,10 +347,8 @@ class AutoAccept(Model):
         lt=1.0,
         description="... with this confidence: a one-sided Clopper-Pearson lower bound.",
     )
-    audit_rate: float = Field(
+    audit_rate: Share = Field(
         default=0.05,
-        gt=0.0,
-        lt=1.0,
         description="Share of scored items that still go to people, chosen at random from "
         "the item id and model version, forever (0 < x < 1): they measure the model.",
     )
@@ -413,10 +413,8 @@ class Gold(Model):
     min_answers: int = Field(
         default=10, ge=1, le=100000, description="No verdict on a labeler before this many."
     )
-    min_accuracy: float = Field(
+    min_accuracy: Share = Field(
         default=0.8,
-        gt=0.0,
-        lt=1.0,
         description="Block a labeler when the Wilson upper bound (95%) of their gold "
         "accuracy falls below this.",
     )
@@ -437,10 +435,8 @@ class Overlap(Model):
 
     min: int = Field(default=2, ge=1, le=100, description="Labels an item takes at least.")
     max: int = Field(default=7, ge=1, le=100, description="Labels an item takes at most.")
-    agreement: float = Field(
+    agreement: BetterThanChance = Field(
         default=0.95,
-        gt=0.5,
-        lt=1.0,
         description="Complete when the posterior of the leading answer (labelers weighed "
         "by their estimated accuracy) reaches this (0.5 < x < 1).",
     )
