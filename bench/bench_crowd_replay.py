@@ -75,6 +75,7 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from devstack.kafka import client_connection  # noqa: E402
 from devstack.procs import free_port  # noqa: E402
 from httpload import HttpConnection, one_request  # noqa: E402
 from labelops.api.worker_configmap import (  # noqa: E402
@@ -198,14 +199,14 @@ def campaign(dataset: Dataset, mode: str, labelers: list[str]) -> WorkerConfig:
 def provision(dsn: str, bootstrap: str, config: WorkerConfig) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn, config.schema_)
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     topics = [config.topics.items, config.topics.labels]
     for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
         future.result(30)
 
 
 def drop(dsn: str, bootstrap: str, config: WorkerConfig) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     for future in admin.delete_topics([config.topics.items, config.topics.labels]).values():
         future.result(30)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -213,7 +214,9 @@ def drop(dsn: str, bootstrap: str, config: WorkerConfig) -> None:
 
 
 def produce_items(bootstrap: str, config: WorkerConfig, dataset: Dataset) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, **QUIET_KAFKA})
+    producer = Producer(
+        client_connection(bootstrap).client_config({"linger.ms": 20, **QUIET_KAFKA})
+    )
     for n, item in enumerate(dataset.items):
         message: dict[str, Any] = {"id": item, "payload": {"text": f"{dataset.name} item {item}"}}
         if item in dataset.gold:

@@ -33,6 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from devstack.kafka import client_connection
+
 REPO = Path(__file__).resolve().parents[1]
 QUIET_KAFKA = {"log_level": 3}
 
@@ -76,7 +78,14 @@ def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
         args.dsn, min_size=1, max_size=2, kwargs=kwargs, open=False
     )
     pool.open(wait=True, timeout=30)
-    ingestor = Ingestor(pool, config, args.bootstrap, consumer_config=QUIET_KAFKA)
+    kafka = client_connection(args.bootstrap)
+    try:
+        from labelops.worker.pipeline import Pipeline
+    except ImportError:  # code from before the shared Kafka connection: security goes in here
+        old_ingestor: Any = Ingestor
+        ingestor = old_ingestor(pool, config, args.bootstrap, consumer_config=kafka.client_config())
+    else:
+        ingestor = Ingestor(Pipeline(pool, config, kafka), consumer_config=QUIET_KAFKA)
     handled = 0
     first = last = 0.0
     deadline = time.monotonic() + args.timeout
@@ -167,7 +176,7 @@ def create_topic(bootstrap: str, kind: str, partitions: int) -> str:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     name = f"bench.{kind}.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     topic = NewTopic(name, num_partitions=partitions, replication_factor=1)
     admin.create_topics([topic])[name].result(30)
     return name
@@ -177,14 +186,15 @@ def produce(bootstrap: str, topic: str, count: int, message: Any) -> float:
     from confluent_kafka import Producer
 
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-            **QUIET_KAFKA,
-        }
+        client_connection(bootstrap).client_config(
+            {
+                "linger.ms": 20,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                **QUIET_KAFKA,
+            }
+        )
     )
     began = time.perf_counter()
     for n in range(count):

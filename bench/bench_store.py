@@ -33,12 +33,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from devstack.kafka import client_connection
 from labelops.api.worker_configmap import ENV_KAFKA_BOOTSTRAP, ENV_POSTGRES_DSN, WorkerConfig
 from labelops.store import LabelStore, read_progress
 from labelops.store.errors import QuotaExceeded
 from labelops.store.migrations import migrate
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.worker.outbox import OutboxRelay
+from labelops.worker.pipeline import Pipeline
 
 
 def main() -> None:
@@ -137,7 +139,7 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
 
 def create_topic(bootstrap: str) -> str:
     name = f"bench.labels.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_connection(bootstrap).client_config())
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(30)
     return name
 
@@ -311,7 +313,7 @@ def concurrent_labeling(
 def relay_throughput(
     pool: ConnectionPool[Any], config: WorkerConfig, bootstrap: str
 ) -> dict[str, float]:
-    relay = OutboxRelay(pool, config, bootstrap)
+    relay = OutboxRelay(Pipeline(pool, config, client_connection(bootstrap)))
     relayed = 0
     began = time.perf_counter()
     while n := relay.relay_once():

@@ -81,6 +81,7 @@ from cputime import (
     spent,
     tree_cpu_seconds,
 )
+from devstack.kafka import client_connection
 from devstack.procs import free_port
 from httpload import label_concurrently, label_sequentially, one_request, progress_latency
 from labelops.api.worker_configmap import (
@@ -474,7 +475,7 @@ def campaign(name: str, args: argparse.Namespace) -> WorkerConfig:
 def provision(dsn: str, bootstrap: str, config: WorkerConfig, partitions: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn, config.schema_)
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     topics = [config.topics.items, config.topics.labels]
     futures = admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
     for future in futures.values():
@@ -482,7 +483,7 @@ def provision(dsn: str, bootstrap: str, config: WorkerConfig, partitions: int) -
 
 
 def drop(dsn: str, bootstrap: str, config: WorkerConfig) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET_KAFKA})
+    admin = AdminClient(client_connection(bootstrap).client_config(QUIET_KAFKA))
     for future in admin.delete_topics([config.topics.items, config.topics.labels]).values():
         future.result(30)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -490,7 +491,9 @@ def drop(dsn: str, bootstrap: str, config: WorkerConfig) -> None:
 
 
 def produce_items(bootstrap: str, config: WorkerConfig, count: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, **QUIET_KAFKA})
+    producer = Producer(
+        client_connection(bootstrap).client_config({"linger.ms": 20, **QUIET_KAFKA})
+    )
     for n in range(count):
         item_id = f"item-{n:07d}"
         payload = {
@@ -587,13 +590,14 @@ def wait_relayed(
     bootstrap: str, config: WorkerConfig, committed: int, load_ended: float, backlog: int
 ) -> dict[str, Any]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            **QUIET_KAFKA,
-        }
+        client_connection(bootstrap).client_config(
+            {
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                **QUIET_KAFKA,
+            }
+        )
     )
     consumer.subscribe([config.topics.labels])
     seen: set[str] = set()

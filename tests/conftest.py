@@ -19,6 +19,7 @@ import pytest
 import gotools
 from devstack import stack
 from devstack.procs import StackError
+from labelops.api.kafka_connection import KafkaConnection, connection_from_env
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -95,6 +96,13 @@ def _restore(saved: dict[str, str | None]) -> None:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(stack_env: dict[str, str]) -> str:
     return stack_env["LABELOPS_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def kafka(stack_env: dict[str, str]) -> KafkaConnection:
+    """The stack's broker as its admin (super user) reaches it: every test client's settings
+    start from kafka.client_config()."""
+    return connection_from_env(stack_env)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from devstack.demo import summary
 from devstack.demo.display import Display
 from devstack.demo.items import DemoItem, generate, generate_gold
 from devstack.demo.labelers import CARELESS, SimulatedLabeler
+from devstack.kafka import client_connection
 from devstack.procs import (
     StackError,
     free_port,
@@ -44,6 +45,7 @@ from devstack.procs import (
     wait_until,
 )
 from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.api.kafka_connection import connection_from_env
 from labelops.api.naming import CampaignNames
 from labelops.clients.kafka import KafkaAdmin
 from labelops.clients.postgres import PostgresAdmin
@@ -143,7 +145,7 @@ def _drop_retained_data(env: dict[str, str], namespace: str, name: str) -> None:
             dropped = await postgres.drop(names.role, names.schema)
         finally:
             postgres.close()
-        kafka = KafkaAdmin(env["LABELOPS_KAFKA_BOOTSTRAP"])
+        kafka = KafkaAdmin(connection_from_env(env))
         dropped += await kafka.delete(
             [names.items_topic, names.labels_topic, names.predictions_topic]
         )
@@ -155,7 +157,7 @@ def _drop_retained_data(env: dict[str, str], namespace: str, name: str) -> None:
 
 
 def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(client_connection(bootstrap).client_config({"enable.idempotence": True}))
     for item in items:
         value = item.message()
         producer.produce(topic, key=item.id.encode(), value=json.dumps(value).encode())
@@ -168,12 +170,13 @@ def _publish(bootstrap: str, topic: str, items: list[DemoItem]) -> None:
 def _relayed_label_ids(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> int:
     """Read the labels topic back: how many distinct labels the outbox relay delivered."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"labelops-demo-check-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client_connection(bootstrap).client_config(
+            {
+                "group.id": f"labelops-demo-check-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     consumer.subscribe([topic])
     seen: set[str] = set()

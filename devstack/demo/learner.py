@@ -19,7 +19,9 @@ from typing import Any
 from kubernetes import client
 
 from devstack import podrunner
+from devstack.kafka import client_connection
 from devstack.procs import Started, free_port, start_process, stop_pidfile, wait_until
+from labelops.api.kafka_connection import ENV_BOOTSTRAP
 from labelops.learner import config as learner_env
 
 PROCESS = "learner"
@@ -66,7 +68,8 @@ def learner_environment(
     meta, spec = campaign["metadata"], campaign["spec"]
     learner = (spec.get("model") or {}).get("learner") or {}
     env = {
-        learner_env.ENV_KAFKA_BOOTSTRAP: bootstrap,
+        **client_connection(bootstrap).security_env(),
+        ENV_BOOTSTRAP: bootstrap,
         learner_env.ENV_CAMPAIGN: f"{meta['namespace']}/{meta['name']}",
         learner_env.ENV_TASK: json.dumps(spec["task"]),
         learner_env.ENV_ITEMS_TOPIC: topics["items"],

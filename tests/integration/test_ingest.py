@@ -22,11 +22,14 @@ from test_store_support import (
     wait_for,
 )
 
+from devstack.kafka import client_connection
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
 from labelops.store.migrations import migrate
 from labelops.store.progress import read_progress
 from labelops.worker.ingest import Ingestor
+from labelops.worker.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +47,9 @@ def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
 
 
 @pytest.fixture
-def config(schema: str, kafka_bootstrap: str) -> WorkerConfig:
+def config(schema: str, kafka: KafkaConnection) -> WorkerConfig:
     items, labels = unique_name("items"), unique_name("labels")
-    create_topics(kafka_bootstrap, items, labels)
+    create_topics(kafka.bootstrap, items, labels)
     return make_config(schema, topics=(items, labels), consumer_group=unique_name("group"))
 
 
@@ -65,7 +68,7 @@ def prediction_message(item_id: str, version: str, choice: str, confidence: floa
 def produce(
     bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(client_connection(bootstrap).client_config())
     for key, value in messages:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0, "the test's messages were not all delivered"
@@ -96,21 +99,21 @@ def count(pool: ConnectionPool[Any], schema: str, table: str) -> int:
 
 
 def test_redelivered_items_are_stored_once(
-    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     batch = [(f"item-{i}".encode(), item_message(f"item-{i}")) for i in range(50)]
-    produce(kafka_bootstrap, config.topics.items, batch + batch[:10])
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    produce(kafka.bootstrap, config.topics.items, batch + batch[:10])
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
         ingest_until(ingestor, lambda: count(pool, schema, "items") == 50, "50 items")
         # Everything again: the same messages produced twice more ...
-        produce(kafka_bootstrap, config.topics.items, batch)
+        produce(kafka.bootstrap, config.topics.items, batch)
         handle(ingestor, len(batch))
     finally:
         ingestor.close()
     # ... and the whole topic re-read by a consumer group that starts from scratch.
     again = Ingestor(
-        pool, config.model_copy(update={"consumer_group": unique_name("g")}), kafka_bootstrap
+        Pipeline(pool, config.model_copy(update={"consumer_group": unique_name("g")}), kafka)
     )
     try:
         handle(again, 2 * len(batch) + 10)
@@ -124,12 +127,12 @@ def test_redelivered_items_are_stored_once(
 
 
 def test_offsets_are_committed_after_the_database_commit_only(
-    postgres_dsn: str, pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    postgres_dsn: str, pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
-    produce(kafka_bootstrap, config.topics.items, [(b"a", item_message("a"))])
+    produce(kafka.bootstrap, config.topics.items, [(b"a", item_message("a"))])
     missing = unique_name("notyet")
     broken = config.model_copy(update={"schema_": missing})
-    ingestor = Ingestor(pool, broken, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, broken, kafka))
     try:
 
         def write_fails() -> bool:
@@ -151,7 +154,7 @@ def test_offsets_are_committed_after_the_database_commit_only(
 
 
 def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
-    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     bad = [
         (b"x1", b"{not json"),
@@ -168,8 +171,8 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
         b"ok",
         item_message("ok", priority=3, model=model("v1", "helpful", 0.9)),
     )
-    produce(kafka_bootstrap, config.topics.items, [*bad, good])
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    produce(kafka.bootstrap, config.topics.items, [*bad, good])
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
         ingest_until(ingestor, lambda: count(pool, schema, "items") == 1, "the good item")
     finally:
@@ -204,7 +207,7 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
     assert (priority, prediction, confidence) == (3, {"choice": "helpful"}, 0.9)
 
     again = Ingestor(
-        pool, config.model_copy(update={"consumer_group": unique_name("g")}), kafka_bootstrap
+        Pipeline(pool, config.model_copy(update={"consumer_group": unique_name("g")}), kafka)
     )
     try:
         handle(again, len(bad) + 1)
@@ -216,23 +219,23 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
 
 
 def test_an_item_changes_only_until_a_labeler_has_seen_it(
-    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     store = LabelStore(pool, config)
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
 
     def item_text() -> Any:
         return query(pool, schema, "SELECT payload->>'text', priority FROM {schema}.items")
 
     try:
-        produce(kafka_bootstrap, config.topics.items, [(b"a", item_message("a", "v1"))])
+        produce(kafka.bootstrap, config.topics.items, [(b"a", item_message("a", "v1"))])
         ingest_until(ingestor, lambda: item_text() == [("v1", 0)], "v1")
-        produce(kafka_bootstrap, config.topics.items, [(b"a", item_message("a", "v2", priority=7))])
+        produce(kafka.bootstrap, config.topics.items, [(b"a", item_message("a", "v2", priority=7))])
         ingest_until(ingestor, lambda: item_text() == [("v2", 7)], "the update to v2")
 
         task = store.claim("ann")
         assert task is not None and task.payload == {"text": "v2"}
-        produce(kafka_bootstrap, config.topics.items, [(b"a", item_message("a", "v3"))])
+        produce(kafka.bootstrap, config.topics.items, [(b"a", item_message("a", "v3"))])
         handle(ingestor, 1)
         assert item_text() == [("v2", 7)], "a leased item keeps what the labeler sees"
     finally:
@@ -242,13 +245,13 @@ def test_an_item_changes_only_until_a_labeler_has_seen_it(
 
 
 def test_a_message_the_database_refuses_fails_only_itself_in_a_large_batch(
-    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     # Python's json takes a lone surrogate, jsonb does not: only the database can refuse it.
     refused = b'{"id": "bad", "payload": {"text": "\\ud800"}}'
     good = [(f"g{i}".encode(), item_message(f"g{i}")) for i in range(3000)]
-    produce(kafka_bootstrap, config.topics.items, [*good[:1500], (b"bad", refused), *good[1500:]])
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    produce(kafka.bootstrap, config.topics.items, [*good[:1500], (b"bad", refused), *good[1500:]])
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
         handle(ingestor, len(good) + 1)
     finally:
@@ -267,10 +270,10 @@ def test_a_message_the_database_refuses_fails_only_itself_in_a_large_batch(
 
 
 @pytest.fixture
-def scored_config(config: WorkerConfig, kafka_bootstrap: str) -> WorkerConfig:
+def scored_config(config: WorkerConfig, kafka: KafkaConnection) -> WorkerConfig:
     """The campaign with its predictions topic."""
     predictions = unique_name("predictions")
-    create_topics(kafka_bootstrap, predictions)
+    create_topics(kafka.bootstrap, predictions)
     topics = config.topics.model_copy(update={"predictions": predictions})
     return config.model_copy(update={"topics": topics})
 
@@ -291,15 +294,15 @@ def scores(pool: ConnectionPool[Any], schema: str) -> dict[str, Any]:
 
 
 def test_predictions_apply_whether_they_come_before_or_after_their_items(
-    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     topics = scored_config.topics
     predictions = predictions_topic(scored_config)
-    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, scored_config, kafka))
     try:
-        produce(kafka_bootstrap, topics.items, [(b"after", item_message("after"))])
+        produce(kafka.bootstrap, topics.items, [(b"after", item_message("after"))])
         produce(
-            kafka_bootstrap,
+            kafka.bootstrap,
             predictions,
             [(b"before", prediction_message("before", "v1", "helpful", 0.8))],
         )
@@ -311,9 +314,9 @@ def test_predictions_apply_whether_they_come_before_or_after_their_items(
             "the early prediction kept and the first item in",
         )
         assert scores(pool, schema) == {"after": (None, None, None, False)}
-        produce(kafka_bootstrap, topics.items, [(b"before", item_message("before"))])
+        produce(kafka.bootstrap, topics.items, [(b"before", item_message("before"))])
         produce(
-            kafka_bootstrap,
+            kafka.bootstrap,
             predictions,
             [(b"after", prediction_message("after", "v2", "unhelpful", 0.25))],
         )
@@ -336,20 +339,20 @@ def test_predictions_apply_whether_they_come_before_or_after_their_items(
 
 
 def test_the_latest_prediction_of_an_item_wins_and_redelivery_changes_nothing(
-    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     predictions = predictions_topic(scored_config)
     produce(
-        kafka_bootstrap,
+        kafka.bootstrap,
         scored_config.topics.items,
         [(b"a", item_message("a", model=model("v0", "helpful", 0.1)))],
     )
-    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, scored_config, kafka))
     try:
         ingest_until(ingestor, lambda: count(pool, schema, "items") == 1, "the item")
         assert scores(pool, schema) == {"a": ("v0", "helpful", 0.1, True)}
         produce(
-            kafka_bootstrap,
+            kafka.bootstrap,
             predictions,
             [
                 (
@@ -361,12 +364,12 @@ def test_the_latest_prediction_of_an_item_wins_and_redelivery_changes_nothing(
         )
         handle(ingestor, 3)
         produce(
-            kafka_bootstrap, predictions, [(b"a", prediction_message("a", "v4", "unhelpful", 0.4))]
+            kafka.bootstrap, predictions, [(b"a", prediction_message("a", "v4", "unhelpful", 0.4))]
         )
         handle(ingestor, 1)
         # The item message again (a re-read of the topic): its own older score stays out.
         produce(
-            kafka_bootstrap,
+            kafka.bootstrap,
             scored_config.topics.items,
             [(b"a", item_message("a", model=model("v0", "helpful", 0.1)))],
         )
@@ -377,7 +380,7 @@ def test_the_latest_prediction_of_an_item_wins_and_redelivery_changes_nothing(
 
 
 def test_bad_predictions_are_dead_lettered_with_the_reason(
-    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     predictions = predictions_topic(scored_config)
     good = prediction_message("a", "v1", "helpful", 0.5)
@@ -399,9 +402,9 @@ def test_bad_predictions_are_dead_lettered_with_the_reason(
         (b"s", json.dumps({"id": "s", "model": {"prediction": "helpful"}}).encode()),
         (b"k", prediction_message("other", "v1", "helpful", 0.5)),
     ]
-    produce(kafka_bootstrap, scored_config.topics.items, [(b"a", item_message("a"))])
-    produce(kafka_bootstrap, predictions, [*bad, (b"a", good)])
-    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    produce(kafka.bootstrap, scored_config.topics.items, [(b"a", item_message("a"))])
+    produce(kafka.bootstrap, predictions, [*bad, (b"a", good)])
+    ingestor = Ingestor(Pipeline(pool, scored_config, kafka))
     try:
         handle(ingestor, len(bad) + 2)
     finally:
@@ -429,10 +432,10 @@ def test_bad_predictions_are_dead_lettered_with_the_reason(
 
 
 def test_a_prediction_that_does_not_fit_its_item_is_dead_lettered(
-    pool: ConnectionPool[Any], schema: str, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, kafka: KafkaConnection
 ) -> None:
     items, labels, predictions = unique_name("items"), unique_name("labels"), unique_name("p")
-    create_topics(kafka_bootstrap, items, labels, predictions)
+    create_topics(kafka.bootstrap, items, labels, predictions)
     base = make_config(
         schema,
         task={"type": "pairwise", "instructions": "Which is better?"},
@@ -448,15 +451,15 @@ def test_a_prediction_that_does_not_fit_its_item_is_dead_lettered(
         score = {"version": "v1", "prediction": {"preferred": preferred}, "confidence": 0.9}
         return json.dumps({"id": item_id, "model": score}).encode()
 
-    produce(kafka_bootstrap, items, [(b"q", json.dumps({"id": "q", "payload": payload}).encode())])
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    produce(kafka.bootstrap, items, [(b"q", json.dumps({"id": "q", "payload": payload}).encode())])
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
         ingest_until(ingestor, lambda: count(pool, schema, "items") == 1, "the item")
         produce(
-            kafka_bootstrap, predictions, [(b"q", pairwise("q", "z")), (b"q", pairwise("q", "y"))]
+            kafka.bootstrap, predictions, [(b"q", pairwise("q", "z")), (b"q", pairwise("q", "y"))]
         )
         handle(ingestor, 2)
-        produce(kafka_bootstrap, predictions, [(b"q", pairwise("q", "z"))])
+        produce(kafka.bootstrap, predictions, [(b"q", pairwise("q", "z"))])
         handle(ingestor, 1)
     finally:
         ingestor.close()
@@ -478,7 +481,7 @@ def test_after_scoring_runs_in_the_same_transaction_with_the_scored_items(
     pool: ConnectionPool[Any],
     schema: str,
     scored_config: WorkerConfig,
-    kafka_bootstrap: str,
+    kafka: KafkaConnection,
     signature: str,
 ) -> None:
     # Stand-ins for the schema's after_scoring, in either form: they record their calls.
@@ -494,15 +497,15 @@ def test_after_scoring_runs_in_the_same_transaction_with_the_scored_items(
             conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
     predictions = predictions_topic(scored_config)
     produce(
-        kafka_bootstrap,
+        kafka.bootstrap,
         scored_config.topics.items,
         [(b"a", item_message("a")), (b"b", item_message("b"))],
     )
-    ingestor = Ingestor(pool, scored_config, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, scored_config, kafka))
     try:
         ingest_until(ingestor, lambda: count(pool, schema, "items") == 2, "the items")
         produce(
-            kafka_bootstrap, predictions, [(b"b", prediction_message("b", "v1", "helpful", 0.9))]
+            kafka.bootstrap, predictions, [(b"b", prediction_message("b", "v1", "helpful", 0.9))]
         )
         handle(ingestor, 1)
     finally:
@@ -513,10 +516,10 @@ def test_after_scoring_runs_in_the_same_transaction_with_the_scored_items(
 
 
 def test_gold_items_keep_their_answer_and_bad_gold_is_dead_lettered(
-    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     produce(
-        kafka_bootstrap,
+        kafka.bootstrap,
         config.topics.items,
         [
             (b"g", item_message("g", gold={"value": {"choice": "helpful"}})),
@@ -525,7 +528,7 @@ def test_gold_items_keep_their_answer_and_bad_gold_is_dead_lettered(
             (b"plain", item_message("plain")),
         ],
     )
-    ingestor = Ingestor(pool, config, kafka_bootstrap)
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
         handle(ingestor, 4)
     finally:

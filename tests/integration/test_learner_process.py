@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from worker_harness import wait_for
 
+from devstack.kafka import client_connection
 from labelops.learner.main import EXIT_NOT_SUPPORTED
 from labelops.learner.versions import labels_of
 
@@ -63,13 +64,13 @@ class Topics:
         self.items, self.labels, self.predictions = (
             f"{prefix}.{kind}" for kind in ("items", "labels", "predictions")
         )
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient(client_connection(bootstrap).client_config())
         futures = self.admin.create_topics(
             [NewTopic(t, PARTITIONS, 1) for t in (self.items, self.labels, self.predictions)]
         )
         for future in futures.values():
             future.result(30)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        self.producer = Producer(client_connection(bootstrap).client_config({"acks": "all"}))
 
     def produce(self, topic: str, messages: list[tuple[str, dict[str, Any]]]) -> None:
         for key, value in messages:
@@ -80,12 +81,13 @@ class Topics:
         """Every message on the predictions topic so far, from the beginning, with its
         (partition, offset)."""
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"{self.predictions}.test",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
+            client_connection(self.bootstrap).client_config(
+                {
+                    "group.id": f"{self.predictions}.test",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
         )
         try:
             consumer.assign(
@@ -160,6 +162,7 @@ class LearnerProcess:
 def learner_env(topics: Topics, task: dict[str, Any]) -> dict[str, str]:
     return {
         "LABELOPS_KAFKA_BOOTSTRAP": topics.bootstrap,
+        **client_connection(topics.bootstrap).security_env(),
         "LABELOPS_LEARNER_CAMPAIGN": "learner-test/sms",
         "LABELOPS_LEARNER_TASK": json.dumps(task),
         "LABELOPS_LEARNER_ITEMS_TOPIC": topics.items,
@@ -299,7 +302,9 @@ def test_the_reader_is_caught_up_only_once_it_read_every_partition_to_its_end(
 
     topics.produce(topics.items, [(f"k{n}", {"n": n}) for n in range(40)])
     reader = TopicReader(
-        {"bootstrap.servers": topics.bootstrap}, [topics.items, topics.labels], "reader-test"
+        client_connection(topics.bootstrap).client_config(),
+        [topics.items, topics.labels],
+        "reader-test",
     )
     try:
         reader.assign_new_partitions()

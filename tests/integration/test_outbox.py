@@ -27,9 +27,11 @@ from test_store_support import (
     wait_for,
 )
 
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
 from labelops.worker.outbox import OutboxRelay, RelayError
+from labelops.worker.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +41,10 @@ pytestmark = pytest.mark.integration
 RELAY_PROCESS = """
 import os, threading, time
 from psycopg_pool import ConnectionPool
+from labelops.api.kafka_connection import connection_from_env
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.worker.outbox import OutboxRelay, RelayError
+from labelops.worker.pipeline import Pipeline
 
 class SlowRelay(OutboxRelay):
     def _produce(self, *args):
@@ -49,7 +53,8 @@ class SlowRelay(OutboxRelay):
 
 config = WorkerConfig.model_validate_json(os.environ["TEST_CAMPAIGN"])
 pool = ConnectionPool(os.environ["TEST_DSN"], min_size=1, max_size=2)
-SlowRelay(pool, config, os.environ["TEST_BOOTSTRAP"], batch_size=40).run(threading.Event())
+pipeline = Pipeline(pool, config, connection_from_env(os.environ))
+SlowRelay(pipeline, batch_size=40).run(threading.Event())
 """
 
 
@@ -66,9 +71,9 @@ def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
 
 
 @pytest.fixture
-def config(schema: str, kafka_bootstrap: str) -> WorkerConfig:
+def config(schema: str, kafka: KafkaConnection) -> WorkerConfig:
     items, labels = unique_name("items"), unique_name("labels")
-    create_topics(kafka_bootstrap, items, labels)
+    create_topics(kafka.bootstrap, items, labels)
     return make_config(schema, topics=(items, labels), max_leases=10)
 
 
@@ -90,15 +95,15 @@ def outbox_size(pool: ConnectionPool[Any], schema: str) -> int:
 
 
 def test_relayed_messages_carry_the_label_keyed_by_item(
-    pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     [label_id] = accept_labels(pool, config, 1)
-    relay = OutboxRelay(pool, config, kafka_bootstrap)
+    relay = OutboxRelay(Pipeline(pool, config, kafka))
     assert relay.relay_once() == 1
     assert relay.relay_once() == 0
     assert outbox_size(pool, config.schema_) == 0
 
-    [message] = read_topic(kafka_bootstrap, config.topics.labels, expect=1)
+    [message] = read_topic(kafka.bootstrap, config.topics.labels, expect=1)
     value = json.loads(message.value())
     assert value["labelId"] == label_id
     assert message.key() == value["itemId"].encode()
@@ -111,23 +116,23 @@ def test_relayed_messages_carry_the_label_keyed_by_item(
 
 
 def test_labels_kafka_does_not_acknowledge_stay_in_the_outbox(
-    pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     accept_labels(pool, config, 3)
     nowhere = config.model_copy(
         update={"topics": config.topics.model_copy(update={"labels": unique_name("missing")})}
     )
-    relay = OutboxRelay(pool, nowhere, kafka_bootstrap, delivery_timeout=2)
+    relay = OutboxRelay(Pipeline(pool, nowhere, kafka), delivery_timeout=2)
     with pytest.raises(RelayError, match="3 of 3 labels were not acknowledged"):
         relay.relay_once()
     assert outbox_size(pool, config.schema_) == 3
 
 
 def test_relays_of_several_replicas_share_the_outbox_without_duplicates(
-    pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     label_ids = accept_labels(pool, config, 300)
-    relays = [OutboxRelay(pool, config, kafka_bootstrap, batch_size=20) for _ in range(3)]
+    relays = [OutboxRelay(Pipeline(pool, config, kafka), batch_size=20) for _ in range(3)]
     stop = threading.Event()
     threads = [threading.Thread(target=relay.run, args=(stop,)) for relay in relays]
     for t in threads:
@@ -138,19 +143,18 @@ def test_relays_of_several_replicas_share_the_outbox_without_duplicates(
         stop.set()
         for t in threads:
             t.join(timeout=60)
-    published = label_ids_on(read_topic(kafka_bootstrap, config.topics.labels, len(label_ids)))
+    published = label_ids_on(read_topic(kafka.bootstrap, config.topics.labels, len(label_ids)))
     assert Counter(published) == Counter(label_ids), "each label exactly once, none lost"
 
 
 def test_a_relay_killed_at_any_point_loses_no_label(
-    postgres_dsn: str, pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    postgres_dsn: str, pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     label_ids = accept_labels(pool, config, 600)
     env = {
         **os.environ,
         "TEST_CAMPAIGN": config.model_dump_json(by_alias=True),
         "TEST_DSN": postgres_dsn,
-        "TEST_BOOTSTRAP": kafka_bootstrap,
     }
     # Kill a relay right after it started, then three times while it is publishing.
     for shrink_by in (0, 1, 1, 1):
@@ -173,10 +177,10 @@ def test_a_relay_killed_at_any_point_loses_no_label(
     assert remaining > 0, "the relay finished before the test could kill it mid-way"
 
     # A fresh relay publishes what the killed ones left behind.
-    relay = OutboxRelay(pool, config, kafka_bootstrap)
+    relay = OutboxRelay(Pipeline(pool, config, kafka))
     while relay.relay_once():
         pass
     assert outbox_size(pool, config.schema_) == 0
-    published = label_ids_on(read_topic(kafka_bootstrap, config.topics.labels, len(label_ids)))
+    published = label_ids_on(read_topic(kafka.bootstrap, config.topics.labels, len(label_ids)))
     missing = set(label_ids) - set(published)
     assert not missing, f"{len(missing)} accepted labels never reached the topic"

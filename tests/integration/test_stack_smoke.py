@@ -13,14 +13,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from labelops.api.kafka_connection import KafkaConnection
+
 pytestmark = pytest.mark.integration
 
 QUIET = {"log_level": 0}  # librdkafka would print every transient connection hiccup
 
 
 @pytest.fixture
-def topic(kafka_bootstrap: str) -> Iterator[str]:
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, **QUIET})
+def topic(kafka: KafkaConnection) -> Iterator[str]:
+    admin = AdminClient(kafka.client_config(QUIET))
     name = f"smoke-{uuid.uuid4().hex[:12]}"
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
     yield name
@@ -39,18 +41,19 @@ def _poll_one(consumer: Consumer, timeout: float) -> Message:
     raise AssertionError(f"no message within {timeout}s")
 
 
-def test_kafka_produce_and_consume(kafka_bootstrap: str, topic: str) -> None:
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all", **QUIET})
+def test_kafka_produce_and_consume(kafka: KafkaConnection, topic: str) -> None:
+    producer = Producer(kafka.client_config({"acks": "all", **QUIET}))
     producer.produce(topic, key=b"task-1", value=b'{"label": "cat"}')
     assert producer.flush(30) == 0
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": f"smoke-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            **QUIET,
-        }
+        kafka.client_config(
+            {
+                "group.id": f"smoke-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                **QUIET,
+            }
+        )
     )
     try:
         consumer.subscribe([topic])
@@ -61,15 +64,15 @@ def test_kafka_produce_and_consume(kafka_bootstrap: str, topic: str) -> None:
         consumer.close()
 
 
-def test_kafka_does_not_create_topics_on_demand(kafka_bootstrap: str) -> None:
+def test_kafka_does_not_create_topics_on_demand(kafka: KafkaConnection) -> None:
     """The operator owns topic creation: a producer's typo must fail, not make a topic."""
     missing = f"missing-{uuid.uuid4().hex[:12]}"
     errors: list[KafkaError | None] = []
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 3000, **QUIET})
+    producer = Producer(kafka.client_config({"message.timeout.ms": 3000, **QUIET}))
     producer.produce(missing, value=b"x", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(15)
     assert errors and errors[0] is not None
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, **QUIET})
+    admin = AdminClient(kafka.client_config(QUIET))
     assert missing not in admin.list_topics(timeout=10).topics
 
 

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from devstack.kafka import client_connection
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate
@@ -129,7 +130,7 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
 
 
 def create_topics(bootstrap: str, *names: str, partitions: int = 3) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_connection(bootstrap).client_config())
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
     )
@@ -141,12 +142,13 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> 
     """All messages of topic from the beginning, once at least `expect` have arrived (and
     a short quiet period has passed, so duplicates are seen too)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique_name("reader"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client_connection(bootstrap).client_config(
+            {
+                "group.id": unique_name("reader"),
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     consumer.subscribe([topic])
     messages: list[Any] = []

@@ -20,11 +20,14 @@ from test_store_support import (
     wait_for,
 )
 
+from devstack.kafka import client_connection
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store import LabelStore
 from labelops.worker.ingest import Ingestor
 from labelops.worker.metrics import PipelineMetrics, WorkerMetrics
 from labelops.worker.outbox import OutboxRelay
+from labelops.worker.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +47,9 @@ def pool(postgres_dsn: str) -> Iterator[ConnectionPool[Any]]:
 
 
 @pytest.fixture
-def config(schema: str, kafka_bootstrap: str) -> WorkerConfig:
+def config(schema: str, kafka: KafkaConnection) -> WorkerConfig:
     items, labels = unique_name("items"), unique_name("labels")
-    create_topics(kafka_bootstrap, items, labels)
+    create_topics(kafka.bootstrap, items, labels)
     return make_config(
         schema, topics=(items, labels), consumer_group=unique_name("group"), max_leases=10
     )
@@ -57,7 +60,7 @@ def produce_to_one_partition(
 ) -> None:
     # One partition: the consumer fetches it (and learns its high watermark) before the first
     # batch comes back, so the lag after that batch is exact.
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(client_connection(bootstrap).client_config())
     for key, value in messages:
         producer.produce(topic, key=key, value=value, partition=0)
     assert producer.flush(30) == 0, "the test's messages were not all delivered"
@@ -70,7 +73,7 @@ def value(metrics: PipelineMetrics, name: str, **labels: str) -> float:
 
 
 def test_lag_dead_letters_and_backlog_follow_ingest_and_relay(
-    pool: ConnectionPool[Any], config: WorkerConfig, kafka_bootstrap: str
+    pool: ConnectionPool[Any], config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
     good = [
         (f"item-{i}".encode(), json.dumps({"id": f"item-{i}", "payload": {"text": "t"}}).encode())
@@ -78,10 +81,10 @@ def test_lag_dead_letters_and_backlog_follow_ingest_and_relay(
     ]
     bad = (b"broken", b"{not json")
     messages = [*good[:2], bad, *good[2:]]
-    produce_to_one_partition(kafka_bootstrap, config.topics.items, messages)
+    produce_to_one_partition(kafka.bootstrap, config.topics.items, messages)
 
     metrics = PipelineMetrics()
-    ingestor = Ingestor(pool, config, kafka_bootstrap, batch_size=2, writers=1, metrics=metrics)
+    ingestor = Ingestor(Pipeline(pool, config, kafka, metrics), batch_size=2, writers=1)
     handled = 0
     try:
         handled = wait_for(
@@ -107,7 +110,7 @@ def test_lag_dead_letters_and_backlog_follow_ingest_and_relay(
         assert task is not None
         store.submit(f"labeler-{n}", task.item_id, {"choice": "helpful"})
 
-    relay = OutboxRelay(pool, config, kafka_bootstrap, batch_size=2, metrics=metrics)
+    relay = OutboxRelay(Pipeline(pool, config, kafka, metrics), batch_size=2)
     assert relay.relay_once() == 2
     assert value(metrics, "labelops_worker_outbox_backlog") == GOOD_ITEMS - 2
     while relay.relay_once():

@@ -14,6 +14,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from labelops.api.campaign import CampaignSpec
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.operator import plan
 from labelops.operator.settings import ConfigError, OperatorSettings
 from labelops.worker import config as worker_config
@@ -55,7 +56,7 @@ def test_the_budget_mirrors_the_workers_own_pool_sizing(processes: int) -> None:
         campaign=None,  # type: ignore[arg-type]  # only the pool arithmetic is read
         tokens={},
         postgres_dsn="",
-        kafka_bootstrap="",
+        kafka=KafkaConnection(""),
         processes=processes,
     )
     worker_opens = (

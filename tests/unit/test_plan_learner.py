@@ -67,7 +67,7 @@ def test_the_learner_reads_what_the_operator_writes() -> None:
     assert settings.campaign == "human-data/sms-spam"
     assert settings.task.type.value == "classification"
     assert settings.task.choices == ["ham", "spam"]
-    assert settings.kafka_bootstrap == "kafka.svc:9092"
+    assert settings.kafka.bootstrap == "kafka.svc:9092"
     assert (settings.items_topic, settings.labels_topic, settings.predictions_topic) == (
         names.items_topic,
         names.labels_topic,

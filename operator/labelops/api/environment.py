@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pydantic import ValidationError
+
 
 class ConfigError(ValueError):
     """The environment cannot run this process; the message names the variable."""
@@ -32,3 +34,10 @@ def integer(environ: Mapping[str, str], variable: str, default: int, low: int, h
     if not low <= value <= high:
         raise ConfigError(f"{variable}={value} is out of range: allowed {low}..{high}")
     return value
+
+
+def validation_reasons(err: ValidationError) -> str:
+    """A pydantic error as `field.path: message; ...`, for a ConfigError naming the variable."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
+    )

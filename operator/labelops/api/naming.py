@@ -37,12 +37,18 @@ class CampaignNames:
     labels_topic: str = field(init=False)
     predictions_topic: str = field(init=False)
     consumer_group: str = field(init=False)
+    worker_kafka_user: str = field(init=False)  # SCRAM user of the campaign's workers
+    learner_kafka_user: str = field(init=False)  # and of its learner
+    learner_client: str = field(init=False)  # the learner's client.id
+    learner_group: str = field(init=False)  # the group its reader names, never joins
     # Postgres
     schema: str = field(init=False)  # and the role's name: see role
     # Kubernetes, in the campaign's namespace
     worker: str = field(init=False)
     config_map: str = field(init=False)
     database_secret: str = field(init=False)
+    kafka_secret: str = field(init=False)  # the workers' Kafka credentials
+    learner_kafka_secret: str = field(init=False)  # the learner's
     resource_quota: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,10 +60,17 @@ class CampaignNames:
             "labels_topic": f"{topics}.labels",
             "predictions_topic": f"{topics}.predictions",
             "consumer_group": f"{topics}.worker",
+            "worker_kafka_user": f"{topics}.worker",
+            "learner_kafka_user": f"{topics}.learner",
+            "learner_client": f"labelops-learner.{self.namespace}.{self.name}",
+            # learner/kafka_io.TopicReader: the client id + ".unused"
+            "learner_group": f"labelops-learner.{self.namespace}.{self.name}.unused",
             "schema": schema_name(self.namespace, self.name),
             "worker": f"{self.name}-worker",  # the Deployment and its Service
             "config_map": f"{self.name}-config",
             "database_secret": f"{self.name}-db",
+            "kafka_secret": f"{self.name}-kafka",
+            "learner_kafka_secret": f"{self.name}-learner-kafka",
             "resource_quota": f"{self.name}-quota",
         }
         for attribute, value in derived.items():

@@ -1,4 +1,5 @@
-"""Kafka: observe a campaign's topics, then create, grow, reconfigure or delete them.
+"""Kafka: observe a campaign's topics, then create, grow, reconfigure or delete them; and its
+SCRAM users and their ACLs (operator/kafka_access.py decides which).
 
 One AdminClient per operator, shared by all campaigns (librdkafka's admin handle is
 thread-safe). Each call is bounded by a short timeout and runs in a worker thread, so an
@@ -17,16 +18,26 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
+    ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
 )
 
 from labelops.api.backend_state import Topic
+from labelops.api.kafka_connection import KafkaConnection
 from labelops.clients.errors import KafkaUnavailable
 
 _MISSING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_TOPIC_ID}
@@ -38,8 +49,9 @@ def _code(err: KafkaException) -> int | None:
 
 
 class KafkaAdmin:
-    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, timeout: float = 5.0) -> None:
+        self.connection = connection
+        self.bootstrap = connection.bootstrap
         self.timeout = timeout
         self._admin: AdminClient | None = None
         self._lock = threading.Lock()
@@ -49,7 +61,6 @@ class KafkaAdmin:
             if self._admin is None:
                 millis = int(self.timeout * 1000)
                 settings: dict[str, Any] = {
-                    "bootstrap.servers": self.bootstrap,
                     "client.id": "labelops-operator",
                     "socket.connection.setup.timeout.ms": millis,
                     "socket.timeout.ms": max(millis, 10_000),
@@ -57,7 +68,7 @@ class KafkaAdmin:
                     # operation as KafkaUnavailable, not as a line per reconnect attempt.
                     "log_level": 2,
                 }
-                self._admin = AdminClient(settings)
+                self._admin = AdminClient(self.connection.client_config(settings))
             return self._admin
 
     def _wait(self, future: Future[Any], what: str) -> Any:
@@ -183,3 +194,103 @@ class KafkaAdmin:
     async def delete(self, names: Sequence[str]) -> list[str]:
         """Delete the topics that exist; returns those that did."""
         return await asyncio.to_thread(self._delete, names)
+
+    # --- users and ACLs ------------------------------------------------------------------
+
+    def _existing_users(self, users: Sequence[str]) -> set[str]:
+        futures: Any = self._client().describe_user_scram_credentials(
+            list(users), request_timeout=self.timeout
+        )
+        found = set()
+        for user, future in futures.items():
+            try:
+                description = self._wait(future, f"describe SCRAM user {user}")
+            except KafkaException as err:
+                if _code(err) == KafkaError.RESOURCE_NOT_FOUND:
+                    continue
+                raise
+            if description.scram_credential_infos:
+                found.add(user)
+        return found
+
+    async def existing_users(self, users: Sequence[str]) -> set[str]:
+        """Those of users that have SCRAM credentials."""
+        return await asyncio.to_thread(self._existing_users, users)
+
+    def _alter_users(self, alterations: list[Any], what: str) -> None:
+        futures = self._client().alter_user_scram_credentials(
+            alterations, request_timeout=self.timeout
+        )
+        for user, future in futures.items():
+            try:
+                self._wait(future, f"{what} SCRAM user {user}")
+            except KafkaException as err:
+                # Deleting a user that is already gone: a crashed pass's work, same outcome.
+                if not (what == "delete" and _code(err) == KafkaError.RESOURCE_NOT_FOUND):
+                    raise
+
+    async def set_passwords(
+        self, passwords: Mapping[str, str], mechanism: str, iterations: int
+    ) -> None:
+        """Create (or reset) each user's SCRAM credential for mechanism."""
+        info = ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], iterations)
+        upserts: list[Any] = [
+            UserScramCredentialUpsertion(user, info, password.encode())
+            for user, password in passwords.items()
+        ]
+        if upserts:
+            await asyncio.to_thread(self._alter_users, upserts, "set password of")
+
+    async def delete_users(self, users: Sequence[str], mechanism: str) -> None:
+        value = ScramMechanism[mechanism.replace("-", "_")]
+        deletions: list[Any] = [UserScramCredentialDeletion(user, value) for user in users]
+        if deletions:
+            await asyncio.to_thread(self._alter_users, deletions, "delete")
+
+    @staticmethod
+    def _filter(principal: str, binding: AclBinding | None = None) -> AclBindingFilter:
+        """Every ACL of principal, or (with binding) exactly that one."""
+        # The stubs say str, librdkafka's filters take None for "any name" and "any host".
+        anything: Any = None
+        if binding is None:
+            return AclBindingFilter(
+                ResourceType.ANY, anything, ResourcePatternType.ANY, principal, anything,
+                AclOperation.ANY, AclPermissionType.ANY,
+            )  # fmt: skip
+        return AclBindingFilter(
+            binding.restype, binding.name, binding.resource_pattern_type, principal,
+            binding.host, binding.operation, binding.permission_type,
+        )  # fmt: skip
+
+    def _acls_of(self, principal: str) -> set[AclBinding]:
+        future = self._client().describe_acls(self._filter(principal), request_timeout=self.timeout)
+        return set(self._wait(future, f"describe ACLs of {principal}"))
+
+    async def acls_of(self, principal: str) -> set[AclBinding]:
+        return await asyncio.to_thread(self._acls_of, principal)
+
+    def _create_acls(self, bindings: Sequence[AclBinding]) -> None:
+        futures = self._client().create_acls(list(bindings), request_timeout=self.timeout)
+        for binding, future in futures.items():
+            self._wait(future, f"create ACL {binding}")
+
+    async def create_acls(self, bindings: Sequence[AclBinding]) -> None:
+        if bindings:
+            await asyncio.to_thread(self._create_acls, bindings)
+
+    def _delete_acls(self, filters: Sequence[AclBindingFilter]) -> int:
+        futures = self._client().delete_acls(list(filters), request_timeout=self.timeout)
+        return sum(len(self._wait(f, "delete ACLs")) for f in futures.values())
+
+    async def delete_acls(self, bindings: Sequence[AclBinding]) -> None:
+        """Delete exactly these ACLs."""
+        if bindings:
+            filters = [self._filter(b.principal, b) for b in bindings]
+            await asyncio.to_thread(self._delete_acls, filters)
+
+    async def delete_acls_of(self, principals: Sequence[str]) -> int:
+        """Delete every ACL of these principals; returns how many there were."""
+        if not principals:
+            return 0
+        filters = [self._filter(p) for p in principals]
+        return await asyncio.to_thread(self._delete_acls, filters)

@@ -1,7 +1,8 @@
 """The learner's settings, read from the environment the operator's learner Deployment sets.
 
-Kafka is reached like the worker reaches it (LABELOPS_KAFKA_BOOTSTRAP), with optional security
-settings for a broker that requires them. The campaign is named by `namespace/name`; its task
+Kafka is reached like every client reaches it (api/kafka_connection.py: LABELOPS_KAFKA_BOOTSTRAP
+and the optional LABELOPS_KAFKA_* security variables, which the operator writes into the
+learner's own Secret). The campaign is named by `namespace/name`; its task
 (the campaign's spec.task as JSON) says what to learn; topics default to the campaign's names.
 Every error names the variable, the value and what is allowed, and never echoes a secret.
 """
@@ -10,27 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from labelops.api.campaign import Task
-from labelops.api.environment import ConfigError
+from labelops.api.environment import ConfigError, validation_reasons
 from labelops.api.environment import integer as _integer
 from labelops.api.environment import required as _required
+from labelops.api.kafka_connection import KafkaConnection, connection_from_env
 from labelops.api.naming import CampaignNames
-
-ENV_KAFKA_BOOTSTRAP = "LABELOPS_KAFKA_BOOTSTRAP"  # the worker's variable, same meaning
-# Optional, for a broker with authentication (librdkafka's settings of the same names).
-ENV_KAFKA_SECURITY = {
-    "LABELOPS_KAFKA_SECURITY_PROTOCOL": "security.protocol",
-    "LABELOPS_KAFKA_SASL_MECHANISM": "sasl.mechanism",
-    "LABELOPS_KAFKA_SASL_USERNAME": "sasl.username",
-    "LABELOPS_KAFKA_SASL_PASSWORD": "sasl.password",
-    "LABELOPS_KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
-}
-SECRET_VARIABLES = frozenset({"LABELOPS_KAFKA_SASL_PASSWORD"})
 
 ENV_CAMPAIGN = "LABELOPS_LEARNER_CAMPAIGN"
 ENV_TASK = "LABELOPS_LEARNER_TASK"
@@ -57,7 +48,7 @@ class LearnerSettings:
     namespace: str
     name: str
     task: Task
-    kafka_bootstrap: str
+    kafka: KafkaConnection
     items_topic: str
     labels_topic: str
     predictions_topic: str
@@ -66,7 +57,6 @@ class LearnerSettings:
     min_labels: int = DEFAULT_MIN_LABELS
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    kafka_security: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def campaign(self) -> str:
@@ -74,7 +64,7 @@ class LearnerSettings:
 
     def kafka_config(self) -> dict[str, Any]:
         """librdkafka settings every client of the learner starts from."""
-        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_security}
+        return self.kafka.client_config()
 
 
 def settings_from_env(environ: Mapping[str, str]) -> LearnerSettings:
@@ -84,7 +74,7 @@ def settings_from_env(environ: Mapping[str, str]) -> LearnerSettings:
         namespace=namespace,
         name=name,
         task=_task(environ),
-        kafka_bootstrap=_required(environ, ENV_KAFKA_BOOTSTRAP, "host:port[,host:port...]"),
+        kafka=connection_from_env(environ),
         items_topic=_text(environ, ENV_ITEMS_TOPIC, names.items_topic),
         labels_topic=_text(environ, ENV_LABELS_TOPIC, names.labels_topic),
         predictions_topic=_text(
@@ -97,11 +87,6 @@ def settings_from_env(environ: Mapping[str, str]) -> LearnerSettings:
         min_labels=_integer(environ, ENV_MIN_LABELS, DEFAULT_MIN_LABELS, 2, 10**9),
         host=_text(environ, ENV_HOST, DEFAULT_HOST),
         port=_integer(environ, ENV_PORT, DEFAULT_PORT, 0, 65535),
-        kafka_security={
-            setting: environ[variable].strip()
-            for variable, setting in ENV_KAFKA_SECURITY.items()
-            if environ.get(variable, "").strip()
-        },
     )
 
 
@@ -125,10 +110,7 @@ def _task(environ: Mapping[str, str]) -> Task:
     try:
         return Task.model_validate(document)
     except ValidationError as err:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{ENV_TASK} is not a valid task: {reasons}") from None
+        raise ConfigError(f"{ENV_TASK} is not a valid task: {validation_reasons(err)}") from None
 
 
 def _text(environ: Mapping[str, str], variable: str, default: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from labelops.api.naming import CampaignNames
 from labelops.learner.config import ConfigError, LearnerSettings, settings_from_env
 from labelops.learner.http_service import serve
 from labelops.learner.kafka_io import KafkaFailed, PredictionPublisher, TopicReader
@@ -51,7 +52,7 @@ def run(environ: Mapping[str, str] | None = None) -> int:
 
 
 def serve_learner(settings: LearnerSettings) -> int:
-    client = f"labelops-learner.{settings.namespace}.{settings.name}"
+    client = CampaignNames(settings.namespace, settings.name).learner_client
     metrics = LearnerMetrics()
     reader = TopicReader(
         settings.kafka_config(), [settings.items_topic, settings.labels_topic], client

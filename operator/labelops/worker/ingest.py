@@ -58,10 +58,8 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
-from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.items import (
     AfterScoring,
     DeadLetter,
@@ -79,7 +77,7 @@ from labelops.store.items import (
 )
 from labelops.store.outages import DATABASE_OUTAGES
 from labelops.worker.ingest_messages import ItemMessages, PredictionMessages, parse_item_message
-from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
+from labelops.worker.pipeline import Pipeline
 
 __all__ = ["IngestFailed", "Ingestor", "parse_item_message"]
 
@@ -117,17 +115,15 @@ class Ingestor:
 
     def __init__(
         self,
-        pool: ConnectionPool[Any],
-        config: WorkerConfig,
-        bootstrap: str,
+        pipeline: Pipeline,
         *,
         batch_size: int = BATCH_SIZE,
         writers: int = WRITERS,
         consumer_config: dict[str, Any] | None = None,
-        metrics: PipelineMetrics | None = None,
     ) -> None:
-        self._pool = pool
-        self._metrics = metrics or pipeline_metrics()
+        config = pipeline.config
+        self._pool = pipeline.pool
+        self._metrics = pipeline.metrics
         self._writers = writers
         self._executor = (
             ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-writer")
@@ -144,19 +140,20 @@ class Ingestor:
         self._items_topic = config.topics.items
         predictions = config.topics.predictions
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": config.consumer_group,
-                "client.id": f"labelops-ingest-{config.name}",
-                # Offsets are committed by hand, after the database commit.
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # A topic that appears after the consumer joined (the predictions topic of
-                # a campaign that just got a model) is taken up within seconds, not at
-                # librdkafka's default 5-minute metadata refresh.
-                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-                **(consumer_config or {}),
-            }
+            pipeline.kafka.client_config(
+                {
+                    "group.id": config.consumer_group,
+                    "client.id": f"labelops-ingest-{config.name}",
+                    # Offsets are committed by hand, after the database commit.
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    # A topic that appears after the consumer joined (the predictions topic of
+                    # a campaign that just got a model) is taken up within seconds, not at
+                    # librdkafka's default 5-minute metadata refresh.
+                    "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+                    **(consumer_config or {}),
+                }
+            )
         )
         self._consumer.subscribe([self._items_topic, *([predictions] if predictions else [])])
 

@@ -31,12 +31,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 
-from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.outages import DATABASE_OUTAGES
 from labelops.store.queries import Queries
-from labelops.worker.metrics import PipelineMetrics, pipeline_metrics
+from labelops.worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +61,15 @@ PASSING_FAILURES: tuple[type[Exception], ...] = (*DATABASE_OUTAGES, KafkaExcepti
 class OutboxRelay:
     def __init__(
         self,
-        pool: ConnectionPool[Any],
-        config: WorkerConfig,
-        bootstrap: str,
+        pipeline: Pipeline,
         *,
         batch_size: int = BATCH_SIZE,
         delivery_timeout: float = DELIVERY_TIMEOUT_SECONDS,
         producer_config: dict[str, Any] | None = None,
-        metrics: PipelineMetrics | None = None,
     ) -> None:
-        self._pool = pool
-        self._metrics = metrics or pipeline_metrics()
+        config = pipeline.config
+        self._pool = pipeline.pool
+        self._metrics = pipeline.metrics
         self._count_backlog = sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {}.outbox LIMIT {}) AS waiting"
         ).format(sql.Identifier(config.schema_), sql.Literal(OUTBOX_BACKLOG_COUNT_LIMIT))
@@ -82,18 +78,19 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._delivery_timeout = delivery_timeout
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": f"labelops-outbox-{config.name}",
-                "acks": "all",
-                # No duplicates from the producer's own retries; duplicates after a crash
-                # are the consumers' to drop by labelId.
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                # Every message gets a delivery report before flush() gives up waiting.
-                "message.timeout.ms": int(delivery_timeout * 1000),
-                **(producer_config or {}),
-            }
+            pipeline.kafka.client_config(
+                {
+                    "client.id": f"labelops-outbox-{config.name}",
+                    "acks": "all",
+                    # No duplicates from the producer's own retries; duplicates after a crash
+                    # are the consumers' to drop by labelId.
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    # Every message gets a delivery report before flush() gives up waiting.
+                    "message.timeout.ms": int(delivery_timeout * 1000),
+                    **(producer_config or {}),
+                }
+            )
         )
 
     def run(self, stop: threading.Event) -> None:

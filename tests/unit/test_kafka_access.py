@@ -1,0 +1,166 @@
+"""The Kafka connection every client reads, and the ACL plan of a campaign's users."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from labelops.api.environment import ConfigError
+from labelops.api.kafka_connection import KafkaConnection, connection_from_env
+from labelops.api.naming import CampaignNames
+from labelops.operator.kafka_access import campaign_users, credentials_secret, diff_acls
+
+SASL = {
+    "LABELOPS_KAFKA_BOOTSTRAP": "kafka:9092",
+    "LABELOPS_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+    "LABELOPS_KAFKA_SASL_USERNAME": "operator",
+    "LABELOPS_KAFKA_SASL_PASSWORD": "s3cret",
+    "LABELOPS_KAFKA_SSL_CA_LOCATION": "/etc/kafka/ca.crt",
+}
+
+
+def test_absent_security_variables_mean_plaintext_as_before() -> None:
+    connection = connection_from_env({"LABELOPS_KAFKA_BOOTSTRAP": "kafka:9092"})
+    assert connection.client_config({"acks": "all"}) == {
+        "acks": "all",
+        "bootstrap.servers": "kafka:9092",
+    }
+    assert connection.security_env() == {"LABELOPS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    assert not connection.uses_scram
+
+
+def test_sasl_defaults_to_scram_sha_512_and_wins_over_a_clients_own_settings() -> None:
+    connection = connection_from_env(SASL)
+    assert connection.uses_scram
+    assert connection.client_config({"sasl.username": "someone else", "linger.ms": 5}) == {
+        "linger.ms": 5,
+        "bootstrap.servers": "kafka:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "operator",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/kafka/ca.crt",
+    }
+    assert "s3cret" not in repr(connection)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"LABELOPS_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "LABELOPS_KAFKA_SECURITY_PROTOCOL='TLS' is not allowed: choose from PLAINTEXT, SSL",
+        ),
+        (
+            {"LABELOPS_KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "LABELOPS_KAFKA_SASL_MECHANISM='GSSAPI' is not allowed: choose from SCRAM-SHA-512",
+        ),
+        (
+            {"LABELOPS_KAFKA_SASL_PASSWORD": ""},
+            "LABELOPS_KAFKA_SASL_PASSWORD is not set: LABELOPS_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+        ),
+        (
+            {"LABELOPS_KAFKA_SECURITY_PROTOCOL": "SSL"},
+            "need LABELOPS_KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL (it is SSL)",
+        ),
+        ({"LABELOPS_KAFKA_BOOTSTRAP": ""}, "LABELOPS_KAFKA_BOOTSTRAP is not set"),
+    ],
+)
+def test_a_wrong_setting_is_named_without_echoing_the_password(
+    overrides: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        connection_from_env({**SASL, **overrides})
+    assert expected in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def allow(user: str, kind: ResourceType, name: str, operation: AclOperation) -> AclBinding:
+    return AclBinding(
+        kind,
+        name,
+        ResourcePatternType.LITERAL,
+        f"User:{user}",
+        "*",
+        operation,
+        AclPermissionType.ALLOW,
+    )
+
+
+def test_the_worker_reads_items_and_predictions_as_its_group_and_writes_labels_only() -> None:
+    worker, _ = campaign_users(CampaignNames("human-data", "sms"))
+    user = "labelops.human-data.sms.worker"
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    read, write = AclOperation.READ, AclOperation.WRITE
+    assert (worker.name, worker.secret) == (user, "sms-kafka")
+    assert worker.acls == {
+        allow(user, topic, "labelops.human-data.sms.items", read),
+        allow(user, topic, "labelops.human-data.sms.predictions", read),
+        allow(user, group, "labelops.human-data.sms.worker", read),
+        allow(user, topic, "labelops.human-data.sms.labels", write),
+    }
+
+
+def test_the_learner_reads_items_and_labels_and_writes_predictions_only() -> None:
+    _, learner = campaign_users(CampaignNames("human-data", "sms"))
+    user = "labelops.human-data.sms.learner"
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    read, write = AclOperation.READ, AclOperation.WRITE
+    assert (learner.name, learner.secret) == (user, "sms-learner-kafka")
+    assert learner.acls == {
+        allow(user, topic, "labelops.human-data.sms.items", read),
+        allow(user, topic, "labelops.human-data.sms.labels", read),
+        allow(user, group, "labelops-learner.human-data.sms.unused", read),
+        allow(user, topic, "labelops.human-data.sms.predictions", write),
+    }
+
+
+def test_no_acl_of_a_campaign_names_anything_of_another_or_a_prefix() -> None:
+    names = CampaignNames("ns", "a")
+    other = CampaignNames("ns", "ab")
+    for user in campaign_users(names):
+        for binding in user.acls:
+            assert binding.resource_pattern_type == ResourcePatternType.LITERAL
+            assert binding.permission_type == AclPermissionType.ALLOW
+            assert binding.name not in {*other.topics().values(), other.consumer_group}
+            assert binding.principal == f"User:{user.name}"
+
+
+def test_reconciling_makes_the_acls_exactly_the_plan() -> None:
+    worker, _ = campaign_users(CampaignNames("ns", "a"))
+    stray = allow(worker.name, ResourceType.TOPIC, "labelops.ns.b.labels", AclOperation.READ)
+    kept = sorted(worker.acls, key=str)[0]
+    changes = diff_acls(worker.acls, {kept, stray})
+    assert changes.create == worker.acls - {kept}
+    assert changes.delete == {stray}
+    assert diff_acls(worker.acls, worker.acls).empty
+
+
+def test_the_credentials_secret_holds_the_variables_envfrom_loads() -> None:
+    access = KafkaConnection("kafka:9093", "SASL_SSL", "SCRAM-SHA-512", ssl_ca_pem="PEM")
+    secret = credentials_secret({"name": "sms-kafka"}, access.as_user("u", "p"))
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {
+        "LABELOPS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "LABELOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "LABELOPS_KAFKA_SASL_USERNAME": "u",
+        "LABELOPS_KAFKA_SASL_PASSWORD": "p",
+        "LABELOPS_KAFKA_SSL_CA_PEM": "PEM",
+    }
+    # What the pod reads back is the same connection, CA included.
+    again = connection_from_env({**decoded, "LABELOPS_KAFKA_BOOTSTRAP": "kafka:9093"})
+    assert again == access.as_user("u", "p")
+
+
+def test_the_learners_acl_names_the_group_its_reader_really_uses() -> None:
+    names = CampaignNames("ns", "a")
+    # learner/kafka_io.TopicReader names its (never joined) group after the client id.
+    assert names.learner_group == f"{names.learner_client}.unused"
