@@ -429,11 +429,10 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
     kubeapply.install_crds(api, REPO / "crds")
     kubeapply.ensure_namespace(api, namespace)
     kubeconfig = operator_identity(api, namespace, env["KUBECONFIG"])
-    operator_env = {
-        "LABELOPS_KAFKA_BOOTSTRAP": env["LABELOPS_KAFKA_BOOTSTRAP"],
-        "LABELOPS_POSTGRES_DSN": env["LABELOPS_POSTGRES_DSN"],
-        "KUBECONFIG": str(kubeconfig),
-    }
+    # The stack's backends as its env names them (Kafka credentials included), and the
+    # API server as the operator's ServiceAccount.
+    operator_env = {k: v for k, v in env.items() if k.startswith("LABELOPS_")}
+    operator_env["KUBECONFIG"] = str(kubeconfig)
     operator, metrics_port = start_operator(operator_env, namespace, state_dir)
     operator_log = state_dir / "scale-operator.log"
     results["namespace"] = namespace
