@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from test_store_support import migrated_schema, open_pool, query
 
-from labelops.report.export import RlhfTally, write_export
+from labelops.report.export import RlhfTally, write_export, write_jsonl
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.queries import Queries
 
@@ -182,3 +182,20 @@ def test_rlhf_pairs_follow_the_consolidated_preference(
 def test_an_empty_campaign_exports_nothing(pool: ConnectionPool[Any], schema: str) -> None:
     assert export(pool, schema, "jsonl") == (0, [])
     assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(0,)]
+
+
+def test_jsonl_read_in_many_ranges_by_several_connections_is_the_same_file(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    labels = {f"i{n:02}": [("ann", "a", "human"), ("bob", "b", "human")] for n in range(25)}
+    labels["i07"] = []  # an item without labels: a range may be empty
+    seed(pool, schema, labels)
+    with pool.connection() as conn:
+        whole = io.BytesIO()
+        assert write_jsonl(conn, schema, whole, streams=1) == 48
+        for streams, per_range in ((2, 3), (3, 1), (4, 7)):
+            split = io.BytesIO()
+            count = write_jsonl(conn, schema, split, streams=streams, labels_per_range=per_range)
+            assert (count, split.getvalue()) == (48, whole.getvalue()), (streams, per_range)
+    ids = [json.loads(line)["item_id"] for line in whole.getvalue().splitlines()]
+    assert ids == sorted(ids) and len(set(ids)) == 24

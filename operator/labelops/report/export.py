@@ -6,6 +6,13 @@ COPY ... TO STDOUT; Python only moves bytes from the socket to the file. COPY ru
 mode with a quote and a delimiter (\\x01, \\x02) that JSON text never contains raw, so no
 line is ever quoted or escaped and what arrives is exactly the JSON line.
 
+Building the lines is the export's cost (a few microseconds of one backend's CPU per label),
+so jsonl reads with STREAMS connections at once: the items' ids are cut into ranges of about
+RANGE_LABELS labels, each connection exports one range at a time, and the ranges are written
+in order. Every connection reads the same snapshot (pg_export_snapshot), so the file is one
+consistent state of the campaign, as with one connection; memory holds at most STREAMS + 1
+ranges' lines, whatever the campaign's size.
+
 Gold items (items.gold_value set) and gold answers are never exported as training labels,
 nor labels that no longer count (excluded: a blocked labeler's; withdrawn: a distrusted
 model's).
@@ -39,13 +46,14 @@ import queue
 import sys
 import threading
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 import orjson
 import psycopg
+import psycopg.conninfo
 from psycopg import sql
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
@@ -53,6 +61,8 @@ from labelops.api.campaign import GROUP, PLURAL, VERSION
 FORMATS = ("jsonl", "consolidated", "rlhf")
 METHODS = ("majority", "weighted", "dawid-skene")
 ITEMS_PER_CHUNK = 5000
+STREAMS = 2
+RANGE_LABELS = 20_000
 READ_AHEAD_LINES = 1000
 READ_AHEAD_CHUNKS = 16
 WRITE_BYTES = 1 << 20
@@ -136,26 +146,176 @@ def copy_lines(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator
                 yield bytes(data)
 
 
-def jsonl_query(conn: psycopg.Connection[Any], schema: str) -> sql.Composable:
-    present = columns(conn, schema)
+def jsonl_query(
+    conn: psycopg.Connection[Any], schema: str, ids: range | None = None
+) -> sql.Composable:
+    """The jsonl lines of the labels of the items whose row ids are in `ids` (all: None)."""
+    return _jsonl_query(columns(conn, schema), schema, ids)
+
+
+def _jsonl_query(present: set[str], schema: str, ids: range | None) -> sql.Composable:
     lineage = [
         sql.SQL(", {}, l.{}").format(sql.Literal(key), sql.Identifier(column))
         for column, key in LINEAGE
         if f"labels.{column}" in present
     ]
+    # Bounds on both tables: the planner carries equalities across a join, not ranges.
+    bounds = (
+        sql.SQL(
+            " AND l.item_id >= {lo} AND l.item_id < {hi} AND i.id >= {lo} AND i.id < {hi}"
+        ).format(lo=sql.Literal(ids.start), hi=sql.Literal(ids.stop))
+        if ids is not None
+        else sql.SQL("")
+    )
     return sql.SQL(
         "SELECT json_build_object('label_id', l.id, 'item_id', i.external_id,"
         " 'labeler', l.labeler, 'value', l.value, 'origin', l.origin,"
         " 'created_at', l.created_at{lineage}, 'payload', i.payload)"
         " FROM {labels} l JOIN {items} i ON i.id = l.item_id"
-        " WHERE {training}"
+        " WHERE {training}{bounds}"
         " ORDER BY l.item_id, l.ordinal"
     ).format(
         lineage=sql.SQL("").join(lineage),
         labels=sql.Identifier(schema, "labels"),
         items=sql.Identifier(schema, "items"),
         training=_training_labels(present),
+        bounds=bounds,
     )
+
+
+def id_ranges(
+    conn: psycopg.Connection[Any], schema: str, labels_per_range: int = RANGE_LABELS
+) -> list[range]:
+    """The items' row ids cut into consecutive ranges of about `labels_per_range` labels
+    each (from the labels per item id on average), in the caller's transaction."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT min(i.id), max(i.id), (SELECT count(*) FROM {labels}) FROM {items} i"
+        ).format(labels=sql.Identifier(schema, "labels"), items=sql.Identifier(schema, "items")),
+    ).fetchone()
+    if row is None or row[0] is None or not row[2]:
+        return []
+    first, last, labels = int(row[0]), int(row[1]), int(row[2])
+    per_id = labels / (last - first + 1)
+    step = max(1, int(labels_per_range / per_id))
+    return [range(lo, min(lo + step, last + 1)) for lo in range(first, last + 1, step)]
+
+
+def _conninfo(conn: psycopg.Connection[Any]) -> str:
+    """How to open another connection like `conn` (its password included)."""
+    options = {
+        option.keyword.decode(): option.val.decode()
+        for option in conn.pgconn.info
+        if option.val is not None
+    }
+    return psycopg.conninfo.make_conninfo("", **options)
+
+
+def copy_ranges(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    query: Callable[[psycopg.Connection[Any], range], sql.Composable],
+    *,
+    streams: int = STREAMS,
+    labels_per_range: int = RANGE_LABELS,
+) -> Iterator[bytes]:
+    """Blocks of the lines of query(conn, ids) for every range of item ids, in id order, read
+    by `streams` connections at once (conn and streams - 1 others) from one snapshot."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()  # the snapshot's transaction must be a new one
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert snapshot is not None
+        ranges = id_ranges(conn, schema, labels_per_range)
+        queries = [query(conn, ids) for ids in ranges]
+        if not queries:
+            return
+        with ExitStack() as stack:
+            others = [
+                stack.enter_context(psycopg.connect(_conninfo(conn)))
+                for _ in range(min(streams, len(queries)) - 1)
+            ]
+            for other in others:
+                other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                other.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot[0]))
+                )
+                other.execute("SET LOCAL TIME ZONE 'UTC'")
+            yield from _RangeReaders([conn, *others], queries).blocks()
+
+
+class _RangeReaders:
+    """One thread per connection, each taking the next query in turn and handing its lines
+    over in blocks; the blocks come out query by query, in order. At most one query more
+    than there are connections is read ahead of the one being written."""
+
+    _DONE = object()
+
+    def __init__(self, connections: list[psycopg.Connection[Any]], queries: list[Any]) -> None:
+        self._connections = connections
+        self._queries = queries
+        self._outputs: list[queue.Queue[Any]] = [queue.Queue() for _ in queries]
+        self._ahead = threading.Semaphore(len(connections) + 1)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def blocks(self) -> Iterator[bytes]:
+        readers = [
+            threading.Thread(target=self._read, args=(c,), name="export-range", daemon=True)
+            for c in self._connections
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            for output in self._outputs:
+                while (block := output.get()) is not self._DONE:
+                    if isinstance(block, BaseException):
+                        raise block
+                    yield block
+                self._ahead.release()
+        finally:
+            self._stop.set()
+            for _ in readers:
+                self._ahead.release()
+            for reader in readers:
+                reader.join()
+
+    def _read(self, conn: psycopg.Connection[Any]) -> None:
+        while True:
+            while not self._ahead.acquire(timeout=0.1):
+                if self._stop.is_set():
+                    return
+            with self._lock:
+                index = self._next
+                self._next += 1
+            if self._stop.is_set() or index >= len(self._queries):
+                return
+            output = self._outputs[index]
+            try:
+                self._copy(conn, self._queries[index], output)
+            except BaseException as err:  # handed to the writer, raised there
+                output.put(err)
+                return
+            output.put(self._DONE)
+
+    def _copy(self, conn: psycopg.Connection[Any], query: Any, output: queue.Queue[Any]) -> None:
+        pending: list[bytes] = []
+        size = 0
+        statement = sql.SQL("COPY ({}) TO STDOUT {}").format(query, sql.SQL(_RAW_LINES))
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            for data in copy:
+                pending.append(bytes(data))
+                size += len(data)
+                if size >= WRITE_BYTES:
+                    output.put(b"".join(pending))
+                    pending.clear()
+                    size = 0
+                    if self._stop.is_set():
+                        return
+        output.put(b"".join(pending))
 
 
 def items_query(
@@ -251,8 +411,38 @@ def write_lines(lines: Iterable[bytes], out: IO[bytes]) -> int:
     return count
 
 
-def write_jsonl(conn: psycopg.Connection[Any], schema: str, out: IO[bytes]) -> int:
-    return write_lines(copy_lines(conn, jsonl_query(conn, schema)), out)
+def write_blocks(blocks: Iterable[bytes], out: IO[bytes]) -> int:
+    """Write blocks of newline-terminated lines; returns how many lines."""
+    count = 0
+    for block in blocks:
+        out.write(block)
+        count += block.count(b"\n")
+    return count
+
+
+def write_jsonl(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    out: IO[bytes],
+    *,
+    streams: int = STREAMS,
+    labels_per_range: int = RANGE_LABELS,
+) -> int:
+    blocks = copy_ranges(
+        conn, schema, _jsonl_ranges(schema), streams=streams, labels_per_range=labels_per_range
+    )
+    return write_blocks(blocks, out)
+
+
+def _jsonl_ranges(schema: str) -> Callable[[psycopg.Connection[Any], range], sql.Composable]:
+    present: set[str] = set()
+
+    def query(conn: psycopg.Connection[Any], ids: range) -> sql.Composable:
+        if not present:  # read once, in the export's snapshot
+            present.update(columns(conn, schema))
+        return _jsonl_query(present, schema, ids)
+
+    return query
 
 
 def rlhf_record(item_labels: list[LabelRow]) -> dict[str, Any] | None:

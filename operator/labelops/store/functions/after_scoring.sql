@@ -29,7 +29,11 @@ BEGIN
         WHERE x.id = ANY (p_item_ids) AND x.model_version IS NOT NULL
           AND x.completed_at IS NULL
     ) d
-    WHERE i.id = d.id;
+    WHERE i.id = d.id
+      -- A row that already holds all three (ingest's own write set model_scored_at in
+      -- this transaction, audit and rank unchanged) is not written a second time.
+      AND (i.audit, i.claim_rank, i.model_scored_at) IS DISTINCT FROM
+          (d.audit, claim_rank(d.audit, i.model_confidence, d.order_by), now());
     RETURN auto_accept(p_item_ids, NULL, NULL, p_shard);
 END
 $$;
