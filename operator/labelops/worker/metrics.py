@@ -94,8 +94,46 @@ def _pipeline_if_made() -> PipelineMetrics | None:
         return _pipeline
 
 
+# WorkerMetrics' counters: attribute: (name after "labelops_worker_", help, label names).
+# prometheus_client adds the "_total" suffix.
+_COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "requests": (
+        "http_requests",
+        "HTTP requests served, by route template, method and status code.",
+        ("route", "method", "status"),
+    ),
+    "labels_accepted": (
+        "labels_accepted",
+        "Labels committed (idempotent replays are not counted again).",
+        (),
+    ),
+    "labels_rejected": (
+        "labels_rejected",
+        "Label submissions refused, by reason (invalid-label, item-full, quota-exceeded...).",
+        ("reason",),
+    ),
+    "claims": (
+        "claims",
+        "Claim calls, by outcome: leased, empty (nothing to label), refused (quota).",
+        ("outcome",),
+    ),
+    "contract_violations": (
+        "openapi_response_violations",
+        "Responses that did not match the served OpenAPI document, by route template.",
+        ("route",),
+    ),
+}
+
+
 class WorkerMetrics:
+    """The HTTP figures: a Counter per row of _COUNTERS, and the latency histogram."""
+
     content_type = CONTENT_TYPE_LATEST
+    requests: Counter
+    labels_accepted: Counter
+    labels_rejected: Counter
+    claims: Counter
+    contract_violations: Counter
 
     def __init__(self, pipeline: PipelineMetrics | None = None) -> None:
         self._pipeline = pipeline
@@ -104,40 +142,16 @@ class WorkerMetrics:
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
         self._latency_histograms: dict[str, Histogram] = {}
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "labelops_worker_http_requests",
-            "HTTP requests served, by route template, method and status code.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
+        for attribute, (name, documentation, labels) in _COUNTERS.items():
+            counter = Counter(
+                f"labelops_worker_{name}", documentation, labels, registry=self.registry
+            )
+            setattr(self, attribute, counter)
         self.latency = Histogram(
             "labelops_worker_http_request_duration_seconds",
             "Time to serve an HTTP request, by route template.",
             ["route"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.labels_accepted = Counter(
-            "labelops_worker_labels_accepted",
-            "Labels committed (idempotent replays are not counted again).",
-            registry=self.registry,
-        )
-        self.labels_rejected = Counter(
-            "labelops_worker_labels_rejected",
-            "Label submissions refused, by reason (invalid-label, item-full, quota-exceeded...).",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.claims = Counter(
-            "labelops_worker_claims",
-            "Claim calls, by outcome: leased, empty (nothing to label), refused (quota).",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.contract_violations = Counter(
-            "labelops_worker_openapi_response_violations",
-            "Responses that did not match the served OpenAPI document, by route template.",
-            ["route"],
             registry=self.registry,
         )
 
