@@ -2,8 +2,9 @@
 package, and they do catch an upward import.
 
 Layers (highest first): labelops.cli > operator | worker | report | learner (independent of
-each other) > clients | identity > store > quality | routing > api; and the installed package never imports the
-dev stack, the tests or the benchmarks. `make lint` runs the same check (`lint-imports`).
+each other) > clients | identity > store > quality | routing > api; and the installed
+package never imports the dev stack, the tests or the benchmarks. `make lint` runs the
+same check (`lint-imports`).
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from labelops.api.campaign import Task
 from labelops.api.tasktypes import Violation
 from labelops.store.claims import model_hint, next_utc_midnight, seconds_until_utc_midnight
 from labelops.store.errors import InvalidLabel, QuotaExceeded
-from labelops.store.storable_json import storage_violations
 from labelops.store.leased_payloads import LeasedPayloads
 from labelops.store.migrations import available_migrations
 from labelops.store.progress import PROGRESS_SHARDS
 from labelops.store.queries import Queries
+from labelops.store.storable_json import storage_violations
 from labelops.worker.ingest import parse_item_message
 
 CLASSIFICATION = Task.model_validate(

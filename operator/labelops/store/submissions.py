@@ -17,10 +17,10 @@ from labelops.api.tasktypes import LabelValidator, Violation
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.claims import claim_params, claimed, seconds_until_utc_midnight
 from labelops.store.errors import Blocked, Conflict, LeaseRequired, NotFound, QuotaExceeded
-from labelops.store.storable_json import storage_violations
 from labelops.store.progress import PROGRESS_SHARDS, CounterDelta, bump_params
 from labelops.store.queries import Queries
 from labelops.store.results import ClaimedTask, LabelOrigin, SubmitResult
+from labelops.store.storable_json import storage_violations
 
 # What leasing the next task gave: the task with its payload's size, nothing to lease, or
 # a quota that refused it.
