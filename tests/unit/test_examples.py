@@ -61,6 +61,7 @@ def test_there_is_an_example_of_every_task_type() -> None:
 def test_an_example_is_a_valid_campaign_with_its_labelers_secret(path: Path) -> None:
     campaign, secret = campaign_and_secret(path)
     spec = CampaignSpec.model_validate(campaign["spec"])
+    assert spec.labelers.token_secret_ref is not None, "the example names no tokens Secret"
     assert spec.labelers.token_secret_ref.name == secret["metadata"]["name"]
     assert campaign["metadata"]["namespace"] == secret["metadata"]["namespace"]
     assert secret["stringData"], "a campaign without labelers cannot collect labels"
