@@ -1,5 +1,5 @@
-"""The chaos suite, short: 8 labelers, every single fault once and one combination, each held
-2 s (`make chaos` runs 32 labelers, every combination, and writes the report). Starts its own
+"""The chaos suite, short: 8 labelers, every single fault once, each held 2 s (`make chaos`
+runs 32 labelers, the combinations too, and writes the report). Starts its own
 private PostgreSQL and Kafka under a temporary directory: it kills them.
 
 A failure names the fault and what broke: a label acknowledged but lost, a 5xx other than a
@@ -9,9 +9,12 @@ by itself, a retry with the same Idempotency-Key answered with another label.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from chaos.suite import COMBINED_FAULTS, SINGLE_FAULTS, SuiteConfig, run_suite
+from chaos.suite import SINGLE_FAULTS, SuiteConfig, run_suite
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +27,12 @@ def test_every_fault_keeps_every_acknowledged_label_and_recovers_by_itself(
         hold_seconds=2.0,
         warmup_labels=60,
         items_ahead=600,
-        state_dir=tmp_path_factory.mktemp("chaos-stack"),
+        # Not under pytest's base temp: a later pytest session anywhere on the machine makes
+        # that 0700, and PostgreSQL, which runs as its own user when we are root, restarts here.
+        state_dir=Path(tempfile.mkdtemp(prefix="chaos-short-", dir="/tmp")),
         log_dir=tmp_path_factory.mktemp("chaos-logs"),
     )
-    results = run_suite(config, (*SINGLE_FAULTS, COMBINED_FAULTS[1]))
+    results = run_suite(config, SINGLE_FAULTS)
     failed = {r.name: r.failures for r in results if not r.passed}
     assert not failed, f"faults that broke a promise: {failed}"
     assert all(r.labels_lost == 0 for r in results)
