@@ -78,9 +78,11 @@ image: ## build the one image of the operator and the workers (needs a Docker en
 	docker build -t $(IMAGE) .
 
 # The chart carries the same file.
-crds: install ## regenerate the CRD from the pydantic models, into crds/ and the chart
+crds: install ## regenerate the CRDs (campaigns, labeler pools) from the pydantic models, into crds/ and the chart
 	$(PY) -m labelops.api.crd > crds/labelingcampaigns.labelops.dev.yaml
 	cp crds/labelingcampaigns.labelops.dev.yaml charts/labelops/crds/
+	$(PY) -m labelops.api.crd labelerpools > crds/labelerpools.labelops.dev.yaml
+	cp crds/labelerpools.labelops.dev.yaml charts/labelops/crds/
 
 bench: install ## benchmarks on the real local stack; figures and machine details go to bench/results/
 	$(PY) bench/run.py
