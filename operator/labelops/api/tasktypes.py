@@ -58,12 +58,30 @@ PAYLOAD_SCHEMAS: dict[TaskType, dict[str, Any]] = {
 }
 
 
+# A reason quotes the refused value (jsonschema's messages do): a 1 MiB string must not come
+# back as a 1 MiB problem detail, log line or dead letter.
+MAX_MESSAGE_CHARS = 500
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """text cut to about `limit` characters (saying how much was cut), NUL spelled out so
+    the text can be stored (PostgreSQL text refuses it) and logged."""
+    text = text.replace("\x00", "\\u0000")
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text) - limit + 40} more characters)"
+
+
 @dataclass(frozen=True)
 class Violation:
     """One reason a payload or label was refused: a JSON pointer and what is allowed."""
 
     pointer: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pointer", bounded(self.pointer))
+        object.__setattr__(self, "message", bounded(self.message))
 
     def as_dict(self) -> dict[str, str]:
         return {"pointer": self.pointer, "message": self.message}

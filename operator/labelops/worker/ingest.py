@@ -59,7 +59,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from labelops.api.tasktypes import LabelValidator
+from labelops.api.tasktypes import LabelValidator, bounded
 from labelops.store.items import (
     AfterScoring,
     DeadLetter,
@@ -67,6 +67,7 @@ from labelops.store.items import (
     RawItem,
     RawPrediction,
     UnfitPrediction,
+    arrival_bucket,
     bump_ingest_counters,
     lock_arrivals,
     pick_shard,
@@ -232,17 +233,21 @@ class Ingestor:
         return False
 
     def _write_in_parallel(self, messages: list[Message]) -> IngestOutcome:
-        """The batch split by partition over the writers, each group in its own
+        """The batch split by key over the writers (by arrival lock bucket: halves of about
+        the same size however many partitions there are), each group in its own
         transaction at the same time; offsets are committed once all have committed.
 
-        Messages of one key share a partition, so the groups never touch the same item and
-        each item's messages keep their Kafka order. An item and its prediction may land
-        in different groups: the arrival lock (labelops.store.items) orders them."""
+        An item's messages (its item and prediction messages alike, their key is its id)
+        all land in one group, in their Kafka order, and the groups never touch the same
+        item nor wait for each other's arrival locks (labelops.store.items)."""
         if self._executor is None:
             return self._write(messages)
         groups: dict[int, list[Message]] = {}
+        writers = self._writers
         for message in messages:
-            groups.setdefault(_position(message)[1] % self._writers, []).append(message)
+            key = message.key()
+            group = arrival_bucket(key) if key is not None else message.partition() or 0
+            groups.setdefault(group % writers, []).append(message)
         if len(groups) == 1:
             return self._write(messages)
         futures = [self._executor.submit(self._write, group) for group in groups.values()]
@@ -290,7 +295,7 @@ class Ingestor:
         st = self._statements
         shard = pick_shard()  # after_scoring's counts and ours: one shard lock, taken last
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            lock_arrivals(cur, st, exclusive=bool(batch.predictions))
+            lock_arrivals(cur, st, items=batch.items, predictions=batch.predictions)
             inserted = updated = gold = early = 0
             scored: list[int] = []
             dead_letters = list(batch.dead_letters)
@@ -368,11 +373,12 @@ def _by_topic(dead_letters: list[DeadLetter]) -> dict[str, list[DeadLetter]]:
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
+    # A partition's messages come in offset order: its last one is its highest. (Once per
+    # message of every batch: kept to plain method calls.)
+    last: dict[tuple[str | None, int | None], int | None] = {}
     for message in messages:
-        topic, partition, offset = _position(message)
-        last[topic, partition] = max(last.get((topic, partition), -1), offset)
-    return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
+        last[message.topic(), message.partition()] = message.offset()
+    return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]  # type: ignore[arg-type, operator]
 
 
 def _position(message: Message) -> tuple[str, int, int]:
@@ -380,6 +386,9 @@ def _position(message: Message) -> tuple[str, int, int]:
     # Only error events lack a position, and those never get here.
     assert topic is not None and partition is not None and offset is not None
     return topic, partition, offset
+
+
+DEAD_LETTER_REASON_CHARS = 4000
 
 
 def _dead_letter(message: Message, reason: str) -> DeadLetter:
@@ -390,5 +399,6 @@ def _dead_letter(message: Message, reason: str) -> DeadLetter:
         offset=offset,
         key=message.key(),
         value=message.value(),
-        reason=reason,
+        # Reasons quote ids and keys: one of 1 MiB, or with a NUL, must still be storable.
+        reason=bounded(reason, DEAD_LETTER_REASON_CHARS),
     )

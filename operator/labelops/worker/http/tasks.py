@@ -14,6 +14,7 @@ from flask import Blueprint, Response, g, request
 
 from labelops.store import ClaimedTask
 from labelops.store.errors import QuotaExceeded, StoreError
+from labelops.store.storable_json import MAX_DEPTH
 from labelops.worker.http import json_bodies
 from labelops.worker.http.services import Services, respond
 from labelops.worker.ingest_messages import MAX_ID_LENGTH
@@ -110,6 +111,13 @@ def submission_body(spec: SpecValidator) -> Any:
         body = json.loads(request.get_data())
     except (ValueError, UnicodeDecodeError) as err:
         raise Problem(400, "invalid-json", f"the body is not valid JSON: {err}") from None
+    except RecursionError:
+        # Python's parser recurses per bracket: refused here, never a 500.
+        raise Problem(
+            400,
+            "invalid-json",
+            f"the body nests too deeply to be parsed; labels nest at most {MAX_DEPTH} levels",
+        ) from None
     violations = spec.request_violations("submitLabel", body)
     if violations:
         only_value = all(v.pointer.startswith("/value") for v in violations)
