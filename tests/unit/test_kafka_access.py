@@ -95,31 +95,37 @@ def allow(user: str, kind: ResourceType, name: str, operation: AclOperation) -> 
     )
 
 
-def test_the_worker_reads_items_and_predictions_as_its_group_and_writes_labels_only() -> None:
-    worker, _ = campaign_users(CampaignNames("human-data", "sms"))
-    user = "labelops.human-data.sms.worker"
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    read, write = AclOperation.READ, AclOperation.WRITE
-    assert (worker.name, worker.secret) == (user, "sms-kafka")
-    assert worker.acls == {
-        allow(user, topic, "labelops.human-data.sms.items", read),
-        allow(user, topic, "labelops.human-data.sms.predictions", read),
-        allow(user, group, "labelops.human-data.sms.worker", read),
-        allow(user, topic, "labelops.human-data.sms.labels", write),
-    }
+P = "labelops.human-data.sms"
 
 
-def test_the_learner_reads_items_and_labels_and_writes_predictions_only() -> None:
-    _, learner = campaign_users(CampaignNames("human-data", "sms"))
-    user = "labelops.human-data.sms.learner"
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    read, write = AclOperation.READ, AclOperation.WRITE
-    assert (learner.name, learner.secret) == (user, "sms-learner-kafka")
-    assert learner.acls == {
-        allow(user, topic, "labelops.human-data.sms.items", read),
-        allow(user, topic, "labelops.human-data.sms.labels", read),
-        allow(user, group, "labelops-learner.human-data.sms.unused", read),
-        allow(user, topic, "labelops.human-data.sms.predictions", write),
+@pytest.mark.parametrize(
+    ("which", "user", "secret", "reads", "group", "writes"),
+    [
+        # The worker: ingest reads items and predictions as the campaign's group; the outbox
+        # relay writes labels.
+        (0, f"{P}.worker", "sms-kafka", ("items", "predictions"), f"{P}.worker", "labels"),
+        # The learner: reads items and labels (its reader's group, never joined), writes
+        # predictions.
+        (
+            1,
+            f"{P}.learner",
+            "sms-learner-kafka",
+            ("items", "labels"),
+            "labelops-learner.human-data.sms.unused",
+            "predictions",
+        ),
+    ],
+)
+def test_each_user_may_do_exactly_what_its_process_does(
+    which: int, user: str, secret: str, reads: tuple[str, ...], group: str, writes: str
+) -> None:
+    planned = campaign_users(CampaignNames("human-data", "sms"))[which]
+    topic = ResourceType.TOPIC
+    assert (planned.name, planned.secret) == (user, secret)
+    assert planned.acls == {
+        *(allow(user, topic, f"{P}.{kind}", AclOperation.READ) for kind in reads),
+        allow(user, ResourceType.GROUP, group, AclOperation.READ),
+        allow(user, topic, f"{P}.{writes}", AclOperation.WRITE),
     }
 
 

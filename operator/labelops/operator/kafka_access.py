@@ -62,36 +62,37 @@ class CampaignUser:
     acls: frozenset[AclBinding]
 
 
+def _user(name: str, secret: str, reads: tuple[str, ...], group: str, writes: str) -> CampaignUser:
+    topic = ResourceType.TOPIC
+    return CampaignUser(
+        name,
+        secret,
+        frozenset(
+            {
+                *(_allow(name, topic, read, AclOperation.READ) for read in reads),
+                _allow(name, ResourceType.GROUP, group, AclOperation.READ),
+                _allow(name, topic, writes, AclOperation.WRITE),
+            }
+        ),
+    )
+
+
 def campaign_users(names: CampaignNames) -> tuple[CampaignUser, CampaignUser]:
     """The campaign's worker and learner users, each with exactly the ACLs it needs."""
-    read, write = AclOperation.READ, AclOperation.WRITE
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    worker = names.worker_kafka_user
-    learner = names.learner_kafka_user
     return (
-        CampaignUser(
-            worker,
+        _user(
+            names.worker_kafka_user,
             names.kafka_secret,
-            frozenset(
-                {
-                    _allow(worker, topic, names.items_topic, read),
-                    _allow(worker, topic, names.predictions_topic, read),
-                    _allow(worker, group, names.consumer_group, read),
-                    _allow(worker, topic, names.labels_topic, write),
-                }
-            ),
+            reads=(names.items_topic, names.predictions_topic),
+            group=names.consumer_group,
+            writes=names.labels_topic,
         ),
-        CampaignUser(
-            learner,
+        _user(
+            names.learner_kafka_user,
             names.learner_kafka_secret,
-            frozenset(
-                {
-                    _allow(learner, topic, names.items_topic, read),
-                    _allow(learner, topic, names.labels_topic, read),
-                    _allow(learner, group, names.learner_group, read),
-                    _allow(learner, topic, names.predictions_topic, write),
-                }
-            ),
+            reads=(names.items_topic, names.labels_topic),
+            group=names.learner_group,
+            writes=names.predictions_topic,
         ),
     )
 
