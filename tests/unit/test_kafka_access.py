@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+from pathlib import Path
+from typing import Any
 
 import pytest
+import test_plan
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
@@ -16,7 +20,9 @@ from confluent_kafka.admin import (
 from labelops.api.environment import ConfigError
 from labelops.api.kafka_connection import KafkaConnection, connection_from_env
 from labelops.api.naming import CampaignNames
+from labelops.operator import plan
 from labelops.operator.kafka_access import campaign_users, credentials_secret, diff_acls
+from labelops.operator.settings import OperatorSettings
 
 SASL = {
     "LABELOPS_KAFKA_BOOTSTRAP": "kafka:9092",
@@ -170,3 +176,40 @@ def test_the_learners_acl_names_the_group_its_reader_really_uses() -> None:
     names = CampaignNames("ns", "a")
     # learner/kafka_io.TopicReader names its (never joined) group after the client id.
     assert names.learner_group == f"{names.learner_client}.unused"
+
+
+def test_the_operator_hands_campaign_pods_its_protocol_and_ca_but_not_its_user(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = OperatorSettings.from_env(
+        {
+            **SASL,
+            "LABELOPS_KAFKA_SSL_CA_LOCATION": str(ca),
+            "LABELOPS_WORKER_KAFKA_BOOTSTRAP": "kafka.svc:9093",
+            "LABELOPS_POSTGRES_DSN": "postgresql://postgres@pg/postgres",
+        }
+    )
+    assert settings.campaign_kafka_access == KafkaConnection(
+        "kafka.svc:9093", "SASL_SSL", "SCRAM-SHA-512", ssl_ca_pem="-----BEGIN CERTIFICATE-----\n"
+    )
+    plaintext = OperatorSettings.from_env(
+        {"LABELOPS_KAFKA_BOOTSTRAP": "k:9092", "LABELOPS_POSTGRES_DSN": "postgresql://pg/x"}
+    )
+    assert plaintext.campaign_kafka_access is None
+
+
+def test_worker_pods_load_the_campaigns_kafka_secret_only_on_a_broker_with_acls() -> None:
+    ref = plan.CampaignRef("human-data", "sms", "uid-1", 1)
+    spec = test_plan.example_spec()
+    access = KafkaConnection("kafka.svc:9092", "SASL_PLAINTEXT", "SCRAM-SHA-512")
+
+    def env_from(env: plan.WorkerEnvironment) -> list[Any]:
+        deployment = plan.worker_deployment(ref, spec, env, 1, "hash")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        return list(container.get("envFrom", []))
+
+    assert env_from(test_plan.ENV) == []
+    with_acls = dataclasses.replace(test_plan.ENV, kafka_access=access)
+    assert env_from(with_acls) == [{"secretRef": {"name": "sms-kafka"}}]
