@@ -309,3 +309,101 @@ def test_a_refused_label_shows_the_problem_and_keeps_the_task(
     finally:
         visit.close()
     assert stored_labels(campaign) == {}
+
+
+# --- hostile content -----------------------------------------------------------------------
+
+# Markup in every field the page shows: each would set window.__pwned or change the title if
+# the page ever turned text into HTML.
+HOSTILE_INSTRUCTIONS = "<script>window.__pwned = 'instructions'</script><b>bold?</b>"
+HOSTILE_ID = "\"'><img src=x onerror=\"window.__pwned='id'\">"
+HOSTILE_PAIR: dict[str, Any] = {
+    "prompt": "<script>window.__pwned = 'prompt'; document.title = 'pwned'</script>",
+    "responses": [
+        {
+            "id": '"><img src=x onerror="window.__pwned=\'response-id\'">',
+            "text": "<img src=x onerror=\"window.__pwned='response-text'\">",
+        },
+        {
+            "id": "b",
+            "text": "<svg onload=\"window.__pwned='svg'\"></svg>"
+            "<a href=\"javascript:window.__pwned='link'\">click</a>"
+            "<iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\"></iframe>",
+        },
+    ],
+}
+INJECTED = "#task img, #task script, #task svg, #task iframe, #task a, #instructions b"
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    parsed: dict[str, list[str]] = {}
+    for part in policy.split(";"):
+        name, *values = part.split()
+        parsed[name] = values
+    return parsed
+
+
+def test_markup_in_items_and_instructions_is_shown_as_text_and_never_runs(
+    browser: Browser, campaign_with: Any
+) -> None:
+    campaign, api = campaign_with(
+        {"type": "pairwise", "instructions": HOSTILE_INSTRUCTIONS},
+        [ItemRecord(HOSTILE_ID, HOSTILE_PAIR)],
+    )
+    visit = Visit(browser, api)
+    page = visit.page
+    try:
+        response = page.goto(api.url + "/")
+        assert response is not None
+        policy = directives(response.headers["content-security-policy"])
+        # Only the page's own script runs: no inline script, no handler attribute, no eval,
+        # no plugin, no frame, nothing fetched or posted elsewhere.
+        assert policy["default-src"] == ["'none'"]
+        assert policy["script-src"] == ["'self'"]
+        assert policy["connect-src"] == ["'self'"]
+        assert policy["base-uri"] == ["'none'"] and policy["form-action"] == ["'none'"]
+        assert policy["frame-ancestors"] == ["'none'"]
+        assert "object-src" not in policy and "frame-src" not in policy  # default-src 'none'
+        assert response.headers["x-content-type-options"] == "nosniff"
+        title = page.title()
+
+        visit.sign_in(TOKENS["alice"])
+        assert visit.expect_item() == HOSTILE_ID
+        expect(page.locator("#instructions")).to_have_text(HOSTILE_INSTRUCTIONS)
+        expect(page.locator("#task")).to_contain_text(HOSTILE_PAIR["prompt"])
+        expect(page.locator("#task")).to_contain_text(HOSTILE_PAIR["responses"][1]["text"])
+        assert page.locator(INJECTED).count() == 0, "markup became elements"
+        assert page.evaluate("window.__pwned") is None
+        assert page.title() == title
+
+        # Labeled like any item: the hostile response id is stored exactly as it came.
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        visit.expect_toast("Label saved")
+        assert page.evaluate("window.__pwned") is None
+        assert visit.errors == []
+
+        # The policy is a second wall: markup that did become elements (a future bug) still
+        # could not run. Chromium reports each block as a securitypolicyviolation.
+        page.evaluate(
+            """() => {
+                window.__blocked = [];
+                document.addEventListener("securitypolicyviolation",
+                    (e) => window.__blocked.push(e.effectiveDirective));
+                document.body.insertAdjacentHTML("beforeend",
+                    '<img src="/no-such-image.png" onerror="window.__pwned = \\'handler\\'">');
+                const script = document.createElement("script");
+                script.textContent = "window.__pwned = 'inline script'";
+                document.body.append(script);
+            }"""
+        )
+        page.wait_for_function("window.__blocked.length >= 2")
+        blocked = page.evaluate("window.__blocked")
+        assert sorted(set(blocked)) == ["script-src-attr", "script-src-elem"], blocked
+        assert page.evaluate("window.__pwned") is None
+        assert page.title() == title
+    finally:
+        visit.close()
+    assert stored_labels(campaign) == {
+        HOSTILE_ID: {"preferred": HOSTILE_PAIR["responses"][0]["id"]}
+    }
