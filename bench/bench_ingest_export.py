@@ -11,14 +11,21 @@ Measures, and prints as JSON (written to bench/results/ingest_export.json by --w
                database to the last commit (the consumer group's join is left out, it is the
                same for both), with durable commits (synchronous_commit on) and without;
   predictions  --items prediction messages for those items on a fresh predictions topic,
-               taken in by the new Ingestor (the old code has no predictions topic);
+               taken in by each code's Ingestor (durable commits);
   export       --labels labels of completed items, exported as jsonl (and consolidated,
                rlhf where the code has them) to /dev/null by a child process: labels per
                second and the child's peak RSS (its own rusage, so the parent's memory does
                not count).
 Every run of the old code (--baseline, a `git worktree` of the commit before this work) runs
 in a child process whose PYTHONPATH points at that tree, so both run on the same stack, data
-and machine, one after the other.
+and machine, one after the other; each ingest schema is migrated by the code that ingests
+into it (its SQL functions are part of what is measured).
+
+Besides wall time, each measurement reports its CPU per item or label: the child process's
+own (rusage) and the PostgreSQL server's (every process of the postmaster, from /proc, when
+the server runs on this machine: a private stack, so nobody else's queries count). On a
+machine shared with other work the wall figures swing with the load; the CPU figures are
+what the code costs.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import client_connection
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # devstack: the stack's clients, whichever code is measured
+
+from devstack.kafka import client_connection  # noqa: E402
+
 QUIET_KAFKA = {"log_level": 3}
 
 
@@ -129,7 +138,53 @@ def child_export(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": count, "seconds": round(seconds, 2)}
 
 
+class ServerCpu:
+    """CPU seconds of the PostgreSQL server behind `dsn` (the postmaster and all its
+    processes, the ones that ended included), when it runs on this machine: what the
+    database spent on a measurement, which a loaded machine does not inflate the way it
+    stretches wall time. None when /proc does not show it (a remote server)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        try:
+            assert backend is not None
+            self.postmaster: int | None = int(self._stat(backend[0])[1])
+            self.seconds()
+        except (OSError, AssertionError):
+            self.postmaster = None
+
+    @staticmethod
+    def _stat(pid: int) -> list[str]:
+        # Fields after the command name: state, ppid, ..., utime at [11], stime, cutime, cstime.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    def seconds(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        own = self._stat(self.postmaster)
+        ticks = sum(int(x) for x in own[11:15])  # its own and its reaped children's
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = self._stat(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile: its time is in the postmaster's children's
+            if int(fields[1]) == self.postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / self.TICK
+
+
+SERVER_CPU: ServerCpu | None = None
+
+
 def run_child(code: Path, mode: str, **options: Any) -> dict[str, Any]:
+    server_before = SERVER_CPU.seconds() if SERVER_CPU else None
     argv = [sys.executable, __file__, mode]
     for name, value in options.items():
         if value is True:
@@ -147,7 +202,23 @@ def run_child(code: Path, mode: str, **options: Any) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(output)
     result["peakRssMiB"] = round(usage.ru_maxrss / 1024, 1)
     result["cpuSeconds"] = round(usage.ru_utime + usage.ru_stime, 2)
+    server_after = SERVER_CPU.seconds() if SERVER_CPU else None
+    if server_before is not None and server_after is not None:
+        result["postgresCpuSeconds"] = round(server_after - server_before, 2)
     return result
+
+
+def per_op(measured: dict[str, Any], ops: int) -> None:
+    """CPU microseconds per item or label: the measuring process's and the database's."""
+    if "cpuSeconds" in measured:
+        measured["cpuMicrosecondsPerOp"] = {
+            "process": round(measured["cpuSeconds"] * 1e6 / ops, 1),
+            **(
+                {"postgres": round(measured["postgresCpuSeconds"] * 1e6 / ops, 1)}
+                if "postgresCpuSeconds" in measured
+                else {}
+            ),
+        }
 
 
 # --- the parent: data, then one child per measurement --------------------------------------
@@ -160,16 +231,23 @@ CLASSIFICATION = {
 }
 
 
-def fresh_schema(dsn: str, prefix: str, created: list[str]) -> str:
+def fresh_schema(dsn: str, prefix: str, created: list[str], code: Path = REPO) -> str:
+    """A new campaign schema, migrated by `code` (its tables and its SQL functions)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    created.append(schema)
+    migrated = run_child(code, "child-migrate", dsn=dsn, schema=schema)
+    assert "error" not in migrated, f"migrating {schema} with {code} failed"
+    return schema
+
+
+def child_migrate(args: argparse.Namespace) -> dict[str, Any]:
     import psycopg
 
     from labelops.store.migrations import migrate
 
-    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        migrate(conn, schema)
-    created.append(schema)
-    return schema
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        migrate(conn, args.schema)
+    return {"schema": args.schema}
 
 
 def create_topic(bootstrap: str, kind: str, partitions: int) -> str:
@@ -265,6 +343,16 @@ def bulk_labels(dsn: str, schema: str, count: int, per_item: int = 3) -> None:
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t[table]))
 
 
+def postgres_settings(dsn: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "server_version")
+        }
+
+
 def drop_schemas(dsn: str, schemas: list[str]) -> None:
     import psycopg
     from psycopg import sql
@@ -274,10 +362,9 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def has_predictions_topic() -> bool:
-    from labelops.api.worker_configmap import WorkerTopics
-
-    return "predictions" in WorkerTopics.model_fields
+def has_predictions_topic(code: Path) -> bool:
+    configmap = code / "operator" / "labelops" / "api" / "worker_configmap.py"
+    return configmap.exists() and "predictions:" in configmap.read_text()
 
 
 def main(args: argparse.Namespace) -> None:
@@ -288,8 +375,11 @@ def main(args: argparse.Namespace) -> None:
     bootstrap = os.environ["LABELOPS_KAFKA_BOOTSTRAP"]
     baseline = Path(args.baseline) if args.baseline else None
     codes = {"new": REPO, **({"old": baseline} if baseline else {})}
+    global SERVER_CPU
+    SERVER_CPU = ServerCpu(dsn)
     results: dict[str, Any] = {
         "machine": machine(),
+        "postgres": postgres_settings(dsn),
         "items": args.items,
         "labels": args.labels,
         "baseline": str(baseline) if baseline else None,
@@ -305,9 +395,11 @@ def main(args: argparse.Namespace) -> None:
             produced = produce(bootstrap, items_topic, args.items, item_message)
             results["producedItemsSeconds"] = round(produced, 2)
             ingest: dict[str, Any] = {}
+            predictions: dict[str, Any] = {}
+            prediction_topics: dict[str, str] = {}
             for name, code in codes.items():
                 for durable in (True, False):
-                    schema = fresh_schema(dsn, f"bench_ingest_{name}", schemas)
+                    schema = fresh_schema(dsn, f"bench_ingest_{name}", schemas, code)
                     label = f"{name}-{'durable' if durable else 'async-commit'}"
                     log(f"ingest {label}")
                     ingest[label] = run_child(
@@ -323,12 +415,14 @@ def main(args: argparse.Namespace) -> None:
                         durable=durable,
                         timeout=args.timeout,
                     )
+                    per_op(ingest[label], args.items)
                     log(json.dumps(ingest[label]))
-                    if name == "new" and durable and has_predictions_topic():
-                        results["predictions"] = measure_predictions(
-                            args, dsn, bootstrap, schema, task
+                    if durable and has_predictions_topic(code):
+                        predictions[name] = measure_predictions(
+                            args, dsn, bootstrap, schema, task, code, prediction_topics
                         )
             results["ingest"] = ingest
+            results["predictions"] = predictions
         if "export" in args.parts:
             schema = fresh_schema(dsn, "bench_export", schemas)
             log(f"inserting {args.labels} labels")
@@ -344,6 +438,7 @@ def main(args: argparse.Namespace) -> None:
                     )
                     if measured.get("seconds"):
                         measured["labelsPerSecond"] = round(args.labels / measured["seconds"])
+                    per_op(measured, args.labels)
                     export[f"{name}-{fmt}"] = measured
                     log(json.dumps(measured))
             results["export"] = export
@@ -358,15 +453,25 @@ def main(args: argparse.Namespace) -> None:
 
 
 def measure_predictions(
-    args: argparse.Namespace, dsn: str, bootstrap: str, schema: str, task: str
+    args: argparse.Namespace,
+    dsn: str,
+    bootstrap: str,
+    schema: str,
+    task: str,
+    code: Path,
+    topics: dict[str, str],
 ) -> dict[str, Any]:
-    predictions_topic = create_topic(bootstrap, "predictions", args.partitions)
-    log(f"producing {args.items} prediction messages to {predictions_topic}")
-    produce(bootstrap, predictions_topic, args.items, prediction_message)
-    empty_items = create_topic(bootstrap, "items", 1)
-    log("ingest new-predictions (durable)")
+    """Predictions for the items of `schema`, taken in by `code`; the topics are made and
+    filled on first use and read again by every code (a fresh consumer group each)."""
+    if not topics:
+        topics["predictions"] = create_topic(bootstrap, "predictions", args.partitions)
+        log(f"producing {args.items} prediction messages to {topics['predictions']}")
+        produce(bootstrap, topics["predictions"], args.items, prediction_message)
+        topics["items"] = create_topic(bootstrap, "items", 1)
+    predictions_topic, empty_items = topics["predictions"], topics["items"]
+    log(f"ingest predictions with {code} (durable)")
     measured = run_child(
-        REPO,
+        code,
         "child-ingest",
         dsn=dsn,
         bootstrap=bootstrap,
@@ -381,6 +486,7 @@ def measure_predictions(
         timeout=args.timeout,
     )
     measured["note"] = "predictions for the items just ingested, applied to them"
+    per_op(measured, args.items)
     log(json.dumps(measured))
     return measured
 
@@ -412,6 +518,9 @@ def parse_args() -> argparse.Namespace:
     ingest.add_argument("--expect", type=int, required=True)
     ingest.add_argument("--durable", action="store_true")
     ingest.add_argument("--timeout", type=float, default=900.0)
+    migrate = sub.add_parser("child-migrate")
+    for name in ("dsn", "schema"):
+        migrate.add_argument(f"--{name}", required=True)
     export = sub.add_parser("child-export")
     for name in ("dsn", "schema", "format", "method"):
         export.add_argument(f"--{name}", required=True)
@@ -420,7 +529,9 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     parsed = parse_args()
-    if parsed.mode == "child-ingest":
+    if parsed.mode == "child-migrate":
+        print(json.dumps(child_migrate(parsed)))
+    elif parsed.mode == "child-ingest":
         print(json.dumps(child_ingest(parsed)))
     elif parsed.mode == "child-export":
         print(json.dumps(child_export(parsed)))

@@ -79,8 +79,10 @@ def test_a_tied_item_is_consolidated_as_disputed() -> None:
 
 
 def test_an_item_line_from_postgres_parses_into_its_labels() -> None:
-    line = b'["i1", null, [["x", {"preferred": "a"}, "human"]]]\n'
-    assert parse_item_line(line) == ItemLabels("i1", None, [("x", {"preferred": "a"}, "human")])
+    line = b'["i1", null, [["x", "{\\"preferred\\": \\"a\\"}", "human"]]]\n'
+    parsed = parse_item_line(line)
+    assert parsed == ItemLabels("i1", None, [("x", {"preferred": "a"}, "human")])
+    assert parsed.keys == ['{"preferred":"a"}']
 
 
 def test_origin_is_human_machine_or_mixed() -> None:

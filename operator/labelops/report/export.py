@@ -48,7 +48,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
 import orjson
@@ -83,11 +83,13 @@ class LabelRow:
 
 @dataclass(frozen=True)
 class ItemLabels:
-    """One completed item with its labels in label order: (labeler, value, origin)."""
+    """One completed item with its labels in label order: (labeler, value, origin), and
+    when known each value's key (value_key), in the same order."""
 
     item_id: str
     payload: dict[str, Any] | None
     labels: list[tuple[str, Any, str]]
+    keys: list[str] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -322,10 +324,12 @@ def items_query(
     conn: psycopg.Connection[Any], schema: str, *, with_payload: bool
 ) -> sql.Composable:
     """One JSON array per completed non-gold item: [external id, payload or null,
-    [[labeler, value, origin], ...]] (its training labels, in label order)."""
+    [[labeler, value as JSON text, origin], ...]] (its training labels, in label order;
+    each value as text, so Python parses each distinct value once: see ValueKeys)."""
     return sql.SQL(
         "SELECT json_build_array(i.external_id, {payload},"
-        "        json_agg(json_build_array(l.labeler, l.value, l.origin) ORDER BY l.ordinal))"
+        "        json_agg(json_build_array(l.labeler, l.value::text, l.origin)"
+        "                 ORDER BY l.ordinal))"
         " FROM {items} i JOIN {labels} l ON l.item_id = i.id"
         " WHERE i.completed_at IS NOT NULL AND {training}"
         " GROUP BY i.id ORDER BY i.id"
@@ -386,9 +390,43 @@ def _put(chunks: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
             continue
 
 
-def parse_item_line(line: bytes) -> ItemLabels:
+class ValueKeys:
+    """A label value's JSON text (as PostgreSQL writes jsonb) -> (value, value_key), each
+    text parsed once: a campaign has few distinct values and many labels. Forgets all it
+    knows past LIMIT texts (free-text values), so memory stays bounded."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[Any, str]] = {}
+
+    def __call__(self, text: str) -> tuple[Any, str]:
+        found = self._known.get(text)
+        if found is None:
+            if len(self._known) >= self.LIMIT:
+                self._known.clear()
+            value = orjson.loads(text)
+            found = self._known[text] = (value, value_key(value))
+        return found
+
+
+def parse_item_line(line: bytes, values: ValueKeys | None = None) -> ItemLabels:
+    """An items_query line: its labels' values parsed (through `values`, when given)."""
     item_id, payload, labels = orjson.loads(line)
-    return ItemLabels(item_id, payload, [(lb, value, origin) for lb, value, origin in labels])
+    known = values or ValueKeys()
+    parsed = [known(text) for _, text, _ in labels]
+    return ItemLabels(
+        item_id,
+        payload,
+        [(lb, value, origin) for (lb, _, origin), (value, _) in zip(labels, parsed, strict=True)],
+        [key for _, key in parsed],
+    )
+
+
+def parse_item_lines(lines: Iterable[bytes]) -> Iterator[ItemLabels]:
+    values = ValueKeys()
+    for line in lines:
+        yield parse_item_line(line, values)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -590,10 +628,11 @@ def consolidated_records(
         values: dict[str, Any] = {}
         triples = []
         for item in chunk:
-            for labeler, value, _ in item.labels:
-                key = value_key(value)
+            item_id, labels = item.item_id, item.labels
+            keys = item.keys if item.keys is not None else [value_key(v) for _, v, _ in labels]
+            for (labeler, value, _), key in zip(labels, keys, strict=True):
                 values[key] = value
-                triples.append((item.item_id, labeler, key))
+                triples.append((item_id, labeler, key))
         classes = known.num_classes
         results = consolidate(
             triples,
@@ -606,6 +645,7 @@ def consolidated_records(
             result = results.get(item.item_id)
             if result is None:
                 continue
+            origins = [origin for _, _, origin in item.labels]
             yield (
                 item,
                 {
@@ -613,9 +653,9 @@ def consolidated_records(
                     "value": values[str(result.value)],
                     "confidence": round(float(result.confidence), 6),
                     "method": method,
-                    "labels": sum(1 for _, _, origin in item.labels if origin == "human"),
+                    "labels": origins.count("human"),
                     "agreement": round(float(result.agreement), 6),
-                    "origin": origin_of(origin for _, _, origin in item.labels),
+                    "origin": origin_of(origins),
                     "disputed": bool(result.disputed),
                 },
             )
@@ -635,7 +675,7 @@ def write_consolidated(
 ) -> int:
     evidence = read_evidence(conn, schema)
     query = items_query(conn, schema, with_payload=False)
-    items = map(parse_item_line, read_ahead(copy_lines(conn, query)))
+    items = parse_item_lines(read_ahead(copy_lines(conn, query)))
     records = consolidated_records(
         items, method, whole_campaign=method == "dawid-skene", evidence=evidence
     )
@@ -648,7 +688,7 @@ def write_rlhf(
     tally = RlhfTally()
     evidence = read_evidence(conn, schema)
     query = items_query(conn, schema, with_payload=True)
-    items = map(parse_item_line, read_ahead(copy_lines(conn, query)))
+    items = parse_item_lines(read_ahead(copy_lines(conn, query)))
     records = consolidated_records(
         items, method, whole_campaign=method == "dawid-skene", evidence=evidence
     )

@@ -15,7 +15,8 @@ by its UPDATE, so no item is written twice). Dead letters are one INSERT from ar
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -123,9 +124,17 @@ class PredictionOutcome:
 
 
 # Serialises "is the item there yet?" between item batches (shared) and prediction batches
-# (exclusive), per schema: otherwise an item and its early prediction, committed at the same
-# moment by two replicas, could each miss the other and the prediction wait forever.
+# (exclusive), per schema and bucket of item ids: otherwise an item and its early
+# prediction, committed at the same moment by two replicas, could each miss the other and
+# the prediction wait forever. An item and its predictions share a bucket, so batches of
+# other buckets (another writer's, another replica's) go on at the same time.
 ARRIVAL_LOCK_CLASS = 0x4C425052  # 'LBPR'
+ARRIVAL_BUCKETS = 16
+
+
+def arrival_bucket(item_id: bytes) -> int:
+    """The arrival lock bucket of an item id (as UTF-8: a message's key)."""
+    return zlib.crc32(item_id) % ARRIVAL_BUCKETS
 
 
 def _fits(task_type: TaskType, prediction: str, payload: str) -> str:
@@ -276,12 +285,15 @@ class IngestStatements:
         )
         self.upsert_items = sql.SQL(upsert_items).format(**names).as_bytes(None)
         self.upsert_predictions = sql.SQL(upsert_predictions).format(**names).as_bytes(None)
+        # %s: the schema, twice; buckets in ascending order (every transaction takes its
+        # locks in that one order: no deadlock) and whether each is taken exclusively.
         self.lock_arrivals = (
-            f"SELECT pg_advisory_xact_lock({ARRIVAL_LOCK_CLASS}, hashtext(%s))".encode()
-        )
-        self.lock_arrivals_shared = (
-            f"SELECT pg_advisory_xact_lock_shared({ARRIVAL_LOCK_CLASS}, hashtext(%s))".encode()
-        )
+            "SELECT CASE WHEN u.exclusive"
+            f" THEN pg_advisory_xact_lock({ARRIVAL_LOCK_CLASS}, hashtext(%s || '/' || u.bucket))"
+            " ELSE pg_advisory_xact_lock_shared("
+            f"{ARRIVAL_LOCK_CLASS}, hashtext(%s || '/' || u.bucket)) END"
+            " FROM unnest(%s::integer[], %s::boolean[]) AS u(bucket, exclusive)"
+        ).encode()
         # after_scoring(item ids, progress shard) or, in its first form, (item ids).
         self.find_after_scoring = (
             b"SELECT to_regprocedure(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL"
@@ -324,12 +336,20 @@ def _json_array(raws: Sequence[bytes]) -> str:
 
 
 def lock_arrivals(
-    cur: psycopg.Cursor[Any], statements: IngestStatements, *, exclusive: bool
+    cur: psycopg.Cursor[Any],
+    statements: IngestStatements,
+    *,
+    items: Iterable[str] = (),
+    predictions: Iterable[str] = (),
 ) -> None:
-    """Take the schema's arrival lock for this transaction: shared to add items, exclusive
-    to keep predictions for items that are not there yet. Call it first."""
-    statement = statements.lock_arrivals if exclusive else statements.lock_arrivals_shared
-    cur.execute(statement, (statements.schema,))
+    """Take the arrival locks of these item ids' buckets for this transaction: shared to add
+    items, exclusive to keep predictions for items that are not there yet. Call it first."""
+    exclusive = {arrival_bucket(i.encode()) for i in predictions}
+    buckets = sorted(exclusive | {arrival_bucket(i.encode()) for i in items})
+    if buckets:
+        schema = statements.schema
+        flags = [b in exclusive for b in buckets]
+        cur.execute(statements.lock_arrivals, (schema, schema, buckets, flags))
 
 
 @dataclass(frozen=True)
@@ -457,7 +477,7 @@ def write_ingest_batch(
 ) -> IngestOutcome:
     """Upsert items given as Python values (tests and seeding) and record dead letters."""
     statements = statements_for(q.schema)
-    lock_arrivals(cur, statements, exclusive=False)
+    lock_arrivals(cur, statements, items=[i.id for i in items])
     inserted = updated = gold = 0
     if items:
         upserted = upsert_items(cur, statements, [i.as_raw() for i in items])
