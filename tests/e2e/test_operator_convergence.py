@@ -33,16 +33,13 @@ from test_operator_harness import (
     Operator,
     apply,
     condition,
-    delete_campaign,
-    delete_namespace,
     get_object,
     install_crd,
     is_ready,
-    list_campaigns,
+    module_operator,
     new_namespace,
     patch_spec,
     poll,
-    running_operator,
     wait_campaign,
     wait_ready,
 )
@@ -107,16 +104,8 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator")
-    with running_operator(state, stack_env, namespace) as op:
+    with module_operator(kube_api, stack_env, namespace, state, drop_data=False) as op:
         yield op
-        campaigns = list_campaigns(kube_api, namespace)
-        for obj in campaigns:
-            delete_campaign(kube_api, namespace, obj["metadata"]["name"])
-        for obj in campaigns:
-            wait_campaign(
-                kube_api, namespace, obj["metadata"]["name"], lambda o: o is None, "deleted"
-            )
-    delete_namespace(kube_api, namespace)
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -138,6 +138,26 @@ def running_operator(
         operator.stop()
 
 
+@contextmanager
+def module_operator(
+    api: client.ApiClient, env: dict[str, str], namespace: str, state_dir: Path, drop_data: bool
+) -> Iterator[Operator]:
+    """The operator of a test module's namespace. On the way out every campaign in it is
+    deleted (with reclaimPolicy Delete first when drop_data: no schema or topic is left
+    behind) and waited for, then the namespace goes."""
+    with running_operator(state_dir, env, namespace) as op:
+        yield op
+        campaigns = list_campaigns(api, namespace)
+        for obj in campaigns:
+            name = obj["metadata"]["name"]
+            if drop_data:
+                patch_spec(api, namespace, name, {"reclaimPolicy": "Delete"})
+            delete_campaign(api, namespace, name)
+        for obj in campaigns:
+            wait_campaign(api, namespace, obj["metadata"]["name"], lambda o: o is None, "deleted")
+    delete_namespace(api, namespace)
+
+
 # --- Kubernetes -------------------------------------------------------------------------
 
 

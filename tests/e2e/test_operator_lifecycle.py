@@ -16,20 +16,17 @@ from test_operator_harness import (
     apply,
     campaign_documents,
     condition,
-    delete_campaign,
-    delete_namespace,
     example_documents,
     get_campaign,
     get_object,
     install_crd,
     is_ready,
     kstatus_of,
-    list_campaigns,
+    module_operator,
     new_namespace,
     patch_spec,
     pg_query,
     role_and_schema,
-    running_operator,
     secret_value,
     topic_state,
     wait_campaign,
@@ -60,19 +57,8 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator")
-    with running_operator(state, stack_env, namespace) as op:
+    with module_operator(kube_api, stack_env, namespace, state, drop_data=True) as op:
         yield op
-        # Leave nothing behind: every campaign of this module is dropped (reclaim Delete).
-        campaigns = list_campaigns(kube_api, namespace)
-        for obj in campaigns:
-            name = obj["metadata"]["name"]
-            patch_spec(kube_api, namespace, name, {"reclaimPolicy": "Delete"})
-            delete_campaign(kube_api, namespace, name)
-        for obj in campaigns:
-            wait_campaign(
-                kube_api, namespace, obj["metadata"]["name"], lambda o: o is None, "deleted"
-            )
-    delete_namespace(kube_api, namespace)
 
 
 @pytest.fixture(scope="module")
