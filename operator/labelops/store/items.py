@@ -344,12 +344,20 @@ def lock_arrivals(
 ) -> None:
     """Take the arrival locks of these item ids' buckets for this transaction: shared to add
     items, exclusive to keep predictions for items that are not there yet. Call it first."""
-    exclusive = {arrival_bucket(i.encode()) for i in predictions}
-    buckets = sorted(exclusive | {arrival_bucket(i.encode()) for i in items})
-    if buckets:
+    locks = arrival_locks(items, predictions)
+    if locks:
         schema = statements.schema
-        flags = [b in exclusive for b in buckets]
-        cur.execute(statements.lock_arrivals, (schema, schema, buckets, flags))
+        buckets, exclusive = [b for b, _ in locks], [x for _, x in locks]
+        cur.execute(statements.lock_arrivals, (schema, schema, buckets, exclusive))
+
+
+def arrival_locks(items: Iterable[str], predictions: Iterable[str]) -> list[tuple[int, bool]]:
+    """(bucket, exclusive) of the arrival locks a batch of these item and prediction ids
+    takes, in the one order every transaction takes them: exclusive where a prediction
+    is, shared where only items are."""
+    exclusive = {arrival_bucket(i.encode()) for i in predictions}
+    shared = {arrival_bucket(i.encode()) for i in items} - exclusive
+    return sorted([(b, True) for b in exclusive] + [(b, False) for b in shared])
 
 
 @dataclass(frozen=True)
