@@ -30,9 +30,10 @@ after a pause; the loop never ends for it. A broker outage is librdkafka's to wa
 consumer reconnects by itself and goes on from its committed offsets.
 
 Speed: batches are large (BATCH_SIZE messages, one upsert statement per topic and one
-offset commit each), split by partition over WRITERS transactions that run at the same
-time, and a message's Python cost is one fast check (labelops.worker.ingest_messages);
-its raw bytes go to the database unchanged.
+offset commit each), split by key (arrival lock bucket) over WRITERS transactions that run
+at the same time without waiting for each other's locks, and a message's Python cost is
+one fast check (labelops.worker.ingest_messages); its raw bytes go to the database
+unchanged.
 
 Metrics (labelops.worker.metrics.PipelineMetrics): after every poll, the lag (each assigned
 partition's high watermark, as the last fetch reported it, minus the consumer's position,
