@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from labelops.operator.resync import RESYNC_SECONDS, first_resync_delay
+from labelops.operator.resync import RESYNC_SECONDS, first_resync_delay, resync_due
 
 
 def test_first_resync_is_between_half_and_one_and_a_half_periods() -> None:
@@ -28,3 +28,11 @@ def test_a_thousand_campaigns_applied_at_once_resync_evenly() -> None:
         slices[int(place * 10)] += 1
     assert max(slices) < 150, slices
     assert min(slices) > 50, slices
+
+
+def test_a_campaign_passed_recently_is_not_passed_again() -> None:
+    assert resync_due(None), "never passed in this process: resync"
+    assert not resync_due(10.0), "created ten seconds ago: no resync yet"
+    assert not resync_due(RESYNC_SECONDS / 2 - 1)
+    assert resync_due(RESYNC_SECONDS / 2)
+    assert resync_due(RESYNC_SECONDS * 3)

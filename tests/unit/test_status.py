@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 from typing import Any
 
@@ -217,14 +218,22 @@ class FakeKube:
         self.conflicts = conflicts
         self.patches: list[dict[str, Any]] = []
         self.deployment: dict[str, Any] | None = None
+        # What the API server's watch cache serves (None: the live object, as if up to date).
+        self.cache: dict[str, Any] | None = None
+        self.current_reads = 0
 
     async def get(
-        self, api_version: str, kind: str, namespace: str, name: str
+        self, api_version: str, kind: str, namespace: str, name: str, cached: bool = False
     ) -> dict[str, Any] | None:
         assert (api_version, kind) == ("apps/v1", "Deployment")
         return self.deployment
 
-    async def get_campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_campaign(
+        self, namespace: str, name: str, cached: bool = False
+    ) -> dict[str, Any] | None:
+        if cached and self.cache is not None:
+            return copy.deepcopy(self.cache)
+        self.current_reads += not cached
         return self.campaign
 
     async def patch_campaign_status(
@@ -236,9 +245,13 @@ class FakeKube:
             self.campaign["metadata"]["resourceVersion"] += "x"
             raise Conflict("changed")
         assert self.campaign is not None
-        assert resource_version == self.campaign["metadata"]["resourceVersion"]
+        if resource_version != self.campaign["metadata"]["resourceVersion"]:
+            raise Conflict("patched from a stale copy")
         self.patches.append(status)
         self.campaign["status"] = status
+        self.campaign["metadata"]["resourceVersion"] = str(
+            int(resource_version.rstrip("x") or 0) + 1
+        )
         return self.campaign
 
 
@@ -286,6 +299,34 @@ def test_writer_gives_up_with_a_retryable_error_under_constant_conflicts() -> No
     status, _ = writer(kube)
     with pytest.raises(kopf.TemporaryError, match="kept changing"):
         asyncio.run(status.write("ns", "c", StatusUpdate(HEALTHY, 1)))
+
+
+def test_a_stale_cached_copy_never_hides_a_needed_write() -> None:
+    # The writer's first read is the watch cache's copy. Here the cache still holds the
+    # status from before the writer's last patch (WorkersReady True), the live object says
+    # False: an update to True changes nothing on the stale copy, yet must be written.
+    kube = FakeKube(campaign())
+    status, _ = writer(kube)
+    asyncio.run(status.write("ns", "c", StatusUpdate(HEALTHY, 1)))
+    kube.cache = copy.deepcopy(kube.campaign)
+    others = tuple(v for v in HEALTHY if v.type != WORKERS_READY)
+    rolling = Verdict.false(WORKERS_READY, Reason.ROLLING_OUT, "0/1 workers available")
+    asyncio.run(status.write("ns", "c", StatusUpdate((*others, rolling), 1)))
+    assert kube.campaign is not None
+    assert condition(kube.campaign["status"], WORKERS_READY)["status"] == "False"
+    asyncio.run(status.write("ns", "c", StatusUpdate(HEALTHY, 1)))
+    assert condition(kube.campaign["status"], WORKERS_READY)["status"] == "True"
+    assert len(kube.patches) == 3
+
+
+def test_an_up_to_date_cached_copy_spares_the_current_read() -> None:
+    kube = FakeKube(campaign())
+    status, _ = writer(kube)
+    asyncio.run(status.write("ns", "c", StatusUpdate(HEALTHY, 1)))
+    kube.cache = copy.deepcopy(kube.campaign)  # the cache caught up with the patch
+    reads = kube.current_reads
+    asyncio.run(status.write("ns", "c", StatusUpdate(HEALTHY, 1)))
+    assert kube.current_reads == reads, "nothing changed: the cached copy was enough"
 
 
 def test_writer_ignores_a_campaign_that_is_gone() -> None:

@@ -115,9 +115,14 @@ class KubeClient:
     # --- generic objects -------------------------------------------------------------
 
     async def get(
-        self, api_version: str, kind: str, namespace: str, name: str
+        self, api_version: str, kind: str, namespace: str, name: str, cached: bool = False
     ) -> dict[str, Any] | None:
-        return await self._run("GET", object_path(api_version, kind, namespace, name))
+        """cached: from the API server's watch cache (resourceVersion=0), not a quorum read of
+        etcd. Possibly a moment old; for reads whose write is guarded by resourceVersion or
+        that a watch event will repeat, so that etcd, the shared bottleneck of a busy control
+        plane, serves only writes and the reads that must be current."""
+        query = [("resourceVersion", "0")] if cached else None
+        return await self._run("GET", object_path(api_version, kind, namespace, name), query=query)
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply: create if missing, else bring our fields to the given values."""
@@ -147,8 +152,10 @@ class KubeClient:
         found = self._call("GET", f"/apis/{GROUP}/{VERSION}") or {}
         return any(resource.get("name") == PLURAL for resource in found.get("resources", []))
 
-    async def get_campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
+    async def get_campaign(
+        self, namespace: str, name: str, cached: bool = False
+    ) -> dict[str, Any] | None:
+        return await self.get(f"{GROUP}/{VERSION}", KIND, namespace, name, cached=cached)
 
     async def patch_campaign_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str

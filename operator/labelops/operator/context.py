@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 
 from labelops.clients.kafka import KafkaAdmin
@@ -50,6 +51,8 @@ class OperatorContext:
     workers: WorkerEnvironment
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _trackers: dict[str, ProgressTracker] = field(default_factory=dict)
+    # When each campaign's last reconcile pass ended (time.monotonic), for resync.py.
+    _passes_done: dict[str, float] = field(default_factory=dict)
     passes: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PASSES)
     )
@@ -89,9 +92,17 @@ class OperatorContext:
     def tracker(self, ref: CampaignRef) -> ProgressTracker:
         return self._trackers.setdefault(ref.names.key, ProgressTracker())
 
+    def pass_done(self, ref: CampaignRef) -> None:
+        self._passes_done[ref.names.key] = time.monotonic()
+
+    def since_last_pass(self, ref: CampaignRef) -> float | None:
+        done = self._passes_done.get(ref.names.key)
+        return None if done is None else time.monotonic() - done
+
     def forget(self, ref: CampaignRef) -> None:
         """Drop in-memory state of a campaign that is gone."""
         self._locks.pop(ref.names.key, None)
+        self._passes_done.pop(ref.names.key, None)
         self._trackers.pop(ref.names.key, None)
         self.status.forget(ref.namespace, ref.name)
 

@@ -120,6 +120,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], retry: int = 
             await ctx.status.write(ref.namespace, ref.name, state.update())
             raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
         await ctx.status.write(ref.namespace, ref.name, state.update())
+        ctx.pass_done(ref)
         if state.retry_after is not None:
             raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
 

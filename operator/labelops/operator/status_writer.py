@@ -120,9 +120,13 @@ class StatusWriter:
         self._kube = kube
         self._sink = sink
         self._locks: dict[str, asyncio.Lock] = {}
+        # The resourceVersion of each campaign as last seen current here (our own patch's
+        # answer, or a current read): a cached read at that version is up to date.
+        self._current: dict[str, str] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop(f"{namespace}/{name}", None)
+        self._current.pop(f"{namespace}/{name}", None)
         metrics.forget_campaign(namespace, name)
 
     def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -132,19 +136,29 @@ class StatusWriter:
     async def _with_workers(self, namespace: str, update: StatusUpdate) -> StatusUpdate:
         if update.workers_deployment is None:
             return update
+        # From the watch cache: a change it has not seen yet comes as a watch event, which
+        # writes again.
         deployment = await self._kube.get(
-            "apps/v1", "Deployment", namespace, update.workers_deployment
+            "apps/v1", "Deployment", namespace, update.workers_deployment, cached=True
         )
         return replace(update, verdicts=(*update.verdicts, workers_verdict(deployment)))
 
     async def write(self, namespace: str, name: str, update: StatusUpdate) -> dict[str, Any] | None:
         """Apply the update; returns the campaign's status afterwards (None if it is gone)."""
-        lock = self._locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
+        key = f"{namespace}/{name}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            for _ in range(MAX_CONFLICT_RETRIES):
-                body = await self._kube.get_campaign(namespace, name)
+            for attempt in range(MAX_CONFLICT_RETRIES):
+                # The first read comes from the watch cache, not etcd. A stale copy is harmless
+                # when it leads to a patch (guarded by resourceVersion: a conflict, then a
+                # current read); when it says "nothing to change" it is believed only if it
+                # already holds the last status seen current here (our own last patch), else
+                # a current read decides.
+                cached = attempt == 0
+                body = await self._kube.get_campaign(namespace, name, cached=cached)
                 if body is None:
                     return None
+                version = str(body["metadata"].get("resourceVersion", ""))
                 current = body.get("status") or {}
                 rendered, changes = render_status(
                     current,
@@ -155,14 +169,20 @@ class StatusWriter:
                 )
                 spec = body.get("spec") or {}
                 if rendered is None:
+                    if cached and version != self._current.get(key):
+                        continue
+                    self._current[key] = version
                     metrics.observe_campaign(namespace, name, spec, current)
                     return dict(current)
                 try:
-                    await self._kube.patch_campaign_status(
-                        namespace, name, rendered, body["metadata"]["resourceVersion"]
+                    patched = await self._kube.patch_campaign_status(
+                        namespace, name, rendered, version
                     )
                 except Conflict:
                     continue
+                self._current[key] = str(
+                    ((patched or {}).get("metadata") or {}).get("resourceVersion", "")
+                )
                 metrics.observe_campaign(namespace, name, spec, rendered)
                 for change in changes:
                     self._sink(

@@ -10,8 +10,9 @@ import kopf
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.operator.metrics import measured
+from labelops.operator.plan import CampaignRef
 from labelops.operator.reconcile import reconcile
-from labelops.operator.resync import RESYNC_SECONDS, first_resync_delay
+from labelops.operator.resync import RESYNC_SECONDS, first_resync_delay, resync_due
 
 RESYNC_TIMER = "campaign-resync"
 # An unexpected exception (a bug, an API server hiccup) is retried this often.
@@ -52,5 +53,7 @@ def _resync_delay(meta: kopf.Meta, **_: Any) -> float:
     idle=RESYNC_SECONDS / 10,
 )
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if not resync_due(memo.context.since_last_pass(CampaignRef.from_body(body))):
+        return
     with measured("resync"):
         await reconcile(memo.context, body)
