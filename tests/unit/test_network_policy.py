@@ -181,7 +181,7 @@ def test_namespace_patterns_and_bad_names_are_refused(name: str) -> None:
 
 def test_taking_a_verb_away_leaves_the_other_rules_alone() -> None:
     fewer = rbac.granted(rbac.without("", "secrets", "get"))
-    assert fewer[("", "secrets")] == {"create", "patch"}
+    assert fewer[("", "secrets")] == rbac.granted()[("", "secrets")] - {"get"}
     assert {k: v for k, v in fewer.items() if k != ("", "secrets")} == {
         k: v for k, v in rbac.granted().items() if k != ("", "secrets")
     }
