@@ -36,7 +36,7 @@ def _policy(body: Mapping[str, Any]) -> ReclaimPolicy:
 async def reclaim(ctx: OperatorContext, body: Mapping[str, Any], retry: int) -> None:
     ref = CampaignRef.from_body(body)
     names = ref.names
-    topics = [names.items_topic, names.labels_topic]
+    topics = [names.items_topic, names.labels_topic, names.predictions_topic]
     if _policy(body) is ReclaimPolicy.RETAIN:
         # Retain keeps the data, not the access to it.
         try:

@@ -1,0 +1,116 @@
+"""The operator killed (SIGKILL) while it deletes campaigns (reclaimPolicy Delete), then
+restarted, finishes every deletion: the resources go, their topics, schemas and roles with
+them, and nothing is left behind (issue 12's chaos: the operator mid-delete; mid-provisioning
+is test_operator_restart.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from test_operator_harness import (
+    Operator,
+    apply,
+    campaign_documents,
+    delete_campaign,
+    delete_namespace,
+    get_campaign,
+    install_crd,
+    list_objects,
+    list_topics,
+    new_namespace,
+    pg_query,
+    poll,
+    wait_campaign,
+    wait_ready,
+)
+
+from labelops.api.naming import CampaignNames
+
+pytestmark = pytest.mark.e2e
+
+CAMPAIGNS = [f"gone-{i}" for i in range(4)]
+TOPICS_PER_CAMPAIGN = 3  # items, labels and predictions
+
+
+@pytest.fixture(scope="module")
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    install_crd(kube_api)
+    name = new_namespace(kube_api, "e2e-middelete")
+    yield name
+    delete_namespace(kube_api, name)
+
+
+def test_killed_while_deleting_and_restarted_removes_everything(
+    kube_api: client.ApiClient,
+    stack_env: dict[str, str],
+    namespace: str,
+    kafka_bootstrap: str,
+    postgres_dsn: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    operator = Operator(tmp_path_factory.mktemp("operator"), stack_env, namespace)
+    operator.start()
+    prefix = f"labelops.{namespace}."
+    schemas = sorted(CampaignNames(namespace, name).schema for name in CAMPAIGNS)
+    try:
+        docs = []
+        for name in CAMPAIGNS:
+            docs += campaign_documents(
+                namespace, name, reclaimPolicy="Delete", **{"workers.replicas": 1}
+            )
+        apply(kube_api, docs)
+        for name in CAMPAIGNS:
+            wait_ready(kube_api, namespace, name, timeout=180, operator=operator)
+        all_topics = TOPICS_PER_CAMPAIGN * len(CAMPAIGNS)
+        assert len(list_topics(kafka_bootstrap, prefix)) == all_topics
+
+        for name in CAMPAIGNS:
+            delete_campaign(kube_api, namespace, name)
+        # Kill as soon as the deletions have begun to remove anything: the rest is mid-flight.
+        poll(
+            lambda: (
+                len(list_topics(kafka_bootstrap, prefix)) < all_topics
+                or _existing_schemas(postgres_dsn, schemas) != schemas
+            ),
+            "deleting anything",
+            timeout=120,
+            log=operator.log,
+        )
+        operator.kill()
+        left = [n for n in CAMPAIGNS if get_campaign(kube_api, namespace, n) is not None]
+        assert left, "killed too late: every campaign was already deleted"
+
+        operator.start()
+        for name in CAMPAIGNS:
+            wait_campaign(
+                kube_api, namespace, name, lambda o: o is None, "deleted", 120, operator=operator
+            )
+        assert list_topics(kafka_bootstrap, prefix) == []
+        assert _existing_schemas(postgres_dsn, schemas) == []
+        roles = pg_query(
+            postgres_dsn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", schemas
+        )
+        assert roles == []
+        # The learner's Deployment goes by its owner reference, with the garbage collector.
+        poll(
+            lambda: list_objects(kube_api, "apps/v1", "Deployment", namespace) == [],
+            "every Deployment gone",
+            timeout=60,
+        )
+    finally:
+        if not operator.running():
+            operator.start()
+        for name in CAMPAIGNS:
+            delete_campaign(kube_api, namespace, name)
+        for name in CAMPAIGNS:
+            wait_campaign(kube_api, namespace, name, lambda o: o is None, "deleted", 120)
+        operator.stop()
+
+
+def _existing_schemas(dsn: str, schemas: list[str]) -> list[str]:
+    rows = pg_query(
+        dsn, "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", schemas
+    )
+    return sorted(str(r[0]) for r in rows)
