@@ -1,7 +1,8 @@
 """Token rotation without restarts, on the real API server with the operator and a real worker
 process: a labeler's token changed in the tokens Secret is refused (401) and the new one
 accepted, and a labeler removed from it refused, within 30 s, by the same worker process (no
-rollout, no restart), whose environment never held a token.
+rollout, no restart), whose environment never held a token. The Secret opting out (its
+campaign label removed) or deleted leaves nobody signed in, as fast.
 
 How it gets there: the operator watches opted-in tokens Secrets and writes their SHA-256
 digests into the campaign's schema (operator/token_sync.py); each worker process re-reads
@@ -14,7 +15,7 @@ import base64
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ from test_operator_harness import (
 from devstack import podrunner
 from devstack.procs import pid_alive
 from labelops.api.worker_configmap import ENV_TOKEN_PREFIX
-from labelops.operator.plan import CONFIG_HASH_ANNOTATION
+from labelops.operator.plan import CONFIG_HASH_ANNOTATION, TOKEN_OPT_IN_LABEL
 
 pytestmark = pytest.mark.e2e
 
@@ -150,15 +151,23 @@ def test_a_changed_or_removed_token_takes_effect_without_a_restart(
             before["spec"]["template"]["metadata"].get("annotations") or {}
         ).get(CONFIG_HASH_ANNOTATION)
 
-        # The Secret gone: nobody gets in any more.
-        client.CoreV1Api(kube_api).delete_namespaced_secret(SECRET, namespace)
-        poll(
-            lambda: (
-                status_of(pod.url, tokens[kept]) == 401 and status_of(pod.url, new_token) == 401
-            ),
-            "every token refused once the Secret is deleted",
-            TAKES_EFFECT_SECONDS,
+        def everyone(status: int) -> Callable[[], bool]:
+            return lambda: all(status_of(pod.url, t) == status for t in (tokens[kept], new_token))
+
+        # Opted out (the campaign label removed): nobody gets in; opted in again: back.
+        core = client.CoreV1Api(kube_api)
+        core.patch_namespaced_secret(
+            SECRET, namespace, {"metadata": {"labels": {TOKEN_OPT_IN_LABEL: None}}}
         )
+        poll(everyone(401), "every token refused once the Secret opts out", TAKES_EFFECT_SECONDS)
+        core.patch_namespaced_secret(
+            SECRET, namespace, {"metadata": {"labels": {TOKEN_OPT_IN_LABEL: NAME}}}
+        )
+        poll(everyone(200), "the tokens accepted once it opts in again", TAKES_EFFECT_SECONDS)
+
+        # The Secret gone: nobody gets in any more.
+        core.delete_namespaced_secret(SECRET, namespace)
+        poll(everyone(401), "every token refused once the Secret is deleted", TAKES_EFFECT_SECONDS)
         assert same_process(tmp_path, pod), "the worker process was restarted or exited"
     finally:
         podrunner.stop_pods(pods, tmp_path)
