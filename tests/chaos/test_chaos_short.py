@@ -9,6 +9,7 @@ by itself, a retry with the same Idempotency-Key answered with another label.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,17 +23,21 @@ pytestmark = pytest.mark.integration
 def test_every_fault_keeps_every_acknowledged_label_and_recovers_by_itself(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    # Not under pytest's base temp: a later pytest session anywhere on the machine makes
+    # that 0700, and PostgreSQL, which runs as its own user when we are root, restarts here.
+    state_dir = Path(tempfile.mkdtemp(prefix="chaos-short-", dir="/tmp"))
     config = SuiteConfig(
         labelers=8,
         hold_seconds=2.0,
         warmup_labels=60,
         items_ahead=600,
-        # Not under pytest's base temp: a later pytest session anywhere on the machine makes
-        # that 0700, and PostgreSQL, which runs as its own user when we are root, restarts here.
-        state_dir=Path(tempfile.mkdtemp(prefix="chaos-short-", dir="/tmp")),
+        state_dir=state_dir,
         log_dir=tmp_path_factory.mktemp("chaos-logs"),
     )
-    results = run_suite(config, SINGLE_FAULTS)
+    try:
+        results = run_suite(config, SINGLE_FAULTS)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
     failed = {r.name: r.failures for r in results if not r.passed}
     assert not failed, f"faults that broke a promise: {failed}"
     assert all(r.labels_lost == 0 for r in results)
