@@ -329,8 +329,7 @@ def scrape(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return found
 
 
-def apiserver_requests(api: client.ApiClient) -> dict[str, float]:
-    """Requests dispatched per flow schema, as the API server counts them."""
+def apiserver_metrics(api: client.ApiClient) -> dict[str, list[tuple[dict[str, str], float]]]:
     params = api.param_serialize(
         method="GET",
         resource_path="/metrics",
@@ -338,7 +337,20 @@ def apiserver_requests(api: client.ApiClient) -> dict[str, float]:
         auth_settings=["BearerToken"],
     )
     response = api.call_api(*params, _request_timeout=(5, 30))
-    samples = scrape(response.read().decode())
+    return scrape(response.read().decode())
+
+
+def etcd_seconds(api: client.ApiClient) -> tuple[float, float]:
+    """(seconds, requests) the API server has spent on etcd: how busy the control plane is."""
+    samples = apiserver_metrics(api)
+    total = sum(v for _, v in samples.get("etcd_request_duration_seconds_sum", []))
+    count = sum(v for _, v in samples.get("etcd_request_duration_seconds_count", []))
+    return total, count
+
+
+def apiserver_requests(api: client.ApiClient) -> dict[str, float]:
+    """Requests dispatched per flow schema, as the API server counts them."""
+    samples = apiserver_metrics(api)
     totals: dict[str, float] = {}
     for labels, value in samples.get("apiserver_flowcontrol_dispatched_requests_total", []):
         schema = labels.get("flow_schema", "")
@@ -453,6 +465,8 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
             applied_at[name] = time.monotonic()
 
         cpu_before = cpu_seconds(operator.pid)
+        requests_before = apiserver_requests(api).get(OPERATOR_FLOW_SCHEMA, 0.0)
+        etcd_before = etcd_seconds(api)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(apply_one, names))
@@ -483,9 +497,24 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
             if ready_seconds
             else None,
             "operatorCpuSeconds": round(cpu_seconds(operator.pid) - cpu_before, 1),
+            # What provisioning costs the control plane: the operator's requests until all
+            # were Ready (or the timeout), per campaign.
+            "apiserverRequestsPerCampaign": round(
+                (apiserver_requests(api).get(OPERATOR_FLOW_SCHEMA, 0.0) - requests_before)
+                / len(names),
+                1,
+            ),
             "targetSeconds": TARGETS["allReadySeconds"],
         }
-        log(f"ready: {results['ready']}")
+        etcd_after = etcd_seconds(api)
+        results["controlPlaneWhileApplying"] = {
+            "etcdRequestMeanSeconds": round(
+                (etcd_after[0] - etcd_before[0]) / max(1.0, etcd_after[1] - etcd_before[1]), 3
+            ),
+            "etcdRequests": int(etcd_after[1] - etcd_before[1]),
+            "loadAverage": [round(x, 2) for x in os.getloadavg()],
+        }
+        log(f"ready: {results['ready']} {results['controlPlaneWhileApplying']}")
         if not ready:
             return
         _, sessions = postgres_transactions(env["LABELOPS_POSTGRES_DSN"])
