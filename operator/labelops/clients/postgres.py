@@ -54,6 +54,13 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK_TIMEOUT_SECONDS = 30.0
 OPERATOR_SCHEMA = "labelops_operator"
 LOCK_TABLE = "provisioning_lock"
+# What reading or writing a campaign's tables raises until its schema is migrated (no schema, no
+# table, a column a later migration adds): the callers answer None meanwhile.
+_NOT_MIGRATED: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+)
 _TAKE_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
     sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
 )
@@ -243,11 +250,7 @@ class PostgresAdmin:
                 # The role is missing too until the campaign's first pass provisioned it.
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
                 return replace_token_digests(conn, schema, digests)
-            except (
-                psycopg.errors.InvalidParameterValue,
-                psycopg.errors.UndefinedTable,
-                psycopg.errors.InvalidSchemaName,
-            ):
+            except (psycopg.errors.InvalidParameterValue, *_NOT_MIGRATED):
                 return None
             finally:
                 conn.execute("RESET ROLE")
@@ -263,7 +266,7 @@ class PostgresAdmin:
         with self._connection(f"read progress of {schema}") as conn:
             try:
                 return read_progress(conn, schema)
-            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            except _NOT_MIGRATED:
                 return None
 
     async def read_progress(self, schema: str) -> ProgressCounts | None:
@@ -277,11 +280,7 @@ class PostgresAdmin:
                 # campaigns read every few seconds to a minute), and one snapshot of them.
                 with conn.transaction():
                     return read_campaign(conn, schema, blocks_since)
-            except (
-                psycopg.errors.UndefinedTable,
-                psycopg.errors.UndefinedColumn,
-                psycopg.errors.InvalidSchemaName,
-            ):
+            except _NOT_MIGRATED:
                 return None
 
     async def read_campaign(

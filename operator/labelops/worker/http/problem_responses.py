@@ -11,12 +11,20 @@ too large) keep their status; anything unexpected is a 500 whose details stay in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from labelops.api.worker_configmap import WorkerConfig
-from labelops.store.errors import Blocked, Conflict, InvalidLabel, NotFound, QuotaExceeded
+from labelops.store.errors import (
+    Blocked,
+    Conflict,
+    InvalidLabel,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+)
 from labelops.store.outages import DATABASE_OUTAGES
 from labelops.worker.problem_details import Problem
 
@@ -25,6 +33,10 @@ log = logging.getLogger(__name__)
 # Seconds a client waits before retrying during a database outage: a restart or a failover
 # takes a few.
 OUTAGE_RETRY_AFTER_SECONDS = 2
+
+# The store's refusals that say no more than their reason: the problem's type is the reason
+# (item_full -> item-full), which also goes along as an extension.
+REFUSAL_STATUS: dict[type[StoreError], int] = {Conflict: 409, Blocked: 403, NotFound: 404}
 
 
 def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
@@ -46,34 +58,20 @@ def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
             )
         )
 
-    @app.errorhandler(Conflict)
-    def conflict(err: Conflict) -> Response:
-        return problem(
-            Problem(
-                409, err.reason.replace("_", "-"), err.message, extensions={"reason": err.reason}
-            )
-        )
+    def refused(status: int) -> Callable[[StoreError], Response]:
+        def refusal(err: StoreError) -> Response:
+            kind = err.reason.replace("_", "-")
+            return problem(Problem(status, kind, err.message, extensions={"reason": err.reason}))
 
-    @app.errorhandler(Blocked)
-    def blocked(err: Blocked) -> Response:
-        return problem(
-            Problem(403, "labeler-blocked", err.message, extensions={"reason": err.reason})
-        )
+        return refusal
 
-    @app.errorhandler(NotFound)
-    def not_found(err: NotFound) -> Response:
-        return problem(Problem(404, "not-found", err.message, extensions={"reason": err.reason}))
+    for refusal, status in REFUSAL_STATUS.items():
+        app.register_error_handler(refusal, refused(status))
 
     @app.errorhandler(InvalidLabel)
     def invalid_label(err: InvalidLabel) -> Response:
-        return problem(
-            Problem(
-                422,
-                "invalid-label",
-                f"the label does not fit the {config.task.type.value} task; see errors",
-                errors=err.violations,
-            )
-        )
+        detail = f"the label does not fit the {config.task.type.value} task; see errors"
+        return problem(Problem(422, "invalid-label", detail, errors=err.violations))
 
     def database_unavailable(err: Exception) -> Response:
         log.warning("database unavailable in %s %s: %s", request.method, request.path, err)
