@@ -61,6 +61,11 @@ _NOT_MIGRATED: tuple[type[psycopg.Error], ...] = (
     psycopg.errors.UndefinedTable,
     psycopg.errors.UndefinedColumn,
 )
+# And SET ROLE raises this until the campaign's first pass provisioned the role.
+_NOT_PROVISIONED: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.InvalidParameterValue,
+    *_NOT_MIGRATED,
+)
 _TAKE_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
     sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
 )
@@ -247,10 +252,9 @@ class PostgresAdmin:
     ) -> TokenChanges | None:
         with self._connection(f"write the labeler tokens of {schema}") as conn:
             try:
-                # The role is missing too until the campaign's first pass provisioned it.
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
                 return replace_token_digests(conn, schema, digests)
-            except (psycopg.errors.InvalidParameterValue, *_NOT_MIGRATED):
+            except _NOT_PROVISIONED:
                 return None
             finally:
                 conn.execute("RESET ROLE")
