@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.chaos.ledger import Ack, Ledger, Observed, StoredLabel, reconcile
+from chaos.ledger import Ack, Ledger, Observed, StoredLabel, reconcile
 
 
 def _ack(n: int, labeler: str = "l1") -> Ack:
