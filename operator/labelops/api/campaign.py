@@ -27,7 +27,10 @@ MAX_NAME_LENGTH = 48
 
 # Shares and probabilities the spec names, by their bounds.
 Share = Annotated[float, Field(gt=0.0, lt=1.0)]  # of items, of claims: 0 < x < 1
+ShareOrNone = Annotated[float, Field(ge=0.0, lt=1.0)]  # the same, or none at all: 0 <= x < 1
 BetterThanChance = Annotated[float, Field(gt=0.5, lt=1.0)]  # an accuracy, a posterior
+# Tasks a labeler may hold at once: in a campaign (quotas) and across a pool's (capacity).
+LeasesPerLabeler = Annotated[int, Field(ge=1, le=1000)]
 
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
@@ -38,6 +41,24 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def string_set(description: str, *, most: int, longest: int = 253) -> Any:
+    """A list field of distinct strings (a set to server-side apply), empty by default."""
+    return Field(
+        default_factory=list,
+        max_length=most,
+        description=description,
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": longest},
+        },
+    )
+
+
+def list_keyed_by(key: str) -> dict[str, Any]:
+    """The schema of a list merged entry by entry on `key` (a map to server-side apply)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
 
 
 class Model(BaseModel):
@@ -223,8 +244,8 @@ class Quotas(Model):
     per_labeler_daily: int = Field(
         default=500, ge=1, le=100000, description="Labels per labeler per UTC day."
     )
-    max_leases_per_labeler: int = Field(
-        default=5, ge=1, le=1000, description="Tasks a labeler may hold at once."
+    max_leases_per_labeler: LeasesPerLabeler = Field(
+        default=5, description="Tasks a labeler may hold at once."
     )
     lease_seconds: int = Field(
         default=600,
@@ -242,28 +263,22 @@ class Quotas(Model):
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# The name of a Secret, a LabelerPool, most kinds of Kubernetes object.
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 
 
 class SecretRef(Model):
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    name: ObjectName
 
 
 class PoolRef(Model):
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        description="The LabelerPool (same namespace) whose labelers serve this campaign.",
+    name: ObjectName = Field(
+        description="The LabelerPool (same namespace) whose labelers serve this campaign."
     )
-    required_skills: list[str] = Field(
-        default_factory=list,
-        max_length=100,
-        description="Skills of the pool a labeler needs, all of them, to get this campaign's "
-        "tasks.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "set",
-            "items": {"type": "string", "maxLength": 63},
-        },
+    required_skills: list[str] = string_set(
+        "Skills of the pool a labeler needs, all of them, to get this campaign's tasks.",
+        most=100,
+        longest=63,
     )
     weight: int = Field(
         default=1,
@@ -311,23 +326,11 @@ class Labelers(Model):
             raise ValueError(_ONE_SOURCE_OF_LABELERS)
         return self
 
-    blocked: list[str] = Field(
-        default_factory=list,
-        max_length=10000,
-        description="Labeler ids blocked whatever their gold accuracy (GitOps can ban).",
-        json_schema_extra={
-            "x-kubernetes-list-type": "set",
-            "items": {"type": "string", "maxLength": 253},
-        },
+    blocked: list[str] = string_set(
+        "Labeler ids blocked whatever their gold accuracy (GitOps can ban).", most=10000
     )
-    unblocked: list[str] = Field(
-        default_factory=list,
-        max_length=10000,
-        description="Labeler ids never blocked by the gold rule (GitOps can pardon).",
-        json_schema_extra={
-            "x-kubernetes-list-type": "set",
-            "items": {"type": "string", "maxLength": 253},
-        },
+    unblocked: list[str] = string_set(
+        "Labeler ids never blocked by the gold rule (GitOps can pardon).", most=10000
     )
 
 
@@ -401,10 +404,8 @@ class ModelSpec(Model):
 
 
 class Gold(Model):
-    rate: float = Field(
+    rate: ShareOrNone = Field(
         default=0.1,
-        ge=0.0,
-        lt=1.0,
         description="Share of a labeler's claims that are gold items, mixed in at random.",
     )
     onboarding: int = Field(
@@ -611,7 +612,7 @@ class CampaignStatus(Model):
     phase: Phase | None = None
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=list_keyed_by("type"),
     )
     progress: Progress | None = None
     counters: Counters | None = None

@@ -11,11 +11,20 @@ Like the campaign's, the CRD in crds/ is generated from these models (api/crd.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
-from labelops.api.campaign import DNS_LABEL_PATTERN, Condition, Model, SecretRef, cel
+from labelops.api.campaign import (
+    DNS_LABEL_PATTERN,
+    Condition,
+    LeasesPerLabeler,
+    Model,
+    SecretRef,
+    cel,
+    list_keyed_by,
+    string_set,
+)
 
 KIND = "LabelerPool"
 PLURAL = "labelerpools"
@@ -29,12 +38,8 @@ MAX_NAME_LENGTH = 48
 # hand the router their own signing keys. The verifier (identity/oidc.py) makes the one
 # exception for loopback, which never leaves the host.
 ISSUER_PATTERN = r"^https://[^\s/?#]+(/[^\s?#]*)?$"
-CLAIM_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
-
-_SET_OF_NAMES: dict[str, Any] = {
-    "x-kubernetes-list-type": "set",
-    "items": {"type": "string", "maxLength": 253},
-}
+# The name of a claim in the identity provider's tokens.
+ClaimName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 
 
 class OidcIdentity(Model):
@@ -50,18 +55,12 @@ class OidcIdentity(Model):
         max_length=2048,
         description="The `aud` tokens must carry (the client id registered for labelops).",
     )
-    username_claim: str = Field(
+    username_claim: ClaimName = Field(
         default="sub",
-        min_length=1,
-        max_length=253,
-        pattern=CLAIM_PATTERN,
         description="Claim whose value is the labeler id (e.g. email; sub by default).",
     )
-    groups_claim: str = Field(
+    groups_claim: ClaimName = Field(
         default="groups",
-        min_length=1,
-        max_length=253,
-        pattern=CLAIM_PATTERN,
         description="Claim listing the labeler's groups (skills are granted by group).",
     )
 
@@ -120,25 +119,17 @@ class Skill(Model):
         pattern=DNS_LABEL_PATTERN,
         description="The skill campaigns require (poolRef.requiredSkills), e.g. python.",
     )
-    groups: list[str] = Field(
-        default_factory=list,
-        max_length=1000,
-        description="Identity-provider groups whose members have the skill.",
-        json_schema_extra=_SET_OF_NAMES,
+    groups: list[str] = string_set(
+        "Identity-provider groups whose members have the skill.", most=1000
     )
-    members: list[str] = Field(
-        default_factory=list,
-        max_length=10000,
-        description="Labeler ids with the skill, whatever their groups.",
-        json_schema_extra=_SET_OF_NAMES,
+    members: list[str] = string_set(
+        "Labeler ids with the skill, whatever their groups.", most=10000
     )
 
 
 class PoolCapacity(Model):
-    max_leases_per_labeler: int = Field(
+    max_leases_per_labeler: LeasesPerLabeler = Field(
         default=5,
-        ge=1,
-        le=1000,
         description="Tasks a labeler may hold at once across all the pool's campaigns.",
     )
 
@@ -149,7 +140,7 @@ class LabelerPoolSpec(Model):
         default_factory=list,
         max_length=1000,
         description="What the labelers can do; a campaign's requiredSkills name these.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=list_keyed_by("name"),
     )
     capacity: PoolCapacity = Field(default_factory=PoolCapacity)
 
@@ -176,10 +167,10 @@ class LabelerPoolStatus(Model):
     observed_generation: int | None = None
     campaigns: list[PoolCampaignStatus] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=list_keyed_by("name"),
     )
     active_labelers: int = Field(default=0, description="Labelers seen in the last window.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=list_keyed_by("type"),
     )
