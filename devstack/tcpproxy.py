@@ -185,9 +185,10 @@ class TcpProxy:
                 if connection.blackholed or writer is None:
                     self.stats.bytes_dropped += len(data)
                     continue
+                # Counted before the peer can have it, so a reader's figures are never behind.
+                self.stats.bytes_forwarded += len(data)
                 writer.write(data)
                 await writer.drain()
-                self.stats.bytes_forwarded += len(data)
         except (ConnectionError, OSError):
             pass
         finally:
