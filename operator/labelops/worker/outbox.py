@@ -65,7 +65,6 @@ class OutboxRelay:
         *,
         batch_size: int = BATCH_SIZE,
         delivery_timeout: float = DELIVERY_TIMEOUT_SECONDS,
-        producer_config: dict[str, Any] | None = None,
     ) -> None:
         config = pipeline.config
         self._pool = pipeline.pool
@@ -88,7 +87,6 @@ class OutboxRelay:
                     "linger.ms": 5,
                     # Every message gets a delivery report before flush() gives up waiting.
                     "message.timeout.ms": int(delivery_timeout * 1000),
-                    **(producer_config or {}),
                 }
             )
         )
