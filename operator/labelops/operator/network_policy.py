@@ -16,6 +16,7 @@ PostgreSQL ports are the ones in the addresses workers are given, so they cannot
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -120,18 +121,24 @@ def _dns(peers: NetworkPolicyPeers) -> dict[str, Any]:
     return _rule("to", peers.dns, ports)
 
 
+@dataclass(frozen=True)
+class Pods:
+    """The pods a policy is for: the policy's metadata, their labels, the port they serve."""
+
+    metadata: Mapping[str, Any]
+    selector: Mapping[str, str]
+    port: int
+
+
 def _policy(
-    metadata: Mapping[str, Any],
-    pod_selector: Mapping[str, str],
-    ingress: list[dict[str, Any]],
-    egress: list[dict[str, Any]],
+    pods: Pods, ingress: list[dict[str, Any]], egress: list[dict[str, Any]]
 ) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": dict(metadata),
+        "metadata": dict(pods.metadata),
         "spec": {
-            "podSelector": {"matchLabels": dict(pod_selector)},
+            "podSelector": {"matchLabels": dict(pods.selector)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
             "egress": egress,
@@ -140,20 +147,14 @@ def _policy(
 
 
 def worker_policy(
-    metadata: Mapping[str, Any],
-    pod_selector: Mapping[str, str],
-    api_port: int,
-    peers: NetworkPolicyPeers,
-    kafka: tuple[int, ...],
-    postgres_port: int,
+    workers: Pods, peers: NetworkPolicyPeers, kafka: tuple[int, ...], postgres_port: int
 ) -> dict[str, Any]:
     """Ingress on the API port only (from `api` peers, and `metrics` peers once `api` is
     restricted: metrics share the port); egress to PostgreSQL, Kafka and DNS only."""
     callers = peers.api + peers.metrics if peers.api else ()
     return _policy(
-        metadata,
-        pod_selector,
-        ingress=[_rule("from", callers, _tcp(api_port))],
+        workers,
+        ingress=[_rule("from", callers, _tcp(workers.port))],
         egress=[
             _rule("to", peers.postgres, _tcp(postgres_port)),
             _rule("to", peers.kafka, _tcp(*kafka)),
@@ -163,18 +164,11 @@ def worker_policy(
 
 
 def learner_policy(
-    metadata: Mapping[str, Any],
-    pod_selector: Mapping[str, str],
-    metrics_port: int,
-    peers: NetworkPolicyPeers,
-    kafka: tuple[int, ...],
+    learner: Pods, peers: NetworkPolicyPeers, kafka: tuple[int, ...]
 ) -> dict[str, Any]:
-    """Ingress only from scrapers (none when `metrics` is empty: nobody else calls a
-    learner); egress to Kafka and DNS only."""
-    ingress = [_rule("from", peers.metrics, _tcp(metrics_port))] if peers.metrics else []
+    """Ingress on the metrics port only from scrapers (none when `metrics` is empty: nobody
+    else calls a learner); egress to Kafka and DNS only."""
+    ingress = [_rule("from", peers.metrics, _tcp(learner.port))] if peers.metrics else []
     return _policy(
-        metadata,
-        pod_selector,
-        ingress=ingress,
-        egress=[_rule("to", peers.kafka, _tcp(*kafka)), _dns(peers)],
+        learner, ingress=ingress, egress=[_rule("to", peers.kafka, _tcp(*kafka)), _dns(peers)]
     )

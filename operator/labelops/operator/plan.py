@@ -689,19 +689,15 @@ def network_policies(ref: CampaignRef, env: WorkerEnvironment) -> list[dict[str,
     if peers is None:
         return []
     kafka = network_policy.kafka_ports(env.kafka_bootstrap)
-    worker = network_policy.worker_policy(
-        ref.metadata(ref.names.worker),
-        ref.names.selector_labels(),
-        WORKER_PORT,
-        peers,
-        kafka,
-        env.postgres.port,
+    workers = network_policy.Pods(
+        ref.metadata(ref.names.worker), ref.names.selector_labels(), WORKER_PORT
     )
-    learner = network_policy.learner_policy(
+    learner = network_policy.Pods(
         {**ref.metadata(learner_name(ref)), "labels": learner_labels(ref)},
         learner_selector_labels(ref),
         LEARNER_PORT,
-        peers,
-        kafka,
     )
-    return [worker, learner]
+    return [
+        network_policy.worker_policy(workers, peers, kafka, env.postgres.port),
+        network_policy.learner_policy(learner, peers, kafka),
+    ]
