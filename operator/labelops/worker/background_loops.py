@@ -1,4 +1,4 @@
-"""A worker's long-running loops (ingest, outbox relay), each in its own thread.
+"""A worker's long-running loops (ingest, outbox relay, quality job), each in its own thread.
 
 A loop that dies requests the worker's shutdown, which then exits non-zero, so Kubernetes
 restarts the pod instead of leaving a worker that accepts labels but never relays them.

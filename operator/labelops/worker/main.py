@@ -97,7 +97,7 @@ def _serve_with_pool(settings: WorkerSettings, pool: ConnectionPool) -> int:
     wait_for_shutdown(shutdown, lambda: _stop_if_failed(http, shutdown))
 
     drained = http.drain()
-    quality.stop(BACKGROUND_JOIN_SECONDS)
+    quality.join(BACKGROUND_JOIN_SECONDS)
     ingest.join(BACKGROUND_JOIN_SECONDS)
     relay.join(BACKGROUND_JOIN_SECONDS)
     failed = [task.name for task in (ingest, relay) if task.failed]

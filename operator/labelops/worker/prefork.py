@@ -102,7 +102,7 @@ def supervise(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
 
         wait_for_shutdown(shutdown, watch)
         clean = stop_http_processes(children)
-        quality.stop(BACKGROUND_JOIN_SECONDS)
+        quality.join(BACKGROUND_JOIN_SECONDS)
         ingest.join(BACKGROUND_JOIN_SECONDS)
         relay.join(BACKGROUND_JOIN_SECONDS)
         failed = lost + [f"{task.name} failed" for task in (ingest, relay) if task.failed]

@@ -187,27 +187,17 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
-class QualityLoop(threading.Thread):
-    """Runs the job every INTERVAL_SECONDS until stopped; never dies of a failed run."""
+class QualityLoop:
+    """Runs the job every INTERVAL_SECONDS until stopped (a BackgroundTask's loop, like
+    ingest's and the relay's); never dies of a failed run."""
 
     def __init__(self, job: QualityJob, interval: float = INTERVAL_SECONDS) -> None:
-        super().__init__(name="quality-job", daemon=True)
         self._job = job
         self._interval = interval
-        self._stop_event = threading.Event()
-        self.last_error: str | None = None
-        self.runs = 0
 
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval):
             try:
                 self._job.run_once()
-                self.runs += 1
-                self.last_error = None
             except Exception as err:  # a database outage, say: retried at the next run
-                self.last_error = f"{type(err).__name__}: {err}"
-                log.warning("quality job failed (retrying): %s", self.last_error)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop_event.set()
-        self.join(timeout)
+                log.warning("quality job failed (retrying): %s: %s", type(err).__name__, err)

@@ -85,7 +85,7 @@ def sync_labels_per_item(store: LabelStore) -> None:
 
 def background_loops(
     settings: WorkerSettings, pool: ConnectionPool, on_failure: Callable[[], None]
-) -> tuple[BackgroundTask, BackgroundTask, QualityLoop]:
+) -> tuple[BackgroundTask, BackgroundTask, BackgroundTask]:
     """The campaign's policy and labelsPerItem synced to the database, then the ingest
     consumer, the outbox relay and the quality job (not started)."""
     config = settings.campaign
@@ -96,7 +96,8 @@ def background_loops(
     ingest = BackgroundTask("ingest", Ingestor(pipeline).run, on_failure)
     relay = BackgroundTask("outbox-relay", OutboxRelay(pipeline).run, on_failure)
     scale = (config.task.scale.min, config.task.scale.max) if config.task.scale else None
-    quality = QualityLoop(QualityJob(pool, config.schema_, policy, scale))
+    job = QualityJob(pool, config.schema_, policy, scale)
+    quality = BackgroundTask("quality-job", QualityLoop(job).run, on_failure)
     return ingest, relay, quality
 
 
