@@ -362,6 +362,11 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def has_format(code: Path, fmt: str) -> bool:
+    export = code / "operator" / "labelops" / "report" / "export.py"
+    return f'"{fmt}"' in export.read_text()
+
+
 def has_predictions_topic(code: Path) -> bool:
     configmap = code / "operator" / "labelops" / "api" / "worker_configmap.py"
     return configmap.exists() and "predictions:" in configmap.read_text()
@@ -430,8 +435,8 @@ def main(args: argparse.Namespace) -> None:
             export: dict[str, Any] = {}
             for name, code in codes.items():
                 for fmt in args.formats:
-                    if fmt == "consolidated" and name == "old":
-                        continue  # the old code has no such format
+                    if not has_format(code, fmt):
+                        continue  # an older code without that format
                     log(f"export {name} {fmt}")
                     measured = run_child(
                         code, "child-export", dsn=dsn, schema=schema, format=fmt, method="majority"
