@@ -23,9 +23,9 @@ from labelops.quality.calibration import Audit, choose_threshold, drift_detected
 
 
 @dataclass(frozen=True)
-class TimedAudit:
-    confidence: float
-    correct: bool
+class TimedAudit(Audit):
+    """An audit and when it was made: the brake's window is the latest ones."""
+
     at: datetime
 
 
@@ -75,17 +75,13 @@ def calibrate_version(
             "braked: auto-accept stays off for this version; a new version is calibrated "
             "on its own audits",
         )
-    decision = choose_threshold(
-        [Audit(a.confidence, a.correct) for a in audits], target_accuracy, confidence_level
-    )
+    decision = choose_threshold(audits, target_accuracy, confidence_level)
     # The brake window at the proven threshold, and at the floor of the labels given.
     drifts = {}
     for floor in (decision.threshold, machine_floor):
         if floor is not None:
             window = [a for a in audits if a.confidence >= floor][-brake_window:]
-            drift = drift_detected(
-                [Audit(a.confidence, a.correct) for a in window], target_accuracy, confidence_level
-            )
+            drift = drift_detected(window, target_accuracy, confidence_level)
             if drift.drifted:
                 return _untrusted(
                     audits, True, f"braked: audits at confidence >= {floor:.4f}: {drift.reason}"
