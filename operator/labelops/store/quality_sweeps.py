@@ -24,7 +24,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-from labelops.quality.version_trust import VersionCalibration
+from labelops.quality.version_trust import TimedAudit, VersionCalibration
 from labelops.store.progress import PROGRESS_SHARDS
 
 # Items completed less than this long ago are left to the next run: a transaction that
@@ -50,6 +50,10 @@ class QualitySweeps:
             **{name: sql.Identifier(self.schema, name) for name in names}
         )
         return conn.execute(statement, params)
+
+    def _column(self, conn: psycopg.Connection[Any], template: LiteralString) -> list[Any]:
+        """The first column of the rows of `template` (see _execute)."""
+        return [row[0] for row in self._execute(conn, template).fetchall()]
 
     def take_turn(self, conn: psycopg.Connection[Any]) -> bool:
         """In a transaction: whether this worker runs the job now (another replica may)."""
@@ -115,12 +119,12 @@ class QualitySweeps:
         ).rowcount
 
     def pending_exclusions(self, conn: psycopg.Connection[Any]) -> list[str]:
-        rows = self._execute(
+        """Blocked labelers whose labels are not excluded yet (exclude() does it, one each)."""
+        return self._column(
             conn,
             "SELECT labeler FROM {labeler_quality} "
             "WHERE blocked_at IS NOT NULL AND NOT exclusion_done ORDER BY labeler",
-        ).fetchall()
-        return [r[0] for r in rows]
+        )
 
     def exclude(self, conn: psycopg.Connection[Any], labeler: str) -> int:
         row = self._execute(
@@ -189,14 +193,15 @@ class QualitySweeps:
                 """,
         ).fetchall()
 
-    def audits_of(self, conn: psycopg.Connection[Any], version: str) -> list[Any]:
-        """(confidence, correct, created_at) of a version's audits, oldest first."""
-        return self._execute(
+    def audits_of(self, conn: psycopg.Connection[Any], version: str) -> list[TimedAudit]:
+        """A version's audits, oldest first."""
+        rows = self._execute(
             conn,
             "SELECT confidence, correct, created_at FROM {audits} WHERE version = %s "
             "ORDER BY created_at, item_id",
             (version,),
         ).fetchall()
+        return [TimedAudit(float(c), bool(ok), at) for c, ok, at in rows]
 
     def machine_floor(self, conn: psycopg.Connection[Any], version: str) -> float | None:
         """The lowest confidence among the version's counted machine labels (None: none):
@@ -250,12 +255,11 @@ class QualitySweeps:
         ).fetchall()
 
     def trusted_versions(self, conn: psycopg.Connection[Any]) -> list[str]:
-        rows = self._execute(
+        return self._column(
             conn,
             "SELECT version FROM {model_versions} "
             "WHERE trusted AND NOT braked AND threshold IS NOT NULL ORDER BY version",
-        ).fetchall()
-        return [r[0] for r in rows]
+        )
 
     def auto_accept_pending(self, conn: psycopg.Connection[Any], version: str, limit: int) -> int:
         row = self._execute(

@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool
 
 from labelops.quality.agreement import krippendorff_alpha
 from labelops.quality.gold import gold_verdict
-from labelops.quality.version_trust import TimedAudit, calibrate_version
+from labelops.quality.version_trust import calibrate_version
 from labelops.store.autocommit import autocommit
 from labelops.store.policy import CampaignPolicy
 from labelops.store.quality_sweeps import QualitySummary, QualitySweeps
@@ -138,12 +138,8 @@ class QualityJob:
         if policy.auto_accept:
             for version, _, _, _, braked, _ in sweeps.versions_with_new_audits(conn):
                 with conn.transaction():
-                    audits = [
-                        TimedAudit(float(c), bool(ok), at)
-                        for c, ok, at in sweeps.audits_of(conn, version)
-                    ]
                     calibration = calibrate_version(
-                        audits,
+                        sweeps.audits_of(conn, version),
                         policy.target_accuracy,
                         policy.confidence_level,
                         policy.brake_window,
