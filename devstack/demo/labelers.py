@@ -55,6 +55,18 @@ TEMPERAMENTS = {
 CARELESS = {name for name, t in TEMPERAMENTS.items() if t is not CAREFUL}
 
 
+SUBMIT_ATTEMPTS = 20
+
+
+def _retry_after(reply: requests.Response) -> tuple[float, float]:
+    """How long to wait before the retry a 503's Retry-After asks for (seconds, jittered)."""
+    try:
+        seconds = min(10.0, max(0.5, float(reply.headers.get("Retry-After", "1"))))
+    except ValueError:
+        seconds = 1.0
+    return seconds, seconds * 1.5
+
+
 @dataclass
 class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -121,14 +133,26 @@ class SimulatedLabeler(threading.Thread):
                 return
 
     def _submit(self, item_id: str) -> bool:
-        """Submit a label; True when the labeler is blocked and stops."""
+        """Submit a label; True when the labeler is blocked and stops.
+
+        A 503 (the database briefly unavailable, or no connection free on a loaded machine)
+        is retried after its Retry-After with the same Idempotency-Key, as the labeling page
+        does: giving up would leave the task leased to this labeler until the lease expires.
+        """
         value = {"preferred": self._choose(self.items[item_id])}
-        reply = self.http.post(
-            f"{self.url}/v1/tasks/{item_id}/labels",
-            json={"value": value},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-            timeout=10,
-        )
+        key = str(uuid.uuid4())
+        for _ in range(SUBMIT_ATTEMPTS):
+            reply = self.http.post(
+                f"{self.url}/v1/tasks/{item_id}/labels",
+                json={"value": value},
+                headers={"Idempotency-Key": key},
+                timeout=10,
+            )
+            if reply.status_code != 503:
+                break
+            self.tally.outcomes["503 retried"] += 1
+            if self._pause(*_retry_after(reply)):
+                return True
         if reply.status_code == 403:
             self._blocked(reply)
             return True
