@@ -136,8 +136,9 @@ class SimulatedLabeler(threading.Thread):
         """Submit a label; True when the labeler is blocked and stops.
 
         A 503 (the database briefly unavailable, or no connection free on a loaded machine)
-        is retried after its Retry-After with the same Idempotency-Key, as the labeling page
-        does: giving up would leave the task leased to this labeler until the lease expires.
+        is retried after its Retry-After with the same Idempotency-Key, as a person on the
+        labeling page would (it keeps the task and says when to try again): giving up would
+        leave the task leased to this labeler until the lease expires.
         """
         value = {"preferred": self._choose(self.items[item_id])}
         key = str(uuid.uuid4())
