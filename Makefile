@@ -14,7 +14,7 @@ DURABILITY ?= durable
 export LABELOPS_POSTGRES_DURABILITY := $(DURABILITY)
 
 .PHONY: help demo test test-unit test-tools lint venv install stack-up stack-down stack-env \
-	stack-build image crds bench chaos
+	stack-build image crds bench bench-scale chaos
 
 # The main job: one RLHF campaign from kubectl apply to exported preference pairs.
 demo: install ## run one RLHF campaign end to end on the local stack (starts what it needs)
@@ -86,6 +86,9 @@ crds: install ## regenerate the CRDs (campaigns, labeler pools) from the pydanti
 
 bench: install ## benchmarks on the real local stack; figures and machine details go to bench/results/
 	$(PY) bench/run.py
+
+bench-scale: install ## the operator at 1,000 campaigns on a private stack: time to all Ready, RSS, steady-state requests/s
+	$(PY) bench/bench_campaigns_at_scale.py
 
 chaos: install ## chaos suite: PostgreSQL, Kafka and a worker killed, connections cut and blackholed, under 32 labelers; report in bench/results/chaos.md
 	$(PY) bench/run_chaos.py
