@@ -99,18 +99,8 @@ class _Explainer:
         return found
 
     def item(self, key: bytes | None, value: bytes | None) -> ItemRecord:
-        document = _load(value, "items")
-        problems = [
-            Violation(_pointer(e.absolute_path), e.message)
-            for e in sorted(self.message.iter_errors(document), key=lambda e: e.json_path)
-        ]
-        if problems:
-            raise ValueError(f"value is not an item message: {_details(problems)}")
-        item_id: str = document["id"]
-        _check_id(item_id, key)
-        unstorable = storage_violations(document, "")
-        if unstorable:
-            raise ValueError(f"item cannot be stored: {_details(unstorable)}")
+        document = _fitting_document(self.message, value, "items", "an item message")
+        item_id = _storable_id(document, key, "item")
         payload = document["payload"]
         task_type = self.task.type
         unfit = payload_violations(task_type, payload)
@@ -224,6 +214,32 @@ def _check_id(item_id: str, key: bytes | None) -> None:
         )
 
 
+def _fitting_document(
+    validator: Draft202012Validator, value: bytes | None, topic: str, what: str
+) -> Any:
+    """The message's JSON, which fits the validator's schema; ValueError naming every field
+    that does not otherwise ("value is not <what>: ...")."""
+    document = _load(value, topic)
+    problems = [
+        Violation(_pointer(e.absolute_path), e.message)
+        for e in sorted(validator.iter_errors(document), key=lambda e: e.json_path)
+    ]
+    if problems:
+        raise ValueError(f"value is not {what}: {_details(problems)}")
+    return document
+
+
+def _storable_id(document: dict[str, Any], key: bytes | None, what: str) -> str:
+    """The message's id, once it is an item id, the message's key, and the store can keep
+    the whole message; ValueError with the reason otherwise."""
+    item_id: str = document["id"]
+    _check_id(item_id, key)
+    unstorable = storage_violations(document, "")
+    if unstorable:
+        raise ValueError(f"{what} cannot be stored: {_details(unstorable)}")
+    return item_id
+
+
 def _load(value: bytes | None, what: str) -> Any:
     if value is None:
         raise ValueError(f"message has no value (tombstones cannot delete {what})")
@@ -300,19 +316,8 @@ class PredictionMessages:
 
     def _explained(self, key: bytes | None, value: bytes | None) -> str:
         """The item id of an acceptable message; ValueError with the reason otherwise."""
-        document = _load(value, "predictions")
-        problems = [
-            Violation(_pointer(e.absolute_path), e.message)
-            for e in sorted(self._explain.iter_errors(document), key=lambda e: e.json_path)
-        ]
-        if problems:
-            raise ValueError(f"value is not a prediction message: {_details(problems)}")
+        document = _fitting_document(self._explain, value, "predictions", "a prediction message")
         problems = self._custom_violations(document)
         if problems:
             raise ValueError(f"prediction does not fit the label schema: {_details(problems)}")
-        item_id: str = document["id"]
-        _check_id(item_id, key)
-        unstorable = storage_violations(document, "")
-        if unstorable:
-            raise ValueError(f"prediction cannot be stored: {_details(unstorable)}")
-        return item_id
+        return _storable_id(document, key, "prediction")
