@@ -43,17 +43,34 @@ def test_filter_keeps_warnings_even_with_a_success_text() -> None:
     assert quiet.filter(record(logging.INFO, "Handler 'campaign-create' succeeded."))
 
 
-def test_installed_once_on_kopfs_object_logger(caplog: pytest.LogCaptureFixture) -> None:
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_installed_once_on_kopfs_object_logger() -> None:
+    # A handler on the logger itself, not caplog: other tests (Kopf's own logging setup)
+    # may stop this logger from propagating to the root, where caplog listens.
     logger = logging.getLogger(KOPF_OBJECT_LOGGER)
-    before = list(logger.filters)
+    before, level, disabled = list(logger.filters), logger.level, logger.disabled
+    kept = _Kept()
+    logger.addHandler(kept)
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
     try:
         quiet_routine_successes(frozenset({"campaign-progress"}))
         quiet_routine_successes(frozenset({"worker-rollout"}))
         added = [f for f in logger.filters if isinstance(f, RoutineSuccessFilter)]
         assert len(added) == 1 and added[0].routine >= ROUTINE
-        with caplog.at_level(logging.INFO, logger=KOPF_OBJECT_LOGGER):
-            logger.info("Timer 'campaign-progress' succeeded.")
-            logger.info("Handler 'campaign-create' succeeded.")
-        assert [r.getMessage() for r in caplog.records] == ["Handler 'campaign-create' succeeded."]
+        logger.info("Timer 'campaign-progress' succeeded.")
+        logger.info("Handler 'campaign-create' succeeded.")
+        assert kept.messages == ["Handler 'campaign-create' succeeded."]
     finally:
+        logger.removeHandler(kept)
         logger.filters[:] = before
+        logger.setLevel(level)
+        logger.disabled = disabled
