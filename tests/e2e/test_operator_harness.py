@@ -176,6 +176,16 @@ def install_crd(api: client.ApiClient) -> None:
     kubeapply.install_crds(api, CRD_DIR)
 
 
+@contextmanager
+def crd_namespace(api: client.ApiClient, prefix: str) -> Iterator[str]:
+    """A test module's namespace: the CRD installed, a fresh namespace named from prefix,
+    deleted on the way out (the body of a module's `namespace` fixture)."""
+    install_crd(api)
+    name = new_namespace(api, prefix)
+    yield name
+    delete_namespace(api, name)
+
+
 def example_documents(namespace: str) -> list[dict[str, Any]]:
     """The example's Secret and campaign, moved into the test's namespace."""
     docs = kubeapply.load_documents(EXAMPLE)

@@ -11,12 +11,10 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     drop_campaign_data,
     get_object,
-    install_crd,
-    new_namespace,
     role_and_schema,
     running_operator,
     topic_state,
@@ -32,10 +30,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-reclaim")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-reclaim") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
