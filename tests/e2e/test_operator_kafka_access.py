@@ -16,12 +16,10 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     drop_campaign_data,
     get_object,
-    install_crd,
-    new_namespace,
     running_operator,
     wait_campaign,
     wait_event,
@@ -43,10 +41,8 @@ def namespace(kube_api: client.ApiClient, kafka: KafkaConnection) -> Iterator[st
             "the stack's broker does not authenticate with SCRAM "
             f"({kafka.security_protocol}): restart it with `python -m devstack up`"
         )
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-kafka-access")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-kafka-access") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

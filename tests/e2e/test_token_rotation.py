@@ -24,11 +24,9 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     get_object,
-    install_crd,
-    new_namespace,
     patch_spec,
     poll,
     running_operator,
@@ -51,10 +49,8 @@ TAKES_EFFECT_SECONDS = 30.0
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-tokens")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-tokens") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
