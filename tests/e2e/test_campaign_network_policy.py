@@ -20,11 +20,9 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     get_object,
-    install_crd,
-    new_namespace,
     patch_spec,
     running_operator,
     wait_campaign,
@@ -46,10 +44,8 @@ PEERS = {"metrics": [MONITORING], "kafka": [KAFKA_NET]}
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-netpol")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-netpol") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,11 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     get_campaign,
-    install_crd,
     list_objects,
     list_topics,
-    new_namespace,
     pg_query,
     poll,
     wait_campaign,
@@ -36,10 +34,8 @@ TOPICS_PER_CAMPAIGN = 3  # items, labels and predictions
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-middelete")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-middelete") as name:
+        yield name
 
 
 def test_killed_while_deleting_and_restarted_removes_everything(
