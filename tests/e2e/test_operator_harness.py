@@ -213,6 +213,16 @@ def campaign_documents(namespace: str, name: str, **spec_changes: Any) -> list[d
     return [secret, campaign]
 
 
+def apply_campaigns(
+    api: client.ApiClient, namespace: str, names: list[str], **spec_changes: Any
+) -> None:
+    """Every named campaign (with its Secret) applied at once, each with spec_changes."""
+    docs = []
+    for name in names:
+        docs += campaign_documents(namespace, name, **spec_changes)
+    apply(api, docs)
+
+
 def apply(api: client.ApiClient, docs: list[dict[str, Any]]) -> None:
     kubeapply.apply(api, docs)
 
@@ -380,6 +390,20 @@ def wait_ready(
     obj = wait_campaign(api, namespace, name, is_ready, "Ready", timeout, operator)
     assert obj is not None
     return obj
+
+
+def delete_campaigns_and_stop(
+    api: client.ApiClient, namespace: str, names: list[str], operator: Operator
+) -> None:
+    """A chaos test's clean-up: the operator started again if it was killed, every named
+    campaign deleted and waited for (120 s each), then the operator stopped."""
+    if not operator.running():
+        operator.start()
+    for name in names:
+        delete_campaign(api, namespace, name)
+    for name in names:
+        wait_campaign(api, namespace, name, lambda o: o is None, "deleted", 120)
+    operator.stop()
 
 
 def wait_event(

@@ -11,10 +11,10 @@ import pytest
 from kubernetes import client
 from test_operator_harness import (
     Operator,
-    apply,
-    campaign_documents,
+    apply_campaigns,
     crd_namespace,
     delete_campaign,
+    delete_campaigns_and_stop,
     get_campaign,
     list_objects,
     list_topics,
@@ -51,12 +51,9 @@ def test_killed_while_deleting_and_restarted_removes_everything(
     prefix = f"labelops.{namespace}."
     schemas = sorted(CampaignNames(namespace, name).schema for name in CAMPAIGNS)
     try:
-        docs = []
-        for name in CAMPAIGNS:
-            docs += campaign_documents(
-                namespace, name, reclaimPolicy="Delete", **{"workers.replicas": 1}
-            )
-        apply(kube_api, docs)
+        apply_campaigns(
+            kube_api, namespace, CAMPAIGNS, reclaimPolicy="Delete", **{"workers.replicas": 1}
+        )
         for name in CAMPAIGNS:
             wait_ready(kube_api, namespace, name, timeout=180, operator=operator)
         all_topics = TOPICS_PER_CAMPAIGN * len(CAMPAIGNS)
@@ -96,13 +93,7 @@ def test_killed_while_deleting_and_restarted_removes_everything(
             timeout=60,
         )
     finally:
-        if not operator.running():
-            operator.start()
-        for name in CAMPAIGNS:
-            delete_campaign(kube_api, namespace, name)
-        for name in CAMPAIGNS:
-            wait_campaign(kube_api, namespace, name, lambda o: o is None, "deleted", 120)
-        operator.stop()
+        delete_campaigns_and_stop(kube_api, namespace, CAMPAIGNS, operator)
 
 
 def _existing_schemas(dsn: str, schemas: list[str]) -> list[str]:

@@ -10,18 +10,15 @@ import pytest
 from kubernetes import client
 from test_operator_harness import (
     Operator,
-    apply,
-    campaign_documents,
+    apply_campaigns,
     condition,
-    delete_campaign,
-    delete_namespace,
+    crd_namespace,
+    delete_campaigns_and_stop,
     get_campaign,
     get_object,
-    install_crd,
     is_ready,
     list_objects,
     list_topics,
-    new_namespace,
     pg_query,
     secret_value,
     wait_campaign,
@@ -37,10 +34,8 @@ CAMPAIGNS = [f"crash-{i}" for i in range(8)]
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-restart")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-restart") as name:
+        yield name
 
 
 def test_killed_midway_and_restarted_converges_without_duplicates(
@@ -54,12 +49,9 @@ def test_killed_midway_and_restarted_converges_without_duplicates(
     operator = Operator(tmp_path_factory.mktemp("operator"), stack_env, namespace)
     operator.start()
     try:
-        docs = []
-        for name in CAMPAIGNS:
-            docs += campaign_documents(
-                namespace, name, reclaimPolicy="Delete", **{"workers.replicas": 1}
-            )
-        apply(kube_api, docs)
+        apply_campaigns(
+            kube_api, namespace, CAMPAIGNS, reclaimPolicy="Delete", **{"workers.replicas": 1}
+        )
         # Kill as soon as the first campaign has any component done: the rest is mid-flight.
         wait_campaign(
             kube_api,
@@ -105,10 +97,4 @@ def test_killed_midway_and_restarted_converges_without_duplicates(
             types = [c["type"] for c in (obj or {})["status"]["conditions"]]
             assert len(types) == len(set(types)), f"{name}: duplicated conditions {types}"
     finally:
-        if not operator.running():
-            operator.start()
-        for name in CAMPAIGNS:
-            delete_campaign(kube_api, namespace, name)
-        for name in CAMPAIGNS:
-            wait_campaign(kube_api, namespace, name, lambda o: o is None, "deleted", 120)
-        operator.stop()
+        delete_campaigns_and_stop(kube_api, namespace, CAMPAIGNS, operator)
