@@ -15,11 +15,9 @@ from kubernetes import client
 from test_operator_harness import (
     apply,
     campaign_documents,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
     get_campaign,
-    install_crd,
-    new_namespace,
 )
 
 from labelops.api import labeler_pool as labeler_pool_api
@@ -30,10 +28,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-admission")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-admission") as name:
+        yield name
 
 
 def campaign(namespace: str, name: str = "bad", **changes: Any) -> dict[str, Any]:

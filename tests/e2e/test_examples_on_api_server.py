@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, dynamic
-from test_operator_harness import delete_namespace, install_crd, new_namespace
+from test_operator_harness import crd_namespace
 
 from devstack.kubeapply import FIELD_MANAGER, apply, load_documents
 from devstack.stack import REPO_ROOT
@@ -23,10 +23,8 @@ EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-examples")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-examples") as name:
+        yield name
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

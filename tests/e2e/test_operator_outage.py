@@ -19,11 +19,9 @@ from test_operator_harness import (
     apply,
     campaign_documents,
     condition,
+    crd_namespace,
     delete_campaign,
-    delete_namespace,
-    install_crd,
     kstatus_of,
-    new_namespace,
     role_and_schema,
     running_operator,
     wait_campaign,
@@ -100,10 +98,8 @@ class Relay:
 
 @pytest.fixture(scope="module")
 def namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    install_crd(kube_api)
-    name = new_namespace(kube_api, "e2e-outage")
-    yield name
-    delete_namespace(kube_api, name)
+    with crd_namespace(kube_api, "e2e-outage") as name:
+        yield name
 
 
 def test_kafka_unreachable_at_create_is_reported_and_heals_when_it_returns(
