@@ -48,6 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "bench")]
 
+from devstack.datasets import datasets_dir  # noqa: E402
 from labelops.api.campaign import Task  # noqa: E402
 from labelops.learner.tasks import learning_for  # noqa: E402
 from labelops.learner.training import TrainedModel, train, training_set  # noqa: E402
@@ -55,7 +56,7 @@ from labelops.quality.calibration import Audit, choose_threshold  # noqa: E402
 from labelops.quality.sampling import is_audit  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py; needs the path above)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sms_spam" / "texts.csv"
+DATA = datasets_dir() / "sms_spam" / "texts.csv"
 RESULTS = REPO / "bench" / "results" / "active_learning.json"
 TARGET_ACCURACY = 0.95
 CONFIDENCE_LEVEL = 0.95

@@ -43,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "bench")]
 
+from devstack.datasets import datasets_dir  # noqa: E402
 from labelops.quality.consolidation import Method, consolidate  # noqa: E402
 from labelops.quality.posterior import (  # noqa: E402
     agreement_credit,
@@ -51,7 +52,7 @@ from labelops.quality.posterior import (  # noqa: E402
 )
 from run import machine  # noqa: E402
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = datasets_dir()
 PUBLISHED = {  # Ustalov et al., JOSS 2024, categorical methods over all answers
     "zheng_d_sentiment": {"majority": 0.932, "dawid-skene": 0.960, "glad": 0.948, "mace": 0.950},
     "zheng_d_product": {"majority": 0.897, "dawid-skene": 0.940, "glad": 0.928, "mace": 0.929},

@@ -75,6 +75,7 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from devstack.datasets import datasets_dir  # noqa: E402
 from devstack.kafka import client_connection  # noqa: E402
 from devstack.procs import free_port  # noqa: E402
 from httpload import HttpConnection, one_request  # noqa: E402
@@ -90,7 +91,7 @@ from labelops.store.migrations import migrate  # noqa: E402
 from labelops.worker.config import ENV_HOST, ENV_PORT, ENV_RESPONSE_VALIDATION  # noqa: E402
 from run import machine  # noqa: E402
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = datasets_dir()
 PUBLISHED = {  # Ustalov et al., JOSS 2024, over every answer and every item
     "zheng_d_sentiment": {"majority": 0.932, "dawid-skene": 0.960},
     "zheng_d_product": {"majority": 0.897, "dawid-skene": 0.940},

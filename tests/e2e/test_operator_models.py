@@ -43,6 +43,7 @@ from test_operator_harness import (
 )
 
 from devstack import kubeapply, podrunner
+from devstack.datasets import datasets_dir
 from devstack.kafka import client_connection
 from devstack.procs import free_port
 from labelops.api.campaign import CampaignSpec
@@ -52,7 +53,7 @@ from labelops.store.progress import CounterDelta, bump_counters
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO / "examples" / "sms-spam-classification-with-model.yaml"
-SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
+SMS = datasets_dir() / "sms_spam" / "texts.csv"
 NAME = "sms-spam-with-model"
 ITEMS = 60
 HUMAN_LABELS = 30

@@ -24,13 +24,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from worker_harness import wait_for
 
+from devstack.datasets import datasets_dir
 from devstack.kafka import client_connection
 from labelops.learner.main import EXIT_NOT_SUPPORTED
 from labelops.learner.versions import labels_of
 
 pytestmark = pytest.mark.integration
 
-SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
+SMS = datasets_dir() / "sms_spam" / "texts.csv"
 PARTITIONS = 2
 ITEMS = 200
 

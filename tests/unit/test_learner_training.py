@@ -5,17 +5,17 @@ from __future__ import annotations
 import csv
 import itertools
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from devstack.datasets import datasets_dir
 from labelops.api.campaign import Task
 from labelops.learner.tasks import learning_for, refusal
 from labelops.learner.training import CannotTrain, TrainedModel, train, training_set
 
-SMS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sms_spam" / "texts.csv"
+SMS = datasets_dir() / "sms_spam" / "texts.csv"
 
 
 def task(**fields: Any) -> Task:
