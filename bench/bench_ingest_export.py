@@ -454,7 +454,16 @@ def main(args: argparse.Namespace) -> None:
     text = json.dumps(results, indent=2)
     print(text)
     if args.write:
-        (REPO / "bench" / "results" / "ingest_export.json").write_text(text + "\n")
+        write_results(results, args.session)
+
+
+def write_results(results: dict[str, Any], session: str) -> None:
+    """bench/results/ingest_export.json with `results` under the key `session`, the other
+    sessions' figures kept."""
+    path = REPO / "bench" / "results" / "ingest_export.json"
+    recorded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    recorded[session] = results
+    path.write_text(json.dumps(recorded, indent=2) + "\n")
 
 
 def measure_predictions(
@@ -517,6 +526,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=900.0, help="per ingest run")
     parser.add_argument("--keep", action="store_true", help="keep the schemas")
     parser.add_argument("--write", action="store_true", help="write bench/results/")
+    parser.add_argument(
+        "--session", default="latest", help="the key of bench/results/ingest_export.json to write"
+    )
     ingest = sub.add_parser("child-ingest")
     for name in ("dsn", "bootstrap", "schema", "topics", "group", "task"):
         ingest.add_argument(f"--{name}", required=True)

@@ -30,9 +30,14 @@ after a pause; the loop never ends for it. A broker outage is librdkafka's to wa
 consumer reconnects by itself and goes on from its committed offsets.
 
 Speed: batches are large (BATCH_SIZE messages, one upsert statement per topic and one
-offset commit each), split by key (arrival lock bucket) over WRITERS transactions that run
-at the same time without waiting for each other's locks, and a message's Python cost is
-one fast check (labelops.worker.ingest_messages); its raw bytes go to the database
+offset commit each), and a poll pipelines them: while batch N is written, batch N+1 is
+read from Kafka and sorted out (parsed, checked), so the process's work and the
+database's overlap instead of taking turns. N+1 is handed to the database only once N's
+transactions committed and N's offsets were committed (writes and offset commits stay in
+Kafka order); a poll returns once every batch it read is committed, or raises with all of
+them rewound. Each batch is split by key (arrival lock bucket) over WRITERS transactions
+that run at the same time without waiting for each other's locks, and a message's Python
+cost is one fast check (labelops.worker.ingest_messages); its raw bytes go to the database
 unchanged.
 
 Metrics (labelops.worker.metrics.PipelineMetrics): after every poll, the lag (each assigned
@@ -45,7 +50,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +95,10 @@ log = logging.getLogger(__name__)
 # spread thin; small enough that a batch is a few MB and a second or so of work.
 BATCH_SIZE = 10_000
 RETRY_PAUSE_SECONDS = 2.0
+# How long a poll goes on pipelining batches (reading the next while one is written) before
+# it returns, and how long it waits for a next batch to fill while one is being written.
+PIPELINE_SECONDS = 1.0
+NEXT_BATCH_WAIT_SECONDS = 0.1
 METADATA_REFRESH_MS = 5000
 # Transactions written at the same time, one per group of partitions: the database does
 # each batch on one core, and on a busy machine each connection gets its own share of the
@@ -127,10 +137,9 @@ class Ingestor:
         self._pool = pipeline.pool
         self._metrics = pipeline.metrics
         self._writers = writers
-        self._executor = (
-            ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-writer")
-            if writers > 1
-            else None
+        # Writers run beside the thread that polls, even just one: that is the pipeline.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, writers), thread_name_prefix="ingest-writer"
         )
         self._config = config
         self._statements = statements_for(config.schema_, config.task.type)
@@ -173,17 +182,44 @@ class Ingestor:
             self.close()
 
     def poll_once(self, timeout: float) -> int:
-        """Consume up to one batch, write it, commit its offsets; returns messages handled
-        (ingested, applied or dead-lettered)."""
-        messages = [m for m in self._consumer.consume(self._batch_size, timeout) if self._usable(m)]
+        """Consume, write and commit batches, one being read while the one before is written
+        (for up to PIPELINE_SECONDS, while messages keep coming); returns messages handled
+        (ingested, applied or dead-lettered), every one of them committed."""
+        messages = self._consume(timeout)
         if not messages:
             self._measure_lag()
             return 0
-        try:
-            outcome = self._write_in_parallel(messages)
-        except Exception:
-            self._rewind(messages)
-            raise
+        handled = 0
+        deadline = time.monotonic() + PIPELINE_SECONDS
+        writing = self._submit(self._prepare(messages))
+        while True:
+            following: list[Message] = []
+            unusable: IngestFailed | None = None
+            if time.monotonic() < deadline:
+                try:
+                    following = self._consume(NEXT_BATCH_WAIT_SECONDS)
+                except IngestFailed as err:  # raised once the batch being written is committed
+                    unusable = err
+            prepared = self._prepare(following) if following else []
+            try:
+                outcome = self._outcome(writing)
+            except Exception:
+                self._rewind([m for group, _ in writing for m in group] + following)
+                raise
+            handled += self._commit([m for group, _ in writing for m in group], outcome)
+            if unusable is not None:
+                raise unusable
+            if not following:
+                break
+            writing = self._submit(prepared)
+        self._measure_lag()
+        return handled
+
+    def _consume(self, timeout: float) -> list[Message]:
+        return [m for m in self._consumer.consume(self._batch_size, timeout) if self._usable(m)]
+
+    def _commit(self, messages: list[Message], outcome: IngestOutcome) -> int:
+        """After the batch's transactions committed: log it and commit its offsets."""
         if any((outcome.inserted, outcome.updated, outcome.dead_lettered, outcome.scored)):
             log.info(
                 "ingested %d new, %d updated items; %d scored, %d early predictions;"
@@ -200,7 +236,6 @@ class Ingestor:
             # E.g. the partitions moved to another worker meanwhile: it gets the batch
             # again, and the upsert makes that harmless.
             log.warning("committing offsets failed, the batch will be redelivered: %s", err)
-        self._measure_lag()
         return len(messages)
 
     def _measure_lag(self) -> None:
@@ -218,8 +253,7 @@ class Ingestor:
         self._metrics.ingest_lag.set(lag)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=True)
         self._consumer.close()
 
     def _usable(self, message: Message) -> bool:
@@ -233,28 +267,37 @@ class Ingestor:
             log.warning("ingest topics: %s", error)
         return False
 
-    def _write_in_parallel(self, messages: list[Message]) -> IngestOutcome:
+    def _prepare(self, messages: list[Message]) -> list[tuple[list[Message], Batch]]:
         """The batch split by key over the writers (by arrival lock bucket: halves of about
-        the same size however many partitions there are), each group in its own
-        transaction at the same time; offsets are committed once all have committed.
+        the same size however many partitions there are), each group sorted out.
 
         An item's messages (its item and prediction messages alike, their key is its id)
         all land in one group, in their Kafka order, and the groups never touch the same
         item nor wait for each other's arrival locks (labelops.store.items)."""
-        if self._executor is None:
-            return self._write(messages)
-        groups: dict[int, list[Message]] = {}
         writers = self._writers
+        if writers <= 1:
+            return [(messages, self._classify(messages))]
+        groups: dict[int, list[Message]] = {}
         for message in messages:
             key = message.key()
             group = arrival_bucket(key) if key is not None else message.partition() or 0
             groups.setdefault(group % writers, []).append(message)
-        if len(groups) == 1:
-            return self._write(messages)
-        futures = [self._executor.submit(self._write, group) for group in groups.values()]
+        return [(group, self._classify(group)) for group in groups.values()]
+
+    def _submit(
+        self, prepared: list[tuple[list[Message], Batch]]
+    ) -> list[tuple[list[Message], Future[IngestOutcome]]]:
+        """Each group written in its own transaction, at the same time."""
+        return [
+            (group, self._executor.submit(self._write, group, batch)) for group, batch in prepared
+        ]
+
+    @staticmethod
+    def _outcome(writing: list[tuple[list[Message], Future[IngestOutcome]]]) -> IngestOutcome:
+        """Once every group's transaction ended: the sum, or the first failure."""
         total = IngestOutcome(0, 0, 0)
         failure: BaseException | None = None
-        for future in futures:
+        for _, future in writing:
             try:
                 total += future.result()
             except Exception as err:  # the first failure is raised once all are done
@@ -263,9 +306,9 @@ class Ingestor:
             raise failure
         return total
 
-    def _write(self, messages: list[Message]) -> IngestOutcome:
+    def _write(self, messages: list[Message], batch: Batch | None = None) -> IngestOutcome:
         try:
-            return self._transact(self._classify(messages))
+            return self._transact(batch if batch is not None else self._classify(messages))
         except (psycopg.DataError, psycopg.IntegrityError) as err:
             if len(messages) == 1:
                 reason = f"database refused the message: {err}"
