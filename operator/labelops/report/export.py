@@ -32,8 +32,9 @@ Formats:
                 (counted on stderr).
 The per-item formats read one row per item (its labels aggregated by PostgreSQL, in label
 order; a thread reads ahead, so the database works while Python consolidates), so their
-Python cost is per item, not per label, and majority and weighted
-consolidate ITEMS_PER_CHUNK items at a time; dawid-skene is batch EM over the whole
+Python cost is per item, not per label: majority decides each item as it is read (the
+same result as labelops.quality.consolidation's, see majority_record), weighted
+consolidates ITEMS_PER_CHUNK items at a time; dawid-skene is batch EM over the whole
 campaign, so it holds every label's (item, labeler, value) in memory first.
 """
 
@@ -61,6 +62,9 @@ from labelops.api.campaign import GROUP, PLURAL, VERSION
 FORMATS = ("jsonl", "consolidated", "rlhf")
 METHODS = ("majority", "weighted", "dawid-skene")
 ITEMS_PER_CHUNK = 5000
+# labelops.quality.consolidation's: top two shares closer than this are a tie (a unit test
+# holds majority_record to consolidate()'s results).
+_TIE = 1e-12
 STREAMS = 2
 RANGE_LABELS = 20_000
 READ_AHEAD_LINES = 1000
@@ -623,6 +627,14 @@ def consolidated_records(
     from labelops.quality.consolidation import Method, consolidate
 
     known = evidence or Evidence()
+    if method == "majority":
+        # Each item's vote on its own, as it is read: the same result as consolidate()'s,
+        # without grouping the chunk's labels again (they come grouped by item).
+        for item in items:
+            record = majority_record(item)
+            if record is not None:
+                yield item, record
+        return
 
     def flush(chunk: list[ItemLabels]) -> Iterator[tuple[ItemLabels, dict[str, Any]]]:
         values: dict[str, Any] = {}
@@ -668,6 +680,41 @@ def consolidated_records(
             chunk = []
     if chunk:
         yield from flush(chunk)
+
+
+def majority_record(item: ItemLabels) -> dict[str, Any] | None:
+    """The consolidated record of one item by majority (None when it has no labels): as
+    labelops.quality.consolidation's majority over its values' keys (value_key) decides it:
+    the most frequent key, ties to the smallest key; disputed when the top two are tied."""
+    labels = item.labels
+    n = len(labels)
+    if not n:
+        return None
+    keys = item.keys if item.keys is not None else [value_key(v) for _, v, _ in labels]
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) == 1:
+        winner, top, second = keys[0], n, 0
+    else:
+        ranked = sorted(counts.items(), key=_by_votes)
+        (winner, top), (_, second) = ranked[0], ranked[1]
+    share = top / n
+    origins = [origin for _, _, origin in labels]
+    return {
+        "itemId": item.item_id,
+        "value": labels[keys.index(winner)][1],
+        "confidence": round(share, 6),
+        "method": "majority",
+        "labels": origins.count("human"),
+        "agreement": round(share, 6),
+        "origin": origin_of(origins),
+        "disputed": second / n >= share - _TIE,
+    }
+
+
+def _by_votes(key_count: tuple[str, int]) -> tuple[int, str]:
+    return -key_count[1], key_count[0]
 
 
 def write_consolidated(
