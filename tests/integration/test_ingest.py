@@ -153,6 +153,29 @@ def test_offsets_are_committed_after_the_database_commit_only(
             conn.execute(f'DROP SCHEMA "{missing}" CASCADE')  # our own generated name
 
 
+def test_a_poll_returns_with_every_batch_it_read_written(
+    pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
+) -> None:
+    # Small batches, so one poll pipelines several: reads one while the one before is written.
+    messages = [(f"p-{i}".encode(), item_message(f"p-{i}")) for i in range(40)]
+    produce(kafka.bootstrap, config.topics.items, messages)
+    ingestor = Ingestor(Pipeline(pool, config, kafka), batch_size=3, writers=1)
+    handled = 0
+
+    def step() -> bool:
+        nonlocal handled
+        handled += ingestor.poll_once(timeout=0.5)
+        # Nothing left in flight once a poll returned: what it counted is in the database.
+        assert count(pool, schema, "items") == handled
+        return handled >= len(messages)
+
+    try:
+        wait_for(step, timeout=60, what=f"{len(messages)} messages handled")
+    finally:
+        ingestor.close()
+    assert count(pool, schema, "items") == len(messages)
+
+
 def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
     pool: ConnectionPool[Any], schema: str, config: WorkerConfig, kafka: KafkaConnection
 ) -> None:

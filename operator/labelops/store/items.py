@@ -260,7 +260,10 @@ class IngestStatements:
             f"  SELECT p.*, i.id AS item_row, ({fits}) IS TRUE AS fits,"
             "         (i.model_version, i.model_prediction, i.model_confidence)"
             "           IS DISTINCT FROM (p.version, p.prediction, p.confidence) AS changes,"
-            "         i.payload -> 'responses' AS responses"
+            # The item's responses only where the prediction does not fit (to explain it):
+            # reading every item's payload costs more than the rest of the lookup.
+            f"         CASE WHEN ({fits}) IS TRUE THEN NULL"
+            "              ELSE i.payload -> 'responses' END AS responses"
             "  FROM p JOIN {items} i ON i.external_id = p.id"
             "), applied AS ("
             "  UPDATE {items} i SET model_version = k.version, model_prediction = k.prediction,"
