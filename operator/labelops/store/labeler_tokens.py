@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -30,10 +30,12 @@ def token_digest(token: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TokenDigests:
-    """The digests as of one revision: labeler id -> SHA-256 of the labeler's token."""
+    """The digests as of one revision: labeler id -> SHA-256 of the labeler's token, and
+    service name (e.g. a pool's router) -> SHA-256 of that service's token."""
 
     revision: int
     by_labeler: Mapping[str, bytes]
+    services: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,49 @@ def token_changes(stored: Mapping[str, bytes], desired: Mapping[str, bytes]) -> 
     )
 
 
-def _stored(cur: psycopg.Cursor[Any], schema: str) -> dict[str, bytes]:
+def _stored(
+    cur: psycopg.Cursor[Any], schema: str, table: str = "labeler_tokens"
+) -> dict[str, bytes]:
+    key = "service" if table == "service_tokens" else "labeler"
     cur.execute(
-        sql.SQL("SELECT labeler, token_sha256 FROM {}").format(
-            sql.Identifier(schema, "labeler_tokens")
+        sql.SQL("SELECT {}, token_sha256 FROM {}").format(
+            sql.Identifier(key), sql.Identifier(schema, table)
         )
     )
-    return {labeler: bytes(digest) for labeler, digest in cur.fetchall()}
+    return {name: bytes(digest) for name, digest in cur.fetchall()}
+
+
+def _lock_revision(cur: psycopg.Cursor[Any], schema: str) -> None:
+    # Taken first: concurrent writers (the operator's Secret watch and its reconcile
+    # pass, two operator replicas during a rollout) apply their changes one after the
+    # other instead of deadlocking on the digests' unique index, and the check that no
+    # digest is both a labeler's and a service's sees what the other writer committed.
+    cur.execute(
+        sql.SQL("SELECT revision FROM {} FOR UPDATE").format(
+            sql.Identifier(schema, "labeler_tokens_revision")
+        )
+    )
+
+
+def _bump_revision(cur: psycopg.Cursor[Any], schema: str) -> None:
+    cur.execute(
+        sql.SQL("UPDATE {} SET revision = revision + 1").format(
+            sql.Identifier(schema, "labeler_tokens_revision")
+        )
+    )
+
+
+def _refuse_shared(labelers: Mapping[str, bytes], services: Mapping[str, bytes]) -> None:
+    """A digest that is both a labeler's and a service's would let that labeler act as the
+    service (and name any labeler in Labelops-Labeler): refused, naming both."""
+    by_digest = {digest: labeler for labeler, digest in labelers.items()}
+    for service, digest in sorted(services.items()):
+        labeler = by_digest.get(digest)
+        if labeler is not None:
+            raise ValueError(
+                f"labeler {labeler!r} and service {service!r} share a token: a service token "
+                f"must differ from every labeler token"
+            )
 
 
 def replace_token_digests(
@@ -92,17 +130,11 @@ def replace_token_digests(
         raise ValueError("two labelers share a token")
     table = sql.Identifier(schema, "labeler_tokens")
     with conn.transaction(), conn.cursor() as cur:
-        # Taken first: concurrent writers (the operator's Secret watch and its reconcile
-        # pass, two operator replicas during a rollout) apply their changes one after the
-        # other instead of deadlocking on the digests' unique index.
-        cur.execute(
-            sql.SQL("SELECT revision FROM {} FOR UPDATE").format(
-                sql.Identifier(schema, "labeler_tokens_revision")
-            )
-        )
+        _lock_revision(cur, schema)
         changes = token_changes(_stored(cur, schema), desired)
         if changes.empty:
             return changes
+        _refuse_shared(desired, _stored(cur, schema, "service_tokens"))
         # Deleted before the inserts: two labelers may have swapped tokens.
         gone = [*changes.changed, *changes.removed]
         if gone:
@@ -111,29 +143,64 @@ def replace_token_digests(
             sql.SQL("INSERT INTO {} (labeler, token_sha256) VALUES (%s, %s)").format(table),
             [(labeler, desired[labeler]) for labeler in (*changes.added, *changes.changed)],
         )
-        cur.execute(
-            sql.SQL("UPDATE {} SET revision = revision + 1").format(
-                sql.Identifier(schema, "labeler_tokens_revision")
-            )
-        )
+        _bump_revision(cur, schema)
     return changes
+
+
+def replace_service_digests(
+    conn: psycopg.Connection[Any], schema: str, digests: Mapping[str, bytes]
+) -> bool:
+    """Make the stored service digests exactly `digests` (service name -> SHA-256 of its
+    token) in one transaction; True when anything changed, which moves the same revision as
+    the labelers' digests so that every worker re-reads both.
+
+    :raises ValueError: for an empty service name, a digest of the wrong length, two
+        services sharing one, or a digest that is also a labeler's.
+    """
+    for service, digest in digests.items():
+        if not service:
+            raise ValueError("a service name is a non-empty string")
+        if len(digest) != DIGEST_BYTES:
+            raise ValueError(f"service {service!r}: a token digest is {DIGEST_BYTES} bytes")
+    if len(set(digests.values())) != len(digests):
+        raise ValueError("two services share a token")
+    table = sql.Identifier(schema, "service_tokens")
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_revision(cur, schema)
+        changes = token_changes(_stored(cur, schema, "service_tokens"), digests)
+        if changes.empty:
+            return False
+        _refuse_shared(_stored(cur, schema), digests)
+        gone = [*changes.changed, *changes.removed]
+        if gone:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE service = ANY(%s)").format(table), (gone,))
+        cur.executemany(
+            sql.SQL("INSERT INTO {} (service, token_sha256) VALUES (%s, %s)").format(table),
+            [(service, digests[service]) for service in (*changes.added, *changes.changed)],
+        )
+        _bump_revision(cur, schema)
+    return True
 
 
 def read_token_digests(
     conn: psycopg.Connection[Any], schema: str, known_revision: int | None
 ) -> TokenDigests | None:
-    """The digests, or None when the revision is still `known_revision` (nothing to reload).
+    """The digests (labelers' and services'), or None when the revision is still
+    `known_revision` (nothing to reload).
 
     One round trip either way: the digests come along only when the revision moved.
     """
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
-                "SELECT r.revision, t.labeler, t.token_sha256 FROM {} r "
-                "LEFT JOIN {} t ON r.revision IS DISTINCT FROM %s"
+                "SELECT r.revision, t.kind, t.name, t.token_sha256 FROM {} r "
+                "LEFT JOIN (SELECT 'labeler' AS kind, labeler AS name, token_sha256 FROM {} "
+                "UNION ALL SELECT 'service', service, token_sha256 FROM {}) t "
+                "ON r.revision IS DISTINCT FROM %s"
             ).format(
                 sql.Identifier(schema, "labeler_tokens_revision"),
                 sql.Identifier(schema, "labeler_tokens"),
+                sql.Identifier(schema, "service_tokens"),
             ),
             (known_revision,),
         )
@@ -143,5 +210,6 @@ def read_token_digests(
         return None
     return TokenDigests(
         revision,
-        {labeler: bytes(digest) for _, labeler, digest in rows if labeler is not None},
+        {name: bytes(digest) for _, kind, name, digest in rows if kind == "labeler"},
+        {name: bytes(digest) for _, kind, name, digest in rows if kind == "service"},
     )
