@@ -700,14 +700,15 @@ def majority_record(item: ItemLabels) -> dict[str, Any] | None:
         ranked = sorted(counts.items(), key=_by_votes)
         (winner, top), (_, second) = ranked[0], ranked[1]
     share = top / n
+    rounded = round(share, 6)
     origins = [origin for _, _, origin in labels]
     return {
         "itemId": item.item_id,
         "value": labels[keys.index(winner)][1],
-        "confidence": round(share, 6),
+        "confidence": rounded,
         "method": "majority",
         "labels": origins.count("human"),
-        "agreement": round(share, 6),
+        "agreement": rounded,
         "origin": origin_of(origins),
         "disputed": second / n >= share - _TIE,
     }
@@ -745,7 +746,10 @@ def write_rlhf(
             assert item.payload is not None  # read with its payload
             value = record["value"]
             preferred = value.get("preferred") if isinstance(value, dict) else None
-            votes = Counter(str(v.get("preferred")) for _, v, _ in item.labels)
+            votes: dict[str, int] = {}  # a Counter's counts, in its order, for less
+            for _, v, _ in item.labels:
+                vote = str(v.get("preferred"))
+                votes[vote] = votes.get(vote, 0) + 1
             pair = (
                 rlhf_pair(
                     item.item_id,
@@ -753,7 +757,7 @@ def write_rlhf(
                     str(preferred),
                     agreement=record["agreement"],
                     confidence=record["confidence"],
-                    votes=dict(votes),
+                    votes=votes,
                 )
                 if preferred is not None
                 else None
