@@ -11,12 +11,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from labelops.api.environment import ConfigError, validation_reasons
 from labelops.api.environment import integer as _integer
 from labelops.api.environment import required as _required
 from labelops.api.kafka_connection import KafkaConnection, connection_from_env
+from labelops.api.labeler_pool import Skill
+from labelops.api.pool_router import (
+    ENV_OIDC_AUDIENCE,
+    ENV_OIDC_GROUPS_CLAIM,
+    ENV_OIDC_ISSUER,
+    ENV_OIDC_USERNAME_CLAIM,
+    ENV_REQUIRED_SKILLS,
+)
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
     ENV_POSTGRES_DSN,
@@ -24,6 +32,7 @@ from labelops.api.worker_configmap import (
     WORKER_PORT,
     WorkerConfig,
 )
+from labelops.identity.oidc import secure_url_problem
 from labelops.worker.cpus import usable_cpus
 
 ENV_PORT = "LABELOPS_WORKER_PORT"
@@ -64,6 +73,17 @@ class ResponseValidation(StrEnum):
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Labelers may also sign in with this issuer's JWTs (a pool campaign's workers: the
+    operator copies the pool's spec.identity.oidc); see worker/oidc_auth.py."""
+
+    issuer: str
+    audience: str
+    username_claim: str = "sub"
+    groups_claim: str = "groups"
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     campaign: WorkerConfig
     # labeler id -> bearer token, fixed for the worker's lifetime: for a worker run by hand.
@@ -77,6 +97,10 @@ class WorkerSettings:
     threads: int = DEFAULT_THREADS
     response_validation: ResponseValidation = ResponseValidation.LOG
     processes: int = 1
+    oidc: OidcSettings | None = None
+    # The pool's skills this campaign requires: a labeler signing in directly (not through
+    # the pool's router, which checked them) must hold every one.
+    required_skills: tuple[Skill, ...] = ()
     # Set in the HTTP processes of a multi-process worker.
     listen_fd: int | None = None
     supervisor_pid: int | None = None
@@ -114,6 +138,8 @@ def settings_from_env(environ: Mapping[str, str]) -> WorkerSettings:
         processes=_integer(
             environ, ENV_PROCESSES, min(usable_cpus(), MAX_DEFAULT_PROCESSES), low=1, high=64
         ),
+        oidc=oidc_from_env(environ),
+        required_skills=required_skills_from_env(environ),
         listen_fd=_integer(environ, ENV_LISTEN_FD, 0, low=0, high=65535) if http_process else None,
         supervisor_pid=(
             _integer(environ, ENV_SUPERVISOR_PID, 0, low=0, high=2**22) if http_process else None
@@ -154,6 +180,53 @@ def tokens_from_env(environ: Mapping[str, str]) -> dict[str, str]:
         owner_of[token] = labeler
         tokens[labeler] = token
     return tokens
+
+
+def oidc_from_env(environ: Mapping[str, str]) -> OidcSettings | None:
+    """LABELOPS_OIDC_ISSUER and LABELOPS_OIDC_AUDIENCE (both or neither), and the claims."""
+    issuer = environ.get(ENV_OIDC_ISSUER, "").strip()
+    audience = environ.get(ENV_OIDC_AUDIENCE, "").strip()
+    if not issuer and not audience:
+        return None
+    if not issuer or not audience:
+        present, missing = (ENV_OIDC_ISSUER, ENV_OIDC_AUDIENCE)
+        if not issuer:
+            present, missing = missing, present
+        raise ConfigError(
+            f"{present} is set but {missing} is not: single sign-on needs both the issuer URL "
+            "and the audience"
+        )
+    problem = secure_url_problem(issuer, ENV_OIDC_ISSUER)
+    if problem:
+        raise ConfigError(problem)
+    return OidcSettings(
+        issuer,
+        audience,
+        username_claim=environ.get(ENV_OIDC_USERNAME_CLAIM, "").strip() or "sub",
+        groups_claim=environ.get(ENV_OIDC_GROUPS_CLAIM, "").strip() or "groups",
+    )
+
+
+_SKILLS = TypeAdapter(list[Skill])
+
+
+def required_skills_from_env(environ: Mapping[str, str]) -> tuple[Skill, ...]:
+    """LABELOPS_REQUIRED_SKILLS: a JSON list of the pool's Skill definitions (camelCase, as
+    LabelerPool spec.skills[] holds them) that the campaign requires."""
+    raw = environ.get(ENV_REQUIRED_SKILLS, "").strip()
+    if not raw:
+        return ()
+    try:
+        skills = _SKILLS.validate_json(raw)
+    except ValidationError as err:
+        raise ConfigError(
+            f"{ENV_REQUIRED_SKILLS} is not a JSON list of skills "
+            f"({{name, groups, members}}): {validation_reasons(err)}"
+        ) from None
+    names = [skill.name for skill in skills]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{ENV_REQUIRED_SKILLS} names a skill twice: {names}")
+    return tuple(skills)
 
 
 def _response_validation(environ: Mapping[str, str]) -> ResponseValidation:

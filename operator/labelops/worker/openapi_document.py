@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labelops.api.pool_router import ON_BEHALF_OF_HEADER as ON_BEHALF_OF
 from labelops.api.tasktypes import PAYLOAD_SCHEMAS, label_schema
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.worker.ingest_messages import MAX_ID_LENGTH
@@ -72,6 +73,11 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
                 "reason": {"type": "string", "description": "Machine-readable cause."},
                 "retryAfter": {"type": "integer", "minimum": 0},
                 "checks": {"type": "object", "additionalProperties": _STRING},
+                "missingSkills": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "The required skills the labeler lacks (403).",
+                },
             },
             "additionalProperties": False,
         },
@@ -228,12 +234,22 @@ def _json(description: str, schema: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = _problem(
-    "Missing, malformed or unknown bearer token.",
+    "Missing, malformed or unknown bearer token, or an OIDC token refused (expired, wrong "
+    "audience, unknown key...: `reason` says which).",
     {"WWW-Authenticate": {"required": True, "schema": _STRING}},
+)
+_ON_BEHALF_OF_REFUSED = (
+    f"The {ON_BEHALF_OF} header is missing from a service's (the pool router's) request, "
+    "malformed, or sent with a labeler's own credentials."
+)
+_MISSING_SKILLS = (
+    "The labeler lacks a skill this campaign requires of its pool's labelers; "
+    "`missingSkills` names them."
 )
 _BLOCKED = _problem(
     "The labeler is blocked in this campaign (spec.labelers.blocked, or gold accuracy below "
-    "quality.gold.minAccuracy); the detail names the rule and the figures."
+    "quality.gold.minAccuracy; the detail names the rule and the figures), or lacks a skill "
+    "the campaign requires (`missingSkills`)."
 )
 _RETRY_AFTER = {
     "Retry-After": {
@@ -458,10 +474,22 @@ def _paths() -> dict[str, Any]:
 
 
 def _with_shutdown_responses(paths: dict[str, Any]) -> dict[str, Any]:
-    """Every operation may meet a worker that is draining (see server.py)."""
+    """Every operation may meet a worker that is draining (see server.py); every one with
+    security may refuse the on-behalf-of header (400) or a labeler lacking a skill (403)."""
     for item in paths.values():
         for operation in item.values():
-            operation["responses"].setdefault("503", _SHUTTING_DOWN)
+            responses = operation["responses"]
+            responses.setdefault("503", _SHUTTING_DOWN)
+            if not operation.get("security"):
+                continue
+            if "400" in responses:
+                responses["400"] = {
+                    **responses["400"],
+                    "description": f"{responses['400']['description']} Or: {_ON_BEHALF_OF_REFUSED}",
+                }
+            else:
+                responses["400"] = _problem(_ON_BEHALF_OF_REFUSED)
+            responses.setdefault("403", _problem(_MISSING_SKILLS))
     return paths
 
 
@@ -480,6 +508,17 @@ def build_document(config: WorkerConfig) -> dict[str, Any]:
         "paths": _with_shutdown_responses(_paths()),
         "components": {
             "schemas": _schemas(config),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A labeler's token, or (a LabelerPool's campaign) a JWT of the "
+                        "pool's OIDC issuer, or the pool router's service token: a request "
+                        f"with that one names the labeler it acts for in the {ON_BEHALF_OF} "
+                        "header, which nobody else may send."
+                    ),
+                }
+            },
         },
     }

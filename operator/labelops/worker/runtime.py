@@ -15,7 +15,7 @@ from flask import Flask
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from labelops.store import LabelStore
-from labelops.worker.auth import BearerAuth, TokenRefresh
+from labelops.worker.auth import BearerAuth, TokenRefresh, auth_from_settings
 from labelops.worker.background_loops import BackgroundTask
 from labelops.worker.config import WorkerSettings
 from labelops.worker.http.app import create_app
@@ -161,7 +161,7 @@ def http_server(
     )
     store = LabelStore(pool, settings.campaign, io)
     checks.setdefault("database", database_check(pool))
-    auth = BearerAuth(settings.tokens)
+    auth = auth_from_settings(settings)
     tokens = TokenRefresh(pool, settings.campaign.schema_, auth)
     tokens.refresh()
     server = GracefulServer(

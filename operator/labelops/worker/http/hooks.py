@@ -1,9 +1,11 @@
 """What every request of the worker's HTTP API goes through, before and after its view.
 
 Before: the clock starts, and operations whose OpenAPI entry declares security get their
-bearer token checked (the labeler lands in flask.g). After: the response is checked against
-the OpenAPI document (logged, counted, or refused as a 500, by ResponseValidation), then
-metrics are recorded by route template with the final status.
+bearer token checked: a labeler's token or OIDC JWT, or a service's (the pool's router) with
+the labeler it acts for in Labelops-Labeler (worker/auth.py); the labeler lands in flask.g.
+After: the response is checked against the OpenAPI document (logged, counted, or refused as
+a 500, by ResponseValidation), then metrics are recorded by route template with the final
+status.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 
 from flask import Flask, Response, g, request
 
-from labelops.worker.auth import AuthFailure
+from labelops.api.pool_router import ON_BEHALF_OF_HEADER
+from labelops.worker.auth import AuthFailure, acting_labeler
 from labelops.worker.config import ResponseValidation
 from labelops.worker.http.services import Services, operation_id
 from labelops.worker.openapi_document import JSON, PROBLEM_JSON
@@ -33,15 +36,15 @@ def register_hooks(app: Flask, services: Services) -> None:
         operation = spec.operations.get(operation_id())
         if operation is None or not operation.spec.get("security"):
             return
-        outcome = services.auth.authenticate(request.headers.get("Authorization"))
-        if isinstance(outcome, AuthFailure):
-            raise Problem(
-                401,
-                "unauthorized",
-                outcome.detail,
-                headers={"WWW-Authenticate": outcome.www_authenticate},
-            )
-        g.labeler = outcome
+        principal = services.auth.authenticate(
+            request.headers.get("Authorization"), services.run_blocking
+        )
+        if isinstance(principal, AuthFailure):
+            raise _refused(principal)
+        labeler = acting_labeler(principal, request.headers.get(ON_BEHALF_OF_HEADER))
+        if isinstance(labeler, AuthFailure):
+            raise _refused(labeler)
+        g.labeler = labeler
 
     # after_request hooks run in reverse order of registration: metrics see the final status.
     @app.after_request
@@ -86,6 +89,16 @@ def register_hooks(app: Flask, services: Services) -> None:
                 500, "internal-error", "response contract violated: " + "; ".join(violations)
             ).response()
         return response
+
+
+def _refused(failure: AuthFailure) -> Problem:
+    return Problem(
+        failure.status,
+        failure.kind,
+        failure.detail,
+        headers=failure.headers,
+        extensions=failure.problem_extensions(),
+    )
 
 
 def _route() -> str:
