@@ -41,6 +41,12 @@ def _learner(args: argparse.Namespace) -> int:
     return run()
 
 
+def _router(args: argparse.Namespace) -> int:
+    from labelops.router.main import run
+
+    return run()
+
+
 def _status(args: argparse.Namespace) -> int:
     from labelops.report.status_report import status
 
@@ -87,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
         "learner", help="run a campaign's built-in learner (configured from the environment)"
     )
     ln.set_defaults(func=_learner)
+
+    rt = sub.add_parser(
+        "router", help="run a LabelerPool's router (configured from the environment)"
+    )
+    rt.set_defaults(func=_router)
 
     st = sub.add_parser("status", help="progress, conditions and ETA of campaigns")
     st.add_argument("name", nargs="?")

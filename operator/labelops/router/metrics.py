@@ -1,0 +1,36 @@
+"""The router's Prometheus metrics (one process, its own registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class RouterMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.claims = Counter(
+            "labelops_router_claims",
+            "Claims forwarded to a campaign's worker, by campaign and outcome "
+            "(leased, empty, blocked, refused, unreachable, error).",
+            ["campaign", "outcome"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "labelops_router_claims_refused",
+            "Claims the router answered itself: capacity (429), nothing to route to (204).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "labelops_router_upstream_seconds",
+            "Round trip of a forwarded request to a campaign's worker.",
+            ["campaign", "operation"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
