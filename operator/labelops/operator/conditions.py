@@ -60,7 +60,13 @@ class Reason(StrEnum):
     TOKEN_SECRET_NOT_OPTED_IN = "TokenSecretNotOptedIn"
     INVALID_TOKEN_SECRET = "InvalidTokenSecret"
     CONNECTION_LIMIT_TOO_SMALL = "ConnectionLimitTooSmall"
+    POOL_NOT_FOUND = "PoolNotFound"
+    UNKNOWN_SKILL = "UnknownSkill"
     STALLED = "Stalled"
+    # LabelerPool (pool_status.py)
+    NO_CAMPAIGNS = "NoCampaigns"
+    ROUTER_AVAILABLE = "RouterAvailable"
+    ROUTER_UNAVAILABLE = "RouterUnavailable"
     # ModelTrusted (campaigns with model.autoAccept)
     TRUSTED = "Trusted"
     CALIBRATING = "Calibrating"
@@ -78,6 +84,8 @@ PERMANENT = frozenset(
         Reason.TOKEN_SECRET_NOT_OPTED_IN,
         Reason.INVALID_TOKEN_SECRET,
         Reason.CONNECTION_LIMIT_TOO_SMALL,
+        Reason.POOL_NOT_FOUND,
+        Reason.UNKNOWN_SKILL,
     }
 )
 # Not a fault of the operator or the spec, but on-call should hear of it: a model version
