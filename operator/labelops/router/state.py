@@ -127,11 +127,20 @@ class PoolState:
                 self.history = self.history.with_rejoined(campaign, campaigns)
         return campaigns
 
-    def decide(self, labeler: Labeler, now: float, freed: int = 0) -> Decision | CapacityFull:
+    def decide(
+        self,
+        labeler: Labeler,
+        now: float,
+        freed: int = 0,
+        skip: frozenset[str] = frozenset(),
+    ) -> Decision | CapacityFull:
+        """skip: campaigns already tried for this claim (they refused it): the next tier
+        down gets its turn when a whole tier refused."""
         full = self.capacity_full(labeler.id, now, freed)
         if full is not None:
             return full
-        return route(labeler, self.pool_campaigns(now), self.history)
+        campaigns = [c for c in self.pool_campaigns(now) if c.name not in skip]
+        return route(labeler, campaigns, self.history)
 
     def capacity_full(self, labeler_id: str, now: float, freed: int = 0) -> CapacityFull | None:
         """freed: leases about to be given back (a submit being forwarded)."""
