@@ -37,8 +37,13 @@ from labelops.api.backend_state import ObservedDatabase, ObservedRole, RoleChang
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.clients.errors import PostgresUnavailable
 from labelops.store import ProgressCounts, migrate, read_progress
-from labelops.store.labeler_tokens import TokenChanges, replace_token_digests
+from labelops.store.labeler_tokens import (
+    TokenChanges,
+    replace_service_digests,
+    replace_token_digests,
+)
 from labelops.store.policy import CampaignPolicy, write_policy
+from labelops.store.pool_usage import read_usage
 from labelops.store.progress import CounterDelta, bump_counters
 from labelops.store.queries import Queries
 from labelops.store.summaries import BlockMark, CampaignReading, read_campaign
@@ -265,6 +270,40 @@ class PostgresAdmin:
         """Make the campaign's labeler token digests exactly `digests` (labeler id ->
         SHA-256); what changed, or None while the schema is not migrated."""
         return await asyncio.to_thread(self._replace_tokens, role, schema, digests)
+
+    def _replace_services(
+        self, role: str, schema: str, digests: Mapping[str, bytes]
+    ) -> bool | None:
+        with self._connection(f"write the service tokens of {schema}") as conn:
+            try:
+                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+                return replace_service_digests(conn, schema, digests)
+            except _NOT_PROVISIONED:
+                return None
+            finally:
+                conn.execute("RESET ROLE")
+
+    async def replace_services(
+        self, role: str, schema: str, digests: Mapping[str, bytes]
+    ) -> bool | None:
+        """Make the campaign's service token digests (a pool's router) exactly `digests`;
+        whether anything changed, or None while the schema is not migrated."""
+        return await asyncio.to_thread(self._replace_services, role, schema, digests)
+
+    def _usage(
+        self, schema: str, half_life: float, window: float
+    ) -> tuple[float, frozenset[str]] | None:
+        with self._connection(f"read pool usage of {schema}") as conn:
+            try:
+                return read_usage(conn, schema, half_life, window)
+            except _NOT_MIGRATED:
+                return None
+
+    async def read_pool_usage(
+        self, schema: str, half_life: float, window: float
+    ) -> tuple[float, frozenset[str]] | None:
+        """A pool member's decayed labels and active labelers over the window (pool status)."""
+        return await asyncio.to_thread(self._usage, schema, half_life, window)
 
     def _progress(self, schema: str) -> ProgressCounts | None:
         with self._connection(f"read progress of {schema}") as conn:
