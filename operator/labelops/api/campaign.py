@@ -185,8 +185,81 @@ class ResourceRequirements(Model):
 DEFAULT_WORKER_IMAGE = "labelops:0.1.0"
 
 
+class AutoscalingMode(StrEnum):
+    HPA = "hpa"
+    KEDA = "keda"
+
+
+class Autoscaling(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "workers.autoscaling.minReplicas must be at most maxReplicas",
+                    ".minReplicas",
+                ),
+                cel(
+                    "self.minReplicas >= 1 || self.mode == 'keda'",
+                    "workers.autoscaling.minReplicas 0 needs mode keda (a "
+                    "HorizontalPodAutoscaler cannot scale to zero without a feature gate)",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    mode: AutoscalingMode = Field(
+        default=AutoscalingMode.HPA,
+        description="hpa: a HorizontalPodAutoscaler on CPU; keda: a KEDA ScaledObject on the "
+        "items topic's consumer lag (needs KEDA's CRDs in the cluster).",
+    )
+    min_replicas: int = Field(
+        default=1, ge=0, le=100, description="Fewest worker pods while labeling (0: keda only)."
+    )
+    max_replicas: int = Field(ge=1, le=100, description="Most worker pods.")
+    target_cpu_utilization: int = Field(
+        default=70,
+        alias="targetCPUUtilization",
+        ge=1,
+        le=100,
+        description="hpa: average CPU use, in percent of the workers' CPU request.",
+    )
+    lag_threshold: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="keda: items waiting on the items topic per worker pod.",
+    )
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> Autoscaling:
+        # The CEL rules above, for specs validated outside the API server.
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"workers.autoscaling.minReplicas {self.min_replicas} must be at most "
+                f"maxReplicas {self.max_replicas}"
+            )
+        if self.min_replicas == 0 and self.mode != AutoscalingMode.KEDA:
+            raise ValueError(
+                "workers.autoscaling.minReplicas 0 needs mode keda (a HorizontalPodAutoscaler "
+                "cannot scale to zero without a feature gate)"
+            )
+        return self
+
+
 class Workers(Model):
-    replicas: int = Field(default=1, ge=0, le=100, description="Worker pods while running.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Worker pods while running; ignored while autoscaling is set.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale the workers with demand; the operator then leaves replicas to the "
+        "autoscaler (still 0 once the target is met).",
+    )
     image: str = Field(
         default=DEFAULT_WORKER_IMAGE,
         min_length=1,

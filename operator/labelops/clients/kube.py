@@ -32,6 +32,9 @@ _PLURALS = {
     ("v1", "ResourceQuota"): "resourcequotas",
     ("apps/v1", "Deployment"): "deployments",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
 }
 
@@ -124,7 +127,7 @@ class KubeClient:
         query = [("resourceVersion", "0")] if cached else None
         return await self._run("GET", object_path(api_version, kind, namespace, name), query=query)
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply: create if missing, else bring our fields to the given values."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -132,7 +135,7 @@ class KubeClient:
             "PATCH",
             path,
             body=dict(obj),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
         assert result is not None, f"apply of {path} returned 404"
@@ -151,6 +154,11 @@ class KubeClient:
         authenticated user, so it needs no grant). Blocking: called once, before Kopf starts."""
         found = self._call("GET", f"/apis/{GROUP}/{VERSION}") or {}
         return any(resource.get("name") == PLURAL for resource in found.get("resources", []))
+
+    async def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource, read from discovery (no grant)."""
+        found = await self._run("GET", f"/apis/{group_version}") or {}
+        return any(resource.get("name") == plural for resource in found.get("resources", []))
 
     async def get_campaign(
         self, namespace: str, name: str, cached: bool = False

@@ -11,7 +11,7 @@ import fnmatch
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,9 +336,17 @@ def _budget(replicas: int, processes: int) -> ConnectionBudget:
     )
 
 
+def _most_replicas(spec: CampaignSpec) -> tuple[str, int]:
+    auto = spec.workers.autoscaling
+    if auto is not None:
+        return "spec.workers.autoscaling.maxReplicas", auto.max_replicas
+    return "spec.workers.replicas", spec.workers.replicas
+
+
 def connection_budget(spec: CampaignSpec) -> ConnectionBudget:
-    """The most connections spec.workers.replicas workers can open at once."""
-    budgets = [_budget(spec.workers.replicas, p) for p in range(1, WORKER_MAX_PROCESSES + 1)]
+    """The most connections the most workers the spec allows can open at once."""
+    most = _most_replicas(spec)[1]
+    budgets = [_budget(most, p) for p in range(1, WORKER_MAX_PROCESSES + 1)]
     return max(budgets, key=lambda b: b.required)
 
 
@@ -349,10 +357,11 @@ def connection_limit_problem(spec: CampaignSpec) -> str | None:
     if budget.required <= limit:
         return None
     fits = max(0, (limit - budget.reserved) // budget.per_replica)
+    field, most = _most_replicas(spec)
     return (
-        f"spec.quotas.postgres.connectionLimit {limit} is too small for spec.workers.replicas "
-        f"{spec.workers.replicas}: {budget.arithmetic()} > {limit}; set connectionLimit to at "
-        f"least {budget.required}, or spec.workers.replicas to at most {fits}"
+        f"spec.quotas.postgres.connectionLimit {limit} is too small for {field} "
+        f"{most}: {budget.arithmetic()} > {limit}; set connectionLimit to at "
+        f"least {budget.required}, or {field} to at most {fits}"
     )
 
 
@@ -477,9 +486,12 @@ def worker_deployment(
     ref: CampaignRef,
     spec: CampaignSpec,
     env: WorkerEnvironment,
-    replicas: int,
+    replicas: int | None,
     pod_config_hash: str,
+    extra_env: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    """replicas None: left out, for the autoscaler that owns it (see autoscaling.py).
+    extra_env: a pool campaign's (pool_plan.member_worker_env)."""
     names = ref.names
     resources = spec.workers.resources.model_dump(exclude_none=True)
     container: dict[str, Any] = {
@@ -496,6 +508,7 @@ def worker_deployment(
                 "valueFrom": {"secretKeyRef": {"name": names.database_secret, "key": DSN_KEY}},
             },
             {"name": ENV_KAFKA_BOOTSTRAP, "value": env.kafka_bootstrap},
+            *(dict(variable) for variable in extra_env),
         ],
         # The campaign's own Kafka user (LABELOPS_KAFKA_* variables), on a broker with ACLs.
         **({"envFrom": [{"secretRef": {"name": names.kafka_secret}}]} if env.kafka_access else {}),
@@ -522,7 +535,7 @@ def worker_deployment(
         "kind": "Deployment",
         "metadata": ref.metadata(names.worker),
         "spec": {
-            "replicas": replicas,
+            **({"replicas": replicas} if replicas is not None else {}),
             "selector": {"matchLabels": names.selector_labels()},
             "template": {
                 "metadata": {

@@ -67,6 +67,25 @@ RULES: tuple[Rule, ...] = (
         "the API server applies: only those opted in for a campaign) so a rotated or removed "
         "token takes effect within seconds",
     ),
+    Rule(
+        "labelops.dev",
+        "labelerpools",
+        frozenset({"get", "list", "watch", "patch"}),
+        "Kopf lists and watches LabelerPools (patching its progress annotations); a pool "
+        "campaign reads its pool",
+    ),
+    Rule(
+        "labelops.dev",
+        "labelerpools/status",
+        frozenset({"patch"}),
+        "the pool's status: campaigns and shares, active labelers, conditions",
+    ),
+    Rule(
+        "labelops.dev",
+        "labelerpools/finalizers",
+        frozenset({"update"}),
+        "the router's objects carry ownerReferences with blockOwnerDeletion",
+    ),
     Rule("", "configmaps", APPLIED, "the worker's configuration"),
     Rule("", "services", APPLIED, "the worker Service"),
     Rule(
@@ -87,6 +106,26 @@ RULES: tuple[Rule, ...] = (
         "networkpolicies",
         APPLIED,
         "the campaign's worker and learner NetworkPolicies",
+    ),
+    Rule(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        APPLIED | {"get", "delete"},
+        "spec.workers.autoscaling mode hpa: the workers' HPA; read and deleted (only ours) "
+        "once the target is met, the campaign paused or autoscaling dropped",
+    ),
+    Rule(
+        "keda.sh",
+        "scaledobjects",
+        APPLIED | {"get", "delete"},
+        "spec.workers.autoscaling mode keda: the workers' ScaledObject; read and deleted "
+        "(only ours) as the HPA is. KEDA is found through discovery, which needs no grant",
+    ),
+    Rule(
+        "keda.sh",
+        "triggerauthentications",
+        APPLIED | {"get", "delete"},
+        "mode keda on a SCRAM broker: KEDA reads the workers' Kafka Secret through it",
     ),
     Rule("", "events", frozenset({"create"}), "Kopf and the status writer post Events"),
 )

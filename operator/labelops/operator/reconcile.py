@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -25,11 +26,12 @@ import kopf
 from pydantic import ValidationError
 
 from labelops.api.backend_state import RoleChanges, Topic
-from labelops.api.campaign import CampaignSpec, Topics
+from labelops.api.campaign import AutoscalingMode, CampaignSpec, Topics
 from labelops.api.tasktypes import check_label_schema
 from labelops.api.worker_configmap import PASSWORD_KEY
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
-from labelops.operator import plan
+from labelops.clients.kube import FIELD_MANAGER
+from labelops.operator import autoscaling, plan
 from labelops.operator.conditions import (
     PERMANENT,
     SCHEMA_READY,
@@ -44,6 +46,7 @@ from labelops.operator.conditions import (
 from labelops.operator.context import OperatorContext
 from labelops.operator.diff import diff_database, diff_topics
 from labelops.operator.kafka_users import converge_kafka_access
+from labelops.operator.pool_membership import sync_member
 from labelops.operator.progress_math import target_met
 from labelops.operator.status_writer import StatusUpdate
 from labelops.operator.token_sync import sync_tokens
@@ -197,7 +200,7 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
             )
         )
     state.step = WORKERS_READY
-    problem = await converge_workers(ctx, ref, spec, plan.desired_replicas(spec, met), dsn)
+    problem = await converge_workers(ctx, ref, spec, met, dsn)
     await converge_learner(ctx, ref, spec, plan.desired_learner_replicas(spec, met))
     if problem is None:
         state.workers_deployment = names.worker
@@ -302,15 +305,121 @@ async def converge_database(
 
 
 async def converge_workers(
-    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec, replicas: int, dsn: str
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec, met: bool, dsn: str
 ) -> Verdict | None:
     """Apply the worker objects; a verdict only when they cannot be applied.
 
     Whether the workers are ready is read from the live Deployment by the status writer.
     """
-    in_pool = plan.pool_problem(spec)
-    if in_pool is not None:
-        return Verdict.false(WORKERS_READY, Reason.NOT_SUPPORTED, in_pool)
+    pool_env: list[dict[str, Any]] = []
+    if spec.labelers.pool_ref is not None:
+        membership = await sync_member(ctx, ref, spec)
+        if membership.problem is not None:
+            return membership.problem
+        pool_env = membership.env
+    else:
+        own = await _converge_own_tokens(ctx, ref, spec)
+        if own is not None:
+            return own
+    keda_missing = autoscaling.keda_missing(spec, await _keda_served(ctx, spec))
+    if keda_missing is not None:
+        return Verdict.false(WORKERS_READY, Reason.NOT_SUPPORTED, keda_missing)
+    config_map = plan.config_map(ref, spec)
+    await ctx.kube.apply(config_map)
+    await ctx.kube.apply(plan.worker_service(ref))
+    for policy in plan.network_policies(ref, ctx.workers):
+        await ctx.kube.apply(policy)
+    await _converge_quota(ctx, ref, spec)
+    # Not the tokens: workers follow their digests in the database without a restart.
+    pod_hash = plan.config_hash(
+        plan.worker_config_json(ref, spec, with_generation=False),
+        dsn,
+        *(json.dumps(variable, sort_keys=True) for variable in pool_env),
+    )
+    scale = autoscaling.scaling(
+        ref.names,
+        ref.metadata(ref.names.worker),
+        spec,
+        met,
+        ctx.workers.kafka_bootstrap,
+        ctx.workers.kafka_access,
+    )
+    deployment = plan.worker_deployment(ref, spec, ctx.workers, scale.replicas, pod_hash, pool_env)
+    if scale.replicas is not None:
+        # Ours again (forced apply): the autoscaler goes first, so it cannot scale it back.
+        await _converge_autoscaler(ctx, ref, scale)
+        await ctx.kube.apply(deployment)
+        return None
+    live = await ctx.kube.get("apps/v1", "Deployment", ref.namespace, ref.names.worker)
+    if live is None:
+        # Created at minReplicas, then handed over below like any Deployment of ours.
+        live = await ctx.kube.apply(
+            plan.worker_deployment(ref, spec, ctx.workers, _min_replicas(spec), pod_hash, pool_env)
+        )
+    if autoscaling.owns_replicas(live, FIELD_MANAGER):
+        await ctx.kube.apply(autoscaling.replicas_handover(live), autoscaling.HANDOVER_MANAGER)
+    await ctx.kube.apply(deployment)
+    await _converge_autoscaler(ctx, ref, scale)
+    return None
+
+
+def _min_replicas(spec: CampaignSpec) -> int:
+    auto = spec.workers.autoscaling
+    return auto.min_replicas if auto is not None else spec.workers.replicas
+
+
+# Whether the API server serves KEDA's ScaledObjects: once seen, trusted this long; not
+# seen, asked again on each pass of a keda campaign (every SECRET_RETRY_SECONDS).
+KEDA_RECHECK_SECONDS = 300.0
+_keda_seen_at: dict[int, float] = {}
+
+
+async def _keda_served(ctx: OperatorContext, spec: CampaignSpec) -> bool:
+    auto = spec.workers.autoscaling
+    if auto is None or auto.mode != AutoscalingMode.KEDA:
+        return False
+    now = asyncio.get_running_loop().time()
+    seen = _keda_seen_at.get(id(ctx.kube))
+    if seen is not None and now - seen < KEDA_RECHECK_SECONDS:
+        return True
+    if await ctx.kube.serves(autoscaling.KEDA_API_VERSION, autoscaling.SCALED_OBJECTS):
+        _keda_seen_at[id(ctx.kube)] = now
+        return True
+    _keda_seen_at.pop(id(ctx.kube), None)
+    return False
+
+
+_AUTOSCALER_KINDS = (
+    (autoscaling.HPA_API_VERSION, "HorizontalPodAutoscaler", "worker"),
+    (autoscaling.KEDA_API_VERSION, "ScaledObject", "worker"),
+    (autoscaling.KEDA_API_VERSION, "TriggerAuthentication", "kafka_secret"),
+)
+
+
+async def _converge_autoscaler(
+    ctx: OperatorContext, ref: plan.CampaignRef, scale: autoscaling.Scaling
+) -> None:
+    """Apply the desired autoscaler objects; delete the other kinds' (only ours)."""
+    wanted = {(o["apiVersion"], o["kind"]) for o in scale.autoscaler}
+    for obj in scale.autoscaler:
+        await ctx.kube.apply(obj)
+    for api_version, kind, name_of in _AUTOSCALER_KINDS:
+        if (api_version, kind) in wanted:
+            continue
+        if api_version == autoscaling.KEDA_API_VERSION and not _keda_seen_at.get(id(ctx.kube)):
+            continue  # never made without KEDA served
+        name = getattr(ref.names, name_of)
+        live = await ctx.kube.get(api_version, kind, ref.namespace, name)
+        owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+        if any(owner.get("uid") == ref.uid for owner in owners):
+            await ctx.kube.delete(api_version, kind, ref.namespace, name)
+            log.info("%s: %s %s deleted (workers: %s)", ref.names.key, kind, name, scale.replicas)
+
+
+async def _converge_own_tokens(
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec
+) -> Verdict | None:
+    """The campaign's own tokens Secret (spec.labelers.tokenSecretRef) into its schema."""
     tokens_name = plan.tokens_secret_name(spec)
     tokens = await ctx.kube.get("v1", "Secret", ref.namespace, tokens_name)
     # Before any check returns: a Secret that is gone or refused leaves nobody signed in.
@@ -327,15 +436,6 @@ async def converge_workers(
         return Verdict.false(WORKERS_READY, Reason.TOKEN_SECRET_NOT_OPTED_IN, not_opted_in)
     if tokens_problem is not None:
         return Verdict.false(WORKERS_READY, Reason.INVALID_TOKEN_SECRET, tokens_problem)
-    config_map = plan.config_map(ref, spec)
-    await ctx.kube.apply(config_map)
-    await ctx.kube.apply(plan.worker_service(ref))
-    for policy in plan.network_policies(ref, ctx.workers):
-        await ctx.kube.apply(policy)
-    await _converge_quota(ctx, ref, spec)
-    # Not the tokens: workers follow their digests in the database without a restart.
-    pod_hash = plan.config_hash(plan.worker_config_json(ref, spec, with_generation=False), dsn)
-    await ctx.kube.apply(plan.worker_deployment(ref, spec, ctx.workers, replicas, pod_hash))
     return None
 
 
