@@ -224,6 +224,21 @@ def scale_rows(scale: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
     ]  # fmt: skip
 
 
+def router_rows(router: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """A LabelerPool's router (bench_router.py, issue 13)."""
+    tp, fs = ("throughput",), ("fairShare", "summary")
+    return [
+        ("router: labels/s through the router over direct to the worker, 32 labelers",
+         ">= 0.8", _get(router, *tp, "routedOverDirect", "median"), ""),
+        ("router: claim p99 through the router, 32 labelers", "< 20 ms",
+         _get(router, *tp, "routedClaimP99Ms", "medianOverRounds"), " ms"),
+        ("router: 1:2:1 pool, largest share error per window while all have work", "(report)",
+         _get(router, *fs, "whileAllHadWork", "maxAbsErrorPoints"), " points"),
+        ("router: 1:2:1 pool, shares over the whole phase while all have work", "25/50/25 %",
+         _get(router, *fs, "wholePhaseShares", "whileAllHadWork"), ""),
+    ]  # fmt: skip
+
+
 def _find(doc: Any, key: str) -> Any:
     """The first value under `key` anywhere in a results document (depth first)."""
     if isinstance(doc, dict):
@@ -259,6 +274,7 @@ def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> P
     rows = summary_rows(store, worker, op)
     rows += quality_rows(results)
     rows += scale_rows(results.get("campaigns_at_scale", {}))
+    rows += router_rows(results.get("router", {}))
     lines = [
         "# labelops benchmarks",
         "",
@@ -316,6 +332,8 @@ def main() -> int:
             "ingest_export": run_script("ingest_export", up.env, []),
             # 1,000 campaigns applied at once, on a private stack it starts (issue 14).
             "campaigns_at_scale": run_script("campaigns_at_scale", up.env, []),
+            # A LabelerPool's router vs direct to the worker, and its 1:2:1 shares (issue 13).
+            "router": run_script("router", up.env, []),
         }
     finally:
         if up.started:  # leave a stack that was already up as it was
