@@ -510,7 +510,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--fair-items-a", type=int, default=3_000, help="items of campaign a")
     p.add_argument("--after", type=float, default=10.0, help="seconds after a ran out")
     p.add_argument("--max-seconds", type=float, default=120.0, help="fairShare at most")
-    p.add_argument("--window", type=float, default=1.0, help="fair-share window, seconds")
+    p.add_argument("--window", type=float, default=2.0, help="fair-share window, seconds")
     p.add_argument("--sections", nargs="+", choices=["throughput", "fairShare"],
                    default=["throughput", "fairShare"])  # fmt: skip
     p.add_argument("--out", help="also write the JSON here")
