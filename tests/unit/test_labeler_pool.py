@@ -149,11 +149,9 @@ def test_weight_below_one_is_refused_naming_the_field() -> None:
         campaign_spec({"poolRef": {"name": "experts", "weight": 0}})
 
 
-def test_a_pool_campaign_is_reported_as_not_served_yet_naming_pool_ref() -> None:
+def test_a_pool_campaign_has_no_tokens_secret_of_its_own() -> None:
     spec = campaign_spec({"poolRef": {"name": "experts"}})
-    problem = plan.pool_problem(spec)
-    assert problem is not None and problem.startswith("spec.labelers.poolRef 'experts'")
-    assert plan.pool_problem(campaign_spec({"tokenSecretRef": {"name": "t"}})) is None
+    assert plan.tokens_secret_name(campaign_spec({"tokenSecretRef": {"name": "t"}})) == "t"
     with pytest.raises(ValueError, match="poolRef"):
         plan.tokens_secret_name(spec)
 

@@ -28,6 +28,7 @@ from labelops.operator.handlers import (  # noqa: F401  (importing registers the
     campaign_progress_timer,
     campaign_reclaim,
     campaign_reconcile,
+    pool_reconcile,
     tokens_secret_watch,
     worker_rollout,
 )
@@ -58,6 +59,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             {
                 campaign_progress_timer.PROGRESS_TIMER,
                 campaign_reconcile.RESYNC_TIMER,
+                pool_reconcile.POOL_TIMER,
                 worker_rollout.WORKER_ROLLOUT,
                 tokens_secret_watch.TOKENS_SECRET_WATCH,
             }

@@ -243,20 +243,8 @@ def image_problem(spec: CampaignSpec, env: WorkerEnvironment) -> str | None:
     )
 
 
-def pool_problem(spec: CampaignSpec) -> str | None:
-    """Why this operator cannot serve the campaign's labelers yet, or None."""
-    pool = spec.labelers.pool_ref
-    if pool is None:
-        return None
-    return (
-        f"spec.labelers.poolRef {pool.name!r}: campaigns in a LabelerPool are served through "
-        "the pool's router, which this operator version does not run yet; use "
-        "spec.labelers.tokenSecretRef for now"
-    )
-
-
 def tokens_secret_name(spec: CampaignSpec) -> str:
-    """The campaign's own tokens Secret (reconcile stops a pool campaign at pool_problem).
+    """The campaign's own tokens Secret (a pool campaign's digests come from its pool).
 
     :raises ValueError: for a campaign in a LabelerPool, which has none.
     """
