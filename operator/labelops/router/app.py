@@ -249,6 +249,7 @@ class Router:
                 if retry and attempt == 1:
                     continue
                 upstream = Upstream(None, error=f"{type(err).__name__}: {err}")
+                break
             except (aiohttp.ClientError, TimeoutError, OSError) as err:
                 upstream = Upstream(None, error=f"{type(err).__name__}: {err}")
                 break
