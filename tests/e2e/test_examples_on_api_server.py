@@ -1,6 +1,7 @@
-"""Every campaign in examples/ is accepted by the real API server: the CRD's OpenAPI schema,
-defaults and CEL rules admit it. Server-side apply with dryRun=All runs the whole admission
-chain without storing the campaign, so no operator is needed and nothing is left behind.
+"""Every campaign and LabelerPool in examples/ is accepted by the real API server: the
+CRDs' OpenAPI schemas, defaults and CEL rules admit it. Server-side apply with dryRun=All runs
+the whole admission chain without storing the object, so no operator is needed and nothing is
+left behind.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from test_operator_harness import crd_namespace
 from devstack.kubeapply import FIELD_MANAGER, apply, load_documents
 from devstack.stack import REPO_ROOT
 from labelops.api.campaign import GROUP, KIND, PLURAL, VERSION
+from labelops.api.labeler_pool import KIND as POOL_KIND
+from labelops.api.labeler_pool import PLURAL as POOL_PLURAL
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+# A campaign's kind, or the LabelerPool's in the pool example.
+KINDS = {KIND: PLURAL, POOL_KIND: POOL_PLURAL}
 
 
 @pytest.fixture(scope="module")
@@ -35,28 +40,33 @@ def test_the_api_server_accepts_the_example(
     for doc in docs:
         doc["metadata"]["namespace"] = namespace
     secret = next(d for d in docs if d["kind"] == "Secret")
-    campaign = next(d for d in docs if d["kind"] == KIND)
+    obj = next(d for d in docs if d["kind"] in KINDS)
+    kind = obj["kind"]
     apply(kube_api, [secret])
 
     resource = dynamic.DynamicClient(kube_api).resources.get(
-        api_version=f"{GROUP}/{VERSION}", kind=KIND
+        api_version=f"{GROUP}/{VERSION}", kind=kind
     )
     accepted = resource.server_side_apply(
-        body=campaign,
-        name=campaign["metadata"]["name"],
+        body=obj,
+        name=obj["metadata"]["name"],
         namespace=namespace,
         field_manager=FIELD_MANAGER,
         dry_run="All",
     ).to_dict()
 
     # What the server would store: the example's spec, with the CRD's defaults filled in.
-    assert accepted["metadata"]["name"] == campaign["metadata"]["name"]
-    for key, value in campaign["spec"]["task"].items():
-        assert accepted["spec"]["task"][key] == value, key
-    assert accepted["spec"]["target"] == campaign["spec"]["target"]
+    assert accepted["metadata"]["name"] == obj["metadata"]["name"]
+    if kind == KIND:
+        for key, value in obj["spec"]["task"].items():
+            assert accepted["spec"]["task"][key] == value, key
+        assert accepted["spec"]["target"] == obj["spec"]["target"]
+    else:
+        for key, value in obj["spec"].items():
+            assert accepted["spec"][key] == value, key
     # A dry run stores nothing.
     with pytest.raises(client.ApiException) as missing:
         client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, campaign["metadata"]["name"]
+            GROUP, VERSION, namespace, KINDS[kind], obj["metadata"]["name"]
         )
     assert missing.value.status == 404

@@ -142,9 +142,10 @@ def route_keys(api: client.ApiClient, namespace: str) -> list[str]:
 
 
 def pool_status(api: client.ApiClient, namespace: str) -> dict[str, Any]:
-    pool: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+    pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, POOL
     )
+    assert isinstance(pool, dict)
     return dict(pool.get("status") or {})
 
 

@@ -14,9 +14,20 @@ import pytest
 from devstack.kubeapply import load_documents
 from devstack.stack import REPO_ROOT
 from labelops.api.campaign import CampaignSpec, TaskType
+from labelops.api.labeler_pool import LabelerPoolSpec
 from labelops.api.tasktypes import LabelValidator, payload_violations
+from labelops.operator.pool_plan import POOL_OPT_IN_LABEL
 
-EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+ALL_EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+
+
+def kinds_of(path: Path) -> list[str]:
+    return sorted(d["kind"] for d in load_documents(path))
+
+
+# A campaign with its labelers' Secret each, but for the pool's (a LabelerPool and its tokens).
+POOL_EXAMPLES = [p for p in ALL_EXAMPLES if "LabelerPool" in kinds_of(p)]
+EXAMPLES = [p for p in ALL_EXAMPLES if p not in POOL_EXAMPLES]
 
 # An item and a label of each example's task, as its header comment describes them.
 SAMPLES: dict[TaskType, tuple[dict[str, Any], Any]] = {
@@ -73,3 +84,22 @@ def test_an_example_accepts_the_item_and_label_its_comment_describes(path: Path)
     item, label = SAMPLES[spec.task.type]
     assert payload_violations(spec.task.type, item) == []
     assert LabelValidator(spec.task).violations(item, label) == []
+
+
+def test_there_is_a_pool_example() -> None:
+    assert POOL_EXAMPLES, "examples/ holds no LabelerPool"
+
+
+@pytest.mark.parametrize("path", POOL_EXAMPLES, ids=[p.stem for p in POOL_EXAMPLES])
+def test_a_pool_example_is_a_valid_pool_with_its_opted_in_tokens_secret(path: Path) -> None:
+    assert kinds_of(path) == ["LabelerPool", "Secret"], f"{path.name}: {kinds_of(path)}"
+    docs = load_documents(path)
+    pool = next(d for d in docs if d["kind"] == "LabelerPool")
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    spec = LabelerPoolSpec.model_validate(pool["spec"])
+    assert spec.identity.tokens is not None, "the example names no tokens Secret"
+    assert spec.identity.tokens.secret_ref.name == secret["metadata"]["name"]
+    assert secret["metadata"]["labels"][POOL_OPT_IN_LABEL] == pool["metadata"]["name"]
+    assert pool["metadata"]["namespace"] == secret["metadata"]["namespace"]
+    members = {m for skill in spec.skills for m in skill.members}
+    assert members <= set(secret["stringData"]), "a skill member without a token"
