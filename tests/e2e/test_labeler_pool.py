@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from kubernetes import client
 from test_operator_harness import (
     Operator,
@@ -38,15 +39,18 @@ from test_operator_harness import (
 )
 
 from devstack import podrunner
+from devstack.kafka import client_connection
 from devstack.procs import free_port
 from labelops.api.campaign import GROUP, VERSION
 from labelops.api.labeler_pool import KIND, PLURAL
+from labelops.api.naming import CampaignNames
 from labelops.api.pool_router import (
     ENV_LABELER_DIGESTS,
     ENV_ROUTER_CONFIG,
     LABELER_DIGESTS_KEY,
     ROUTER_CONFIG_KEY,
     RouterConfig,
+    split_task_id,
 )
 from labelops.operator.pool_plan import POOL_OPT_IN_LABEL
 from labelops.store.labeler_tokens import token_digest
@@ -162,8 +166,24 @@ def request(
         return err.code, err.read()
 
 
+def produce_items(bootstrap: str, topic: str, ids: list[str]) -> None:
+    producer = Producer(client_connection(bootstrap).client_config({"acks": "all"}))
+    for item in ids:
+        payload = {
+            "prompt": f"Which answer helps more? ({item})",
+            "responses": [{"id": "a", "text": "This one."}, {"id": "b", "text": "That one."}],
+        }
+        value = json.dumps({"id": item, "payload": payload})
+        producer.produce(topic, key=item.encode(), value=value)
+    assert producer.flush(30) == 0, "items were not delivered to Kafka"
+
+
 def test_a_tokens_pool_serves_its_campaigns(
-    kube_api: client.ApiClient, namespace: str, operator: Operator, tmp_path: Path
+    kube_api: client.ApiClient,
+    namespace: str,
+    operator: Operator,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     apply(kube_api, pool_documents(namespace))
     apply(
@@ -221,11 +241,17 @@ def test_a_tokens_pool_serves_its_campaigns(
 
     # The skilled campaign's worker: alice in, bob (no `medical`) out.
     wait_ready(kube_api, namespace, SKILLED_CAMPAIGN, timeout=240, operator=operator)
-    pods = podrunner.start_pods(kube_api, namespace, f"{SKILLED_CAMPAIGN}-worker", tmp_path)
+    wait_ready(kube_api, namespace, OTHER_CAMPAIGN, timeout=240, operator=operator)
+    pods: dict[str, podrunner.LocalPod] = {}
     router_pods: list[podrunner.LocalPod] = []
     try:
-        (worker,) = pods
-        worker.wait_ready(timeout=120)
+        for name in both:
+            (pods[name],) = podrunner.start_pods(kube_api, namespace, f"{name}-worker", tmp_path)
+        for name in both:
+            pods[name].wait_ready(timeout=120)
+            topic = CampaignNames(namespace, name).items_topic
+            produce_items(kafka_bootstrap, topic, [f"{name}-1", f"{name}-2"])
+        worker = pods[SKILLED_CAMPAIGN]
         poll(
             lambda: request(f"{worker.url}/v1/me", TOKENS[SKILLED])[0] == 200,
             f"{SKILLED} (skilled) accepted by {SKILLED_CAMPAIGN}'s worker",
@@ -241,20 +267,19 @@ def test_a_tokens_pool_serves_its_campaigns(
             shares = [c.get("nominalShare") for c in status.get("campaigns") or []]
             return names == both and all(s is not None for s in shares)
 
-        poll(listed, "pool status lists both campaigns with nominal shares", 60)
+        poll(listed, "pool status lists both campaigns with nominal shares", 120, operator.log)
         status = pool_status(kube_api, namespace)
         assert status.get("observedGeneration") == 1
         shares = {c["name"]: c["nominalShare"] for c in status["campaigns"]}
-        assert abs(sum(shares.values()) - 1.0) < 0.01, shares
+        # Weights 1 and 3 in one tier.
+        assert shares == {SKILLED_CAMPAIGN: 0.25, OTHER_CAMPAIGN: 0.75}, shares
 
         # The router, from its Deployment, pointed at the local worker instead of the
         # cluster DNS name a real pod would resolve.
         local = config.model_copy(
             update={
                 "campaigns": [
-                    c.model_copy(update={"url": worker.url})
-                    for c in config.campaigns
-                    if c.name == SKILLED_CAMPAIGN
+                    c.model_copy(update={"url": pods[c.name].url}) for c in config.campaigns
                 ]
             }
         )
@@ -282,13 +307,16 @@ def test_a_tokens_pool_serves_its_campaigns(
         poll(router_ready, "router /readyz", 60)
         assert request(f"{router_url}/v1/me", TOKENS[SKILLED])[0] == 200
         assert request(f"{router_url}/v1/me", "not-a-token")[0] == 401
-        # No items yet: the worker answers the router's (service-token) claim with no work,
-        # which it would refuse (401) had the service digest not reached the schema.
+        # A claim forwarded with the router's service token: the worker takes it only if
+        # the token's digest reached the campaign's schema.
         claimed, body = request(f"{router_url}/v1/tasks/claim", TOKENS[SKILLED], "POST", b"")
-        assert claimed in (200, 204, 404), f"claim through the router: {claimed} {body!r}"
+        assert claimed == 200, f"claim through the router: {claimed} {body!r}"
+        task_id = str(json.loads(body)["id"])
+        assert split_task_id(task_id) is not None, task_id
+        assert split_task_id(task_id)[0] in both, task_id  # type: ignore[index]
     finally:
         podrunner.stop_pods(router_pods, tmp_path)
-        podrunner.stop_pods(pods, tmp_path)
+        podrunner.stop_pods(list(pods.values()), tmp_path)
 
     # A campaign leaving: out of the router's config and Secret.
     patch_spec(kube_api, namespace, OTHER_CAMPAIGN, {"reclaimPolicy": "Delete"})
