@@ -415,6 +415,7 @@ def fair_share(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
             return now >= limit
 
         log(f"{args.labelers} labelers through the router")
+        started = time.monotonic()  # --max-seconds counts from here, not from the ingest
         run = asyncio.run(label_until(router.port, pool_tokens, throttled(done, 0.25)))
         out["labelsAccepted"] = len(run.labels)
         out["responses"] = dict(run.outcomes)
