@@ -5,9 +5,11 @@ The local stack's API server authorizes with RBAC and runs OwnerReferencesPermis
 (devstack/kube.py). The operator runs as a ServiceAccount (a TokenRequest token in its own
 kubeconfig) holding nothing but a Role in the one namespace it serves: the chart's namespaced
 install (`watchNamespaces`). It takes a campaign through its whole life: provisioned to Ready
-with a quota and a learner; quota and learner dropped from the spec, so the operator deletes
-them; the campaign deleted under reclaimPolicy Delete, so the operator deletes the workers,
-topics and schema and lets the campaign go.
+with a quota and a learner; moved into a LabelerPool (tokens pool), so the operator writes the
+pool's router objects (owned by the pool) and status and the campaign reads the pool; quota
+and learner dropped from the spec, so the operator deletes them; the campaign deleted under
+reclaimPolicy Delete, so the operator deletes the workers, topics and schema and lets the
+campaign go.
 
 With all of RULES that life completes with no refusal in the operator's log. Then, once per
 granted verb, the same life under RULES minus that verb: the API server must refuse a call
@@ -49,6 +51,8 @@ from test_operator_harness import (
 )
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.api.labeler_pool import KIND as POOL_KIND
+from labelops.api.labeler_pool import PLURAL as POOL_PLURAL
 from labelops.api.naming import CampaignNames
 from labelops.operator import plan, rbac
 
@@ -57,7 +61,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 CAMPAIGN = "least"
 ACCOUNT = "labelops-operator"
 PARALLEL = 4
-STEP_TIMEOUT = {"Ready": 150.0, "dropped": 90.0, "reclaimed": 90.0}
+POOL = "least-pool"
+STEP_TIMEOUT = {"Ready": 150.0, "pooled": 120.0, "dropped": 90.0, "reclaimed": 90.0}
 VERBS = sorted(
     (group, resource, verb) for (group, resource), verbs in rbac.granted().items() for verb in verbs
 )
@@ -121,6 +126,41 @@ def lifecycle_steps(
             ),
         )
 
+    def join_pool() -> None:
+        secret, _ = campaign_documents(namespace, POOL)
+        secret["metadata"]["labels"] = {"labelops.dev/pool": POOL}
+        apply(
+            api,
+            [
+                secret,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": POOL_KIND,
+                    "metadata": {"name": POOL, "namespace": namespace},
+                    "spec": {
+                        "identity": {"tokens": {"secretRef": {"name": secret["metadata"]["name"]}}}
+                    },
+                },
+            ],
+        )
+        generation["pool"] = patch_spec(
+            api,
+            namespace,
+            CAMPAIGN,
+            {"labelers": {"tokenSecretRef": None, "poolRef": {"name": POOL}}},
+        )
+
+    def pooled() -> bool:
+        live = get_campaign(api, namespace, CAMPAIGN) or {}
+        if (live.get("status") or {}).get("observedGeneration") != generation["pool"]:
+            return False
+        if not is_ready(live):
+            return False
+        pool = get_object(api, f"{GROUP}/{VERSION}", POOL_KIND, namespace, POOL) or {}
+        listed = [c.get("name") for c in (pool.get("status") or {}).get("campaigns") or []]
+        router = get_object(api, "v1", "ConfigMap", namespace, f"{POOL}-router")
+        return listed == [CAMPAIGN] and router is not None
+
     def drop() -> None:
         generation["spec"] = patch_spec(
             api, namespace, CAMPAIGN, {"quotas": {"kubernetes": None}, "model": None}
@@ -137,6 +177,7 @@ def lifecycle_steps(
 
     return [
         ("Ready", provision, lambda: is_ready(get_campaign(api, namespace, CAMPAIGN))),
+        ("pooled", join_pool, pooled),
         ("dropped", drop, dropped),
         (
             "reclaimed",
@@ -199,6 +240,11 @@ def clean_up(api: client.ApiClient, stack_env: dict[str, str], namespace: str) -
             GROUP, VERSION, namespace, PLURAL, CAMPAIGN, {"metadata": {"finalizers": None}}
         )
         delete_campaign(api, namespace, CAMPAIGN)
+    pool = get_object(api, f"{GROUP}/{VERSION}", POOL_KIND, namespace, POOL)
+    if pool is not None and pool["metadata"].get("finalizers"):
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, POOL_PLURAL, POOL, {"metadata": {"finalizers": None}}
+        )
     names = CampaignNames(namespace, CAMPAIGN)
     drop_campaign_data(
         stack_env["LABELOPS_KAFKA_BOOTSTRAP"],
