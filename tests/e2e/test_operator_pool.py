@@ -17,7 +17,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
+    condition,
     crd_namespace,
     delete_campaign,
     get_object,
@@ -66,6 +67,8 @@ UNSKILLED = "bob"
 SKILLED_CAMPAIGN = "med"  # requires `medical`
 OTHER_CAMPAIGN = "gen"
 ROUTER_PORT_ENV = "LABELOPS_ROUTER_PORT"
+LOST_CAMPAIGN = "lost"  # names a pool that does not exist
+UNKNOWN_SKILL_CAMPAIGN = "surgery"  # requires a skill the pool lacks
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def operator(
 ) -> Iterator[Operator]:
     with running_operator(tmp_path_factory.mktemp("operator"), stack_env, namespace) as op:
         yield op
-        for name in (SKILLED_CAMPAIGN, OTHER_CAMPAIGN):
+        for name in (SKILLED_CAMPAIGN, OTHER_CAMPAIGN, LOST_CAMPAIGN, UNKNOWN_SKILL_CAMPAIGN):
             if get_campaign_body(kube_api, namespace, name) is not None:
                 patch_spec(kube_api, namespace, name, {"reclaimPolicy": "Delete"})
                 delete_campaign(kube_api, namespace, name)
@@ -328,4 +331,50 @@ def test_a_tokens_pool_serves_its_campaigns(
         ),
         f"{OTHER_CAMPAIGN} dropped from the router config and Secret",
         90,
+    )
+
+
+def test_a_missing_pool_or_skill_is_named_on_the_campaign(
+    kube_api: client.ApiClient, namespace: str, operator: Operator
+) -> None:
+    lost = pool_campaign(namespace, LOST_CAMPAIGN, {})
+    lost["spec"]["labelers"]["poolRef"]["name"] = "nobody"
+    apply(
+        kube_api,
+        [
+            *pool_documents(namespace),
+            lost,
+            pool_campaign(namespace, UNKNOWN_SKILL_CAMPAIGN, {"requiredSkills": ["surgery"]}),
+        ],
+    )
+
+    def workers_ready_reason(reason: str, *named: str) -> Callable[[Any], bool]:
+        def check(obj: Any) -> bool:
+            found = condition(obj, "WorkersReady")
+            message = str(found.get("message", ""))
+            return (
+                found.get("status") == "False"
+                and found.get("reason") == reason
+                and all(n in message for n in named)
+            )
+
+        return check
+
+    wait_campaign(
+        kube_api,
+        namespace,
+        LOST_CAMPAIGN,
+        workers_ready_reason("PoolNotFound", "spec.labelers.poolRef.name", "nobody"),
+        "WorkersReady=False PoolNotFound naming the pool",
+        180,
+        operator,
+    )
+    wait_campaign(
+        kube_api,
+        namespace,
+        UNKNOWN_SKILL_CAMPAIGN,
+        workers_ready_reason("UnknownSkill", "surgery", "medical"),
+        "WorkersReady=False UnknownSkill naming the skill and the pool's skills",
+        180,
+        operator,
     )
