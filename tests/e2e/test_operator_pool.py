@@ -8,7 +8,9 @@
 - the pool's status lists both campaigns with their nominal shares;
 - the router Deployment (podrunner, `labelops router`) answers a skilled labeler and
   forwards a claim to the worker with its service token;
-- a campaign leaving the pool drops out of the router's config and Secret.
+- a campaign leaving the pool drops out of the router's config and Secret;
+- a campaign naming a missing pool, or a skill its pool lacks, gets WorkersReady=False
+  PoolNotFound / UnknownSkill naming them.
 """
 
 from __future__ import annotations
