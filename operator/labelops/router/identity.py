@@ -20,6 +20,10 @@ REALM = "labelops"
 SELECTOR_BYTES = 8
 # Verified JWTs kept at most: past this, expired ones are dropped first, then the oldest.
 MAX_CACHED_TOKENS = 50_000
+# A verified JWT is trusted at most this long without verifying it again (as the worker's
+# worker/oidc_auth.CACHE_SECONDS, the JWKS cache's lifespan): a key the issuer retired stops
+# being trusted within it, whatever the token's exp says.
+CACHE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class TokenIdentities:
         return NotSignedIn(401, "unknown-token", "the token is not one of this pool's labelers")
 
 
+def trusted_until(exp: float, now: float) -> float:
+    """Until when (wall clock) a JWT verified at `now` and expiring at `exp` stays cached."""
+    return min(exp, now + CACHE_SECONDS)
+
+
 class OidcIdentities:
     def __init__(self, verifier: OidcVerifier) -> None:
         self._verifier = verifier
@@ -94,7 +103,8 @@ class OidcIdentities:
             identity = await loop.run_in_executor(None, self._verifier.verify, token)
         except TokenRefused as refused:
             return NotSignedIn(refused.reason.http_status, refused.reason.value, refused.detail)
-        expires = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+        exp = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+        expires = trusted_until(exp, now)
         if len(self._cache) >= MAX_CACHED_TOKENS:
             self._evict(now)
         signed_in = SignedIn(identity.labeler, identity.groups)
@@ -110,4 +120,12 @@ class OidcIdentities:
 
 Identities = TokenIdentities | OidcIdentities
 
-__all__ = ["Identities", "NotSignedIn", "OidcIdentities", "Refusal", "SignedIn", "TokenIdentities"]
+__all__ = [
+    "Identities",
+    "NotSignedIn",
+    "OidcIdentities",
+    "Refusal",
+    "SignedIn",
+    "TokenIdentities",
+    "trusted_until",
+]
