@@ -50,6 +50,7 @@ from test_operator_harness import (
     service_account_kubeconfig,
 )
 
+from devstack import kubeapply
 from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.api.labeler_pool import KIND as POOL_KIND
 from labelops.api.labeler_pool import PLURAL as POOL_PLURAL
@@ -62,7 +63,20 @@ CAMPAIGN = "least"
 ACCOUNT = "labelops-operator"
 PARALLEL = 4
 POOL = "least-pool"
-STEP_TIMEOUT = {"Ready": 150.0, "pooled": 120.0, "dropped": 90.0, "reclaimed": 90.0}
+STEP_TIMEOUT = {
+    "Ready": 150.0,
+    "pooled": 120.0,
+    "hpa": 90.0,
+    "keda": 90.0,
+    "dropped": 90.0,
+    "reclaimed": 90.0,
+}
+# The autoscalers the life makes the operator write (KEDA's CRDs are stand-ins installed from
+# tests/fixtures/keda-crds.yaml: mode keda needs them served).
+KEDA_CRDS = Path(__file__).resolve().parents[1] / "fixtures" / "keda-crds.yaml"
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
+TRIGGER_AUTHENTICATION = ("keda.sh/v1alpha1", "TriggerAuthentication")
 VERBS = sorted(
     (group, resource, verb) for (group, resource), verbs in rbac.granted().items() for verb in verbs
 )
@@ -161,23 +175,54 @@ def lifecycle_steps(
         router = get_object(api, "v1", "ConfigMap", namespace, f"{POOL}-router")
         return listed == [CAMPAIGN] and router is not None
 
+    def observed(key: str) -> bool:
+        live = get_campaign(api, namespace, CAMPAIGN) or {}
+        return (live.get("status") or {}).get("observedGeneration") == generation[key]
+
+    def autoscale(mode: str) -> Callable[[], None]:
+        def action() -> None:
+            generation[mode] = patch_spec(
+                api,
+                namespace,
+                CAMPAIGN,
+                {"workers": {"autoscaling": {"mode": mode, "minReplicas": 1, "maxReplicas": 2}}},
+            )
+
+        return action
+
+    def hpa_written() -> bool:
+        return observed("hpa") and get_object(api, *HPA, namespace, names.worker) is not None
+
+    def keda_written() -> bool:
+        return (
+            observed("keda")
+            and get_object(api, *SCALED_OBJECT, namespace, names.worker) is not None
+            and get_object(api, *TRIGGER_AUTHENTICATION, namespace, names.kafka_secret) is not None
+            and get_object(api, *HPA, namespace, names.worker) is None
+        )
+
     def drop() -> None:
         generation["spec"] = patch_spec(
-            api, namespace, CAMPAIGN, {"quotas": {"kubernetes": None}, "model": None}
+            api,
+            namespace,
+            CAMPAIGN,
+            {"quotas": {"kubernetes": None}, "model": None, "workers": {"autoscaling": None}},
         )
 
     def dropped() -> bool:
-        live = get_campaign(api, namespace, CAMPAIGN) or {}
-        observed = (live.get("status") or {}).get("observedGeneration")
         return (
-            observed == generation["spec"]
+            observed("spec")
             and get_object(api, "v1", "ResourceQuota", namespace, names.resource_quota) is None
             and get_object(api, "apps/v1", "Deployment", namespace, ref_learner) is None
+            and get_object(api, *SCALED_OBJECT, namespace, names.worker) is None
+            and get_object(api, *TRIGGER_AUTHENTICATION, namespace, names.kafka_secret) is None
         )
 
     return [
         ("Ready", provision, lambda: is_ready(get_campaign(api, namespace, CAMPAIGN))),
         ("pooled", join_pool, pooled),
+        ("hpa", autoscale("hpa"), hpa_written),
+        ("keda", autoscale("keda"), keda_written),
         ("dropped", drop, dropped),
         (
             "reclaimed",
@@ -280,6 +325,10 @@ def lives(
 ) -> Iterator[dict[tuple[str, str, str] | None, Life]]:
     """None: the life under all of RULES; (group, resource, verb): under RULES without it."""
     install_crd(kube_api)
+    keda = kubeapply.load_documents(KEDA_CRDS)
+    kubeapply.apply(kube_api, keda)
+    for crd in keda:
+        kubeapply.wait_crd_established(kube_api, crd["metadata"]["name"])
     runs: dict[tuple[str, str, str] | None, tuple[rbac.Rule, ...]] = {None: rbac.RULES}
     runs.update({v: rbac.without(*v) for v in _selected_verbs(request.session)})
 
