@@ -165,7 +165,8 @@ def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any
     prod = ("allAnswers", "zheng_d_product", "methods", "dawid-skene", "accuracyAllItems")
     adaptive = ("adaptive", "zheng_d_sentiment", "rule")
     # A fresh run writes its figures at the top; the committed file keeps earlier runs too.
-    final = ie.get("session3") or ie.get("run2Final") or ie
+    sessions = sorted((k for k in ie if k.startswith("session")), key=lambda k: int(k[7:] or 0))
+    final: dict[str, Any] = (ie[sessions[-1]] if sessions else ie.get("run2Final")) or ie
     chaos = results.get("chaos", {})
     faults = chaos.get("faults") or []
     lost = sum(f.get("labelsLost", 0) for f in faults) if faults else None
