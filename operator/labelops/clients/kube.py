@@ -20,6 +20,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from labelops.api.campaign import GROUP, KIND, PLURAL, VERSION
+from labelops.api.labeler_pool import KIND as POOL_KIND
+from labelops.api.labeler_pool import PLURAL as POOL_PLURAL
 
 FIELD_MANAGER = "labelops"
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
@@ -36,6 +38,7 @@ _PLURALS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentications",
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
+    (f"{GROUP}/{VERSION}", POOL_KIND): POOL_PLURAL,
 }
 
 
@@ -127,6 +130,31 @@ class KubeClient:
         query = [("resourceVersion", "0")] if cached else None
         return await self._run("GET", object_path(api_version, kind, namespace, name), query=query)
 
+    async def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's objects of this kind, from the API server's watch cache."""
+        path = object_path(api_version, kind, namespace)
+        found = await self._run("GET", path, query=[("resourceVersion", "0")])
+        return list((found or {}).get("items") or [])
+
+    async def patch_status(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource; with resource_version, failing with Conflict
+        if the object moved on."""
+        path = object_path(api_version, kind, namespace, name) + "/status"
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._run(
+            "PATCH", path, body=body, content_type="application/merge-patch+json"
+        )
+
     async def apply(self, obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply: create if missing, else bring our fields to the given values."""
         meta = obj["metadata"]
@@ -169,8 +197,6 @@ class KubeClient:
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
     ) -> dict[str, Any] | None:
         """Merge-patch the status subresource, failing with Conflict if the object moved on."""
-        path = object_path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status"
-        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
-        return await self._run(
-            "PATCH", path, body=body, content_type="application/merge-patch+json"
+        return await self.patch_status(
+            f"{GROUP}/{VERSION}", KIND, namespace, name, status, resource_version
         )

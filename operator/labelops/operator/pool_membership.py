@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from labelops.api.campaign import CampaignSpec
+from labelops.api.campaign import GROUP, VERSION, CampaignSpec
+from labelops.api.labeler_pool import KIND as POOL_KIND
 from labelops.api.labeler_pool import LabelerPoolSpec
 from labelops.api.pool_router import ROUTER_SERVICE
 from labelops.operator import plan, pool_plan
 from labelops.operator.conditions import WORKERS_READY, Reason, Verdict
 from labelops.operator.context import OperatorContext
-from labelops.operator.pool_kube import get_pool
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def sync_member(
 ) -> Membership:
     pool_ref = spec.labelers.pool_ref
     assert pool_ref is not None, "sync_member is for campaigns with spec.labelers.poolRef"
-    body = await get_pool(ctx.kube, ref.namespace, pool_ref.name)
+    body = await ctx.kube.get(f"{GROUP}/{VERSION}", POOL_KIND, ref.namespace, pool_ref.name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         await _write(ctx, ref, {}, {})
         return Membership(

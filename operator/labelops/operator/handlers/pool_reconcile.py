@@ -20,13 +20,14 @@ import kopf
 from pydantic import ValidationError
 
 from labelops.api.campaign import GROUP, VERSION, CampaignSpec
+from labelops.api.campaign import KIND as CAMPAIGN_KIND
+from labelops.api.labeler_pool import KIND as POOL_KIND
 from labelops.api.labeler_pool import PLURAL, LabelerPoolSpec
 from labelops.clients.errors import BackendUnavailable
 from labelops.operator import plan, pool_plan, pool_status
 from labelops.operator.conditions import Reason
 from labelops.operator.context import OperatorContext
 from labelops.operator.metrics import measured
-from labelops.operator.pool_kube import list_campaigns, patch_pool_status
 from labelops.operator.pool_membership import sync_member
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ async def pool_pass(ctx: OperatorContext, body: kopf.Body | dict[str, Any]) -> N
         )
         await _write_status(ctx, pool, body, status)
         return
-    campaigns = await list_campaigns(ctx.kube, pool.namespace)
+    campaigns = await ctx.kube.list(f"{GROUP}/{VERSION}", CAMPAIGN_KIND, pool.namespace)
     joined = pool_plan.members(pool.name, campaigns)
     tokens_name = pool_plan.tokens_secret_name(spec)
     tokens_secret = (
@@ -160,7 +161,7 @@ async def _write_status(
 ) -> None:
     if dict(body.get("status") or {}) == status:
         return
-    await patch_pool_status(ctx.kube, pool.namespace, pool.name, status)
+    await ctx.kube.patch_status(f"{GROUP}/{VERSION}", POOL_KIND, pool.namespace, pool.name, status)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="labelerpool-create", backoff=UNEXPECTED_ERROR_BACKOFF)
