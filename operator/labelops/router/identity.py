@@ -6,18 +6,17 @@ blocks, and cached by the token's digest until its `exp`)."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jwt
 
+from labelops.api.pool_router import ENV_LABELER_DIGESTS
 from labelops.identity.oidc import OidcVerifier, Refusal, TokenRefused
-from labelops.store.labeler_tokens import token_digest
+from labelops.store.labeler_tokens import find_token, index_digests, token_digest
 
 REALM = "labelops"
-SELECTOR_BYTES = 8
 # Verified JWTs kept at most: past this, expired ones are dropped first, then the oldest.
 MAX_CACHED_TOKENS = 50_000
 # A verified JWT is trusted at most this long without verifying it again (as the worker's
@@ -66,19 +65,12 @@ class TokenIdentities:
     """labeler id -> SHA-256 digest of their token (LABELOPS_LABELER_DIGESTS)."""
 
     def __init__(self, digests: Mapping[str, bytes]) -> None:
-        by_selector: dict[bytes, tuple[bytes, str]] = {}
-        for labeler, digest in digests.items():
-            clash = by_selector.get(digest[:SELECTOR_BYTES])
-            if clash is not None:
-                raise ValueError(f"labelers {clash[1]!r} and {labeler!r} share a token")
-            by_selector[digest[:SELECTOR_BYTES]] = (digest, labeler)
-        self._by_selector = by_selector
+        self._by_selector = index_digests(digests, {}, str, repr, ENV_LABELER_DIGESTS)
 
     async def sign_in(self, token: str) -> SignedIn | NotSignedIn:
-        presented = token_digest(token.encode("utf-8", errors="replace"))
-        candidate = self._by_selector.get(presented[:SELECTOR_BYTES])
-        if candidate is not None and hmac.compare_digest(candidate[0], presented):
-            return SignedIn(candidate[1])
+        labeler = find_token(self._by_selector, token.encode("utf-8", errors="replace"))
+        if labeler is not None:
+            return SignedIn(labeler)
         return NotSignedIn(401, "unknown-token", "the token is not one of this pool's labelers")
 
 

@@ -14,14 +14,50 @@ lets a worker find the labeler of a presented token in O(1) (worker/auth.py).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
 DIGEST_BYTES = 32
+# A presented token's digest finds its candidate by these first bytes in O(1) (the selector);
+# hmac.compare_digest then checks the whole digest in constant time (the verifier).
+SELECTOR_BYTES = 8
+
+P = TypeVar("P")
+SelectorIndex = dict[bytes, tuple[bytes, P]]
+
+
+def index_digests(
+    digests: Mapping[str, bytes],
+    into: SelectorIndex[P],
+    principal: Callable[[str], P],
+    named: Callable[[P], str],
+    source: str,
+) -> SelectorIndex[P]:
+    """Add name -> digest to a selector index (in place, returned).
+
+    :raises ValueError: when two principals share a token (their selectors clash).
+    """
+    for name, digest in digests.items():
+        who = principal(name)
+        clash = into.get(digest[:SELECTOR_BYTES])
+        if clash is not None and clash[1] != who:
+            raise ValueError(f"{named(clash[1])} and {named(who)} share a token ({source})")
+        into[digest[:SELECTOR_BYTES]] = (digest, who)
+    return into
+
+
+def find_token(index: Mapping[bytes, tuple[bytes, P]], token: bytes) -> P | None:
+    """The principal whose token this is, or None (constant time in the digest compared)."""
+    presented = token_digest(token)
+    candidate = index.get(presented[:SELECTOR_BYTES])
+    if candidate is not None and hmac.compare_digest(candidate[0], presented):
+        return candidate[1]
+    return None
 
 
 def token_digest(token: bytes) -> bytes:

@@ -24,7 +24,6 @@ See docs/worker-identity.md.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import threading
@@ -38,7 +37,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from labelops.api.labeler_pool import Skill
 from labelops.api.pool_router import ON_BEHALF_OF_HEADER
 from labelops.identity.oidc import OidcVerifier, Refusal, TokenRefused
-from labelops.store.labeler_tokens import TokenDigests, read_token_digests, token_digest
+from labelops.store.labeler_tokens import (
+    TokenDigests,
+    find_token,
+    index_digests,
+    read_token_digests,
+    token_digest,
+)
 from labelops.worker.config import WorkerSettings
 from labelops.worker.oidc_auth import OidcAuth, RunBlocking, looks_like_jwt, missing_skills
 
@@ -179,7 +184,6 @@ def acting_labeler(principal: Principal, on_behalf_of: str | None) -> str | Auth
     return principal
 
 
-SELECTOR_BYTES = 8
 # How often a worker process looks for changed tokens: a changed or removed token is refused
 # at most this long (plus the operator's write) after its Secret changed.
 REFRESH_SECONDS = 3.0
@@ -195,13 +199,8 @@ def _index(
     source: str,
     as_service: bool = False,
 ) -> dict[bytes, tuple[bytes, Principal]]:
-    for name, digest in digests.items():
-        principal: Principal = Service(name) if as_service else name
-        clash = into.get(digest[:SELECTOR_BYTES])
-        if clash is not None and clash[1] != principal:
-            raise ValueError(f"{_named(clash[1])} and {_named(principal)} share a token ({source})")
-        into[digest[:SELECTOR_BYTES]] = (digest, principal)
-    return into
+    principal: Callable[[str], Principal] = Service if as_service else str
+    return index_digests(digests, into, principal, _named, source)
 
 
 class BearerAuth:
@@ -264,15 +263,14 @@ class BearerAuth:
             )
         # WSGI hands header values over as latin-1 text: recover the bytes the client sent,
         # so a token with non-ASCII characters (UTF-8 on the wire) still matches.
-        presented = token_digest(token.encode("latin-1", errors="replace"))
-        candidate = self._by_selector.get(presented[:SELECTOR_BYTES])
-        if candidate is not None and hmac.compare_digest(candidate[0], presented):
-            principal = candidate[1]
+        presented = token.encode("latin-1", errors="replace")
+        principal = find_token(self._by_selector, presented)
+        if principal is not None:
             if isinstance(principal, Service) or not self._required:
                 return principal
             return self._with_skills(principal, ())
         if self._oidc is not None and looks_like_jwt(token):
-            return self._sign_in(token, presented, run_blocking or _direct)
+            return self._sign_in(token, token_digest(presented), run_blocking or _direct)
         return AuthFailure("the token is not recognised for this campaign", "invalid_token")
 
     def _sign_in(
