@@ -4,6 +4,7 @@ with the reason, offsets after the commit, predictions before and after their it
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,8 +24,10 @@ from test_store_support import (
 )
 
 from devstack.kafka import client_connection
+from labelops.api.campaign import ModelSpec
 from labelops.api.kafka_connection import KafkaConnection
 from labelops.api.worker_configmap import WorkerConfig
+from labelops.quality.sampling import AUDIT_DOMAIN, unit_hash
 from labelops.store import LabelStore
 from labelops.store.migrations import migrate
 from labelops.store.progress import read_progress
@@ -495,47 +498,142 @@ def test_a_prediction_that_does_not_fit_its_item_is_dead_lettered(
     assert preferred == "y", "the one that fits stays"
 
 
-@pytest.mark.parametrize(
-    "signature",
-    ["p_item_ids bigint[]", "p_item_ids bigint[], p_shard smallint"],
-    ids=["ids", "ids-and-shard"],
-)
-def test_after_scoring_runs_in_the_same_transaction_with_the_scored_items(
-    pool: ConnectionPool[Any],
-    schema: str,
-    scored_config: WorkerConfig,
-    kafka: KafkaConnection,
-    signature: str,
+ACCEPTING = {
+    "order": "uncertainty",
+    "autoAccept": {
+        "auditRate": 0.3,
+        "targetAccuracy": 0.95,
+        "confidenceLevel": 0.95,
+        "brakeWindow": 20,
+    },
+}
+THRESHOLD = 0.8
+# Each write of an item row, by kind: what "one row version per scored item" is held to.
+WRITE_COUNTER = [
+    "CREATE TABLE {schema}.item_writes (item_id bigint NOT NULL, kind text NOT NULL)",
+    "CREATE FUNCTION {schema}.count_item_write() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN INSERT INTO {schema}.item_writes VALUES (NEW.id, TG_OP); RETURN NULL; END$$",
+    "CREATE TRIGGER count_item_writes AFTER INSERT OR UPDATE ON {schema}.items"
+    " FOR EACH ROW EXECUTE FUNCTION {schema}.count_item_write()",
+]
+
+
+def test_a_score_is_decided_in_the_one_write_that_applies_it(
+    pool: ConnectionPool[Any], schema: str, scored_config: WorkerConfig, kafka: KafkaConnection
 ) -> None:
-    # Stand-ins for the schema's after_scoring, in either form: they record their calls.
-    statements = [
-        "DROP FUNCTION IF EXISTS {schema}.after_scoring(bigint[], smallint)",
-        "DROP FUNCTION IF EXISTS {schema}.after_scoring(bigint[])",
-        "CREATE TABLE {schema}.scoring_calls (ids bigint[])",
-        f"CREATE FUNCTION {{schema}}.after_scoring({signature}) RETURNS void"
-        " LANGUAGE sql AS 'INSERT INTO {schema}.scoring_calls VALUES (p_item_ids)'",
-    ]
-    for statement in statements:
-        with pool.connection() as conn:
-            conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
-    predictions = predictions_topic(scored_config)
-    produce(
-        kafka.bootstrap,
-        scored_config.topics.items,
-        [(b"a", item_message("a")), (b"b", item_message("b"))],
-    )
-    ingestor = Ingestor(Pipeline(pool, scored_config, kafka))
+    """Under model.order uncertainty, audits at 30% and a trusted version: every way an item
+    gets its score (its own model, an early prediction, a prediction after it) writes the
+    row once, with the audit and claim rank after_scoring decides; auto-accept completes
+    exactly the confident non-audits of the trusted version; a completed item takes the
+    score but keeps its audit and rank; a new version is registered."""
+    config = scored_config.model_copy(update={"model": ModelSpec.model_validate(ACCEPTING)})
+    LabelStore(pool, config).sync_policy()
+    for statement in [
+        *WRITE_COUNTER,
+        "INSERT INTO {schema}.model_versions (version, trusted, threshold)"
+        f" VALUES ('v1', true, {THRESHOLD})",
+    ]:
+        query_none(pool, schema, statement)
+    rng = random.Random(14)
+    scores = {
+        **{f"own-{n}": ("v1", 0.5 + 0.5 * rng.random()) for n in range(30)},
+        **{f"early-{n}": ("v1", 0.5 + 0.5 * rng.random()) for n in range(30)},
+        **{f"after-{n}": ("v1", 0.5 + 0.5 * rng.random()) for n in range(30)},
+        **{f"new-{n}": ("v2", 0.5 + 0.5 * rng.random()) for n in range(10)},
+    }
+
+    def predicted(item_id: str) -> tuple[bytes, bytes]:
+        version, confidence = scores[item_id]
+        return item_id.encode(), prediction_message(item_id, version, "helpful", confidence)
+
+    predictions = predictions_topic(config)
+    own, early = [i for i in scores if i.startswith("own-")], [i for i in scores if "early" in i]
+    later = [i for i in scores if i.startswith(("after-", "new-"))]
+    ingestor = Ingestor(Pipeline(pool, config, kafka))
     try:
-        ingest_until(ingestor, lambda: count(pool, schema, "items") == 2, "the items")
+        produce(kafka.bootstrap, predictions, [predicted(i) for i in early])
+        handle(ingestor, len(early))
+        assert count(pool, schema, "early_predictions") == len(early)
         produce(
-            kafka.bootstrap, predictions, [(b"b", prediction_message("b", "v1", "helpful", 0.9))]
+            kafka.bootstrap,
+            config.topics.items,
+            [
+                *(
+                    (
+                        i.encode(),
+                        item_message(i, model=model(scores[i][0], "helpful", scores[i][1])),
+                    )
+                    for i in own
+                ),
+                *((i.encode(), item_message(i)) for i in [*early, *later, "done"]),
+            ],
         )
-        handle(ingestor, 1)
+        handle(ingestor, len(own) + len(early) + len(later) + 1)
+        # An item people completed (audit and rank set apart to see them kept).
+        query_none(
+            pool,
+            schema,
+            "UPDATE {schema}.items SET completed_at = now(), label_count = 1, audit = true,"
+            " claim_rank = 7 WHERE external_id = 'done'",
+        )
+        produce(
+            kafka.bootstrap,
+            predictions,
+            [
+                *(predicted(i) for i in later),
+                (b"done", prediction_message("done", "v1", "helpful", 0.9)),
+            ],
+        )
+        handle(ingestor, len(later) + 1)
     finally:
         ingestor.close()
-    [(ids,)] = query(pool, schema, "SELECT ids FROM {schema}.scoring_calls")
-    [(b_row,)] = query(pool, schema, "SELECT id FROM {schema}.items WHERE external_id = 'b'")
-    assert ids == [b_row]
+
+    rows = query(
+        pool,
+        schema,
+        "SELECT i.external_id, i.model_version, i.model_confidence, i.audit, i.claim_rank,"
+        "       i.machine_labeled, count(w.*) FILTER (WHERE w.kind = 'UPDATE')"
+        " FROM {schema}.items i LEFT JOIN {schema}.item_writes w ON w.item_id = i.id"
+        " GROUP BY i.id",
+    )
+    items = {row[0]: row[1:] for row in rows}
+    assert items["done"] == ("v1", 0.9, True, 7.0, False, 2), "the score, nothing else"
+    accepted = set()
+    for item_id, (version, confidence) in scores.items():
+        got_version, got_confidence, audit, rank, machine, updates = items[item_id]
+        assert (got_version, got_confidence) == (version, confidence), item_id
+        assert audit is (unit_hash(AUDIT_DOMAIN, item_id, version) < 0.3), item_id
+        assert rank == (confidence - 2 if audit else confidence + 1), item_id
+        if version == "v1" and confidence >= THRESHOLD and not audit:
+            accepted.add(item_id)
+        assert machine is (item_id in accepted), item_id
+        # Scored as it was inserted, or by one update; completing it is one more.
+        assert updates == int(item_id in later) + int(item_id in accepted), item_id
+    audits = sum(1 for row in rows if row[3])
+    assert 0 < audits < len(scores) and 0 < len(accepted) < len(scores)
+    assert {
+        row[0] for row in query(pool, schema, "SELECT version FROM {schema}.model_versions")
+    } == {"v1", "v2"}
+    with pool.connection() as conn:
+        assert read_progress(conn, schema).machine_labeled == len(accepted)
+
+    # after_scoring, on the same items, decides nothing else (the reference; rolled back).
+    decided = "SELECT external_id, audit, claim_rank FROM {schema}.items ORDER BY id"
+    with pool.connection() as conn, conn.transaction(force_rollback=True):
+        before = conn.execute(sql.SQL(decided).format(schema=sql.Identifier(schema))).fetchall()
+        row = conn.execute(
+            sql.SQL(
+                "SELECT {schema}.after_scoring(array_agg(id), 0::smallint) FROM {schema}.items"
+                " WHERE external_id <> 'done'"
+            ).format(schema=sql.Identifier(schema))
+        ).fetchone()
+        after = conn.execute(sql.SQL(decided).format(schema=sql.Identifier(schema))).fetchall()
+    assert row == (0,) and after == before
+
+
+def query_none(pool: ConnectionPool[Any], schema: str, template: str) -> None:
+    with pool.connection() as conn:
+        conn.execute(sql.SQL(template).format(schema=sql.Identifier(schema)))
 
 
 def test_gold_items_keep_their_answer_and_bad_gold_is_dead_lettered(

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from labelops.api.campaign import TaskType
+from labelops.quality.sampling import audit_hash_sql
 from labelops.store.progress import (
     COUNTER_FIELDS,
     PROGRESS_SHARDS,
@@ -163,6 +164,23 @@ _NEW_SCORE = (
     " (m.version, m.prediction, m.confidence)"
 )
 
+# Whether the UPDATE of upsert_items gives an open item a new score (model_scored_at set to
+# now(), a version set), with a policy row: then its audit and claim_rank are decided again.
+_RESCORED = (
+    f"(NOT {_KEEP} AND {_NEW_SCORE} AND m.version IS NOT NULL"
+    " AND i.completed_at IS NULL AND m.order_by IS NOT NULL)"
+)
+
+
+def _audit(item_id: str, version: str, rate: str) -> str:
+    """SQL: whether the item is an audit of the version it is scored by, as after_scoring
+    decides it (labelops.quality.sampling): never without a version or at rate 0, so the
+    hash is computed only where audits are drawn. False without a policy row."""
+    return (
+        f"coalesce(CASE WHEN {version} IS NOT NULL AND {rate} > 0"
+        f" THEN {audit_hash_sql(item_id, version)} < {rate} END, false)"
+    )
+
 
 class IngestStatements:
     """The ingest statements of one campaign schema and task type, composed once."""
@@ -171,7 +189,15 @@ class IngestStatements:
         self.schema = schema
         names = {
             name: sql.Identifier(schema, name)
-            for name in ("items", "leases", "dead_letters", "early_predictions")
+            for name in (
+                "items",
+                "leases",
+                "dead_letters",
+                "early_predictions",
+                "campaign_policy",
+                "model_versions",
+                "claim_rank",
+            )
         }
         early_fits = _fits(task_type, "e.model_prediction", "m.payload")
         # %s: a JSON array of item messages, unique by id. Rows are inserted in id order
@@ -179,36 +205,54 @@ class IngestStatements:
         # prediction that came before its item (early_predictions) is the item's score
         # when it fits the item: the predictions topic carries the newest scores, an item's
         # own model is its first.
+        # The score a row gets in this statement decides, in the same write, what
+        # after_scoring decides once predictions were applied (functions/after_scoring.sql):
+        # an open item's audit and claim_rank, from the campaign's policy, and the version
+        # registered in model_versions. Each item is written once; ingest then calls
+        # auto_accept on the scored items.
+        message_audit = _audit("b.id", "(b.model ->> 'version')", "pol.audit_rate")
+        early_audit = _audit("f.id", "f.e_version", "f.audit_rate")
         upsert_items = (
             "WITH m AS MATERIALIZED ("
             "  SELECT b.id, b.payload, coalesce(b.priority, 0) AS priority,"
             "         b.model ->> 'version' AS version, b.model -> 'prediction' AS prediction,"
             "         (b.model ->> 'confidence')::double precision AS confidence,"
-            "         b.gold -> 'value' AS gold"
+            "         b.gold -> 'value' AS gold,"
+            f"        {message_audit} AS audit,"
+            "         pol.audit_rate, pol.order_by"
             "  FROM jsonb_to_recordset(%s::jsonb)"
             "       AS b(id text, payload jsonb, priority integer, model jsonb, gold jsonb)"
+            "  LEFT JOIN {campaign_policy} pol ON true"
             "), early AS ("
             "  DELETE FROM {early_predictions} e USING m WHERE e.external_id = m.id"
             "  RETURNING e.*"
             "), n AS MATERIALIZED ("
-            "  SELECT m.*, e.external_id IS NOT NULL AS had_early,"
-            f"        (e.external_id IS NOT NULL AND ({early_fits}) IS TRUE) AS early_fits,"
-            "         e.model_version AS e_version, e.model_prediction AS e_prediction,"
-            "         e.model_confidence AS e_confidence"
-            "  FROM m LEFT JOIN early e ON e.external_id = m.id"
+            "  SELECT f.*,"
+            "         CASE WHEN f.early_fits THEN f.e_version ELSE f.version END AS s_version,"
+            "         CASE WHEN f.early_fits THEN f.e_prediction ELSE f.prediction END"
+            "           AS s_prediction,"
+            "         CASE WHEN f.early_fits THEN f.e_confidence ELSE f.confidence END"
+            "           AS s_confidence,"
+            f"        CASE WHEN f.early_fits THEN {early_audit}"
+            "              ELSE f.audit END AS s_audit"
+            "  FROM (SELECT m.*, e.external_id IS NOT NULL AS had_early,"
+            f"              (e.external_id IS NOT NULL AND ({early_fits}) IS TRUE) AS early_fits,"
+            "               e.model_version AS e_version, e.model_prediction AS e_prediction,"
+            "               e.model_confidence AS e_confidence"
+            "        FROM m LEFT JOIN early e ON e.external_id = m.id) f"
             "), inserted AS ("
             "  INSERT INTO {items} (external_id, payload, priority, gold_value, model_version,"
-            "                       model_prediction, model_confidence, model_scored_at)"
-            "  SELECT id, payload, priority, gold,"
-            "         CASE WHEN early_fits THEN e_version ELSE version END,"
-            "         CASE WHEN early_fits THEN e_prediction ELSE prediction END,"
-            "         CASE WHEN early_fits THEN e_confidence ELSE confidence END,"
-            "         CASE WHEN early_fits OR version IS NOT NULL THEN now() END"
+            "                       model_prediction, model_confidence, model_scored_at,"
+            "                       audit, claim_rank)"
+            "  SELECT id, payload, priority, gold, s_version, s_prediction, s_confidence,"
+            "         CASE WHEN s_version IS NOT NULL THEN now() END, s_audit,"
+            "         CASE WHEN s_version IS NOT NULL"
+            "              THEN {claim_rank}(s_audit, s_confidence, order_by) ELSE 0 END"
             # One order for every ingestor; "C": the locale's collation costs more than
             # the rest of the sort.
             '  FROM n ORDER BY id COLLATE "C"'
             "  ON CONFLICT (external_id) DO NOTHING"
-            "  RETURNING id, external_id, model_version IS NOT NULL AS scored,"
+            "  RETURNING id, external_id, model_version, model_version IS NOT NULL AS scored,"
             "            gold_value IS NOT NULL AS gold"
             # An item keeps what labelers saw: it is updated only while nobody has leased or
             # labeled it, and a redelivery of the same content writes nothing. lease_count
@@ -226,6 +270,10 @@ class IngestStatements:
             f"        model_scored_at = CASE WHEN {_KEEP} OR NOT {_NEW_SCORE}"
             "                               THEN i.model_scored_at"
             "                               WHEN m.version IS NOT NULL THEN now() END,"
+            f"        audit = CASE WHEN {_RESCORED} THEN m.audit ELSE i.audit END,"
+            f"        claim_rank = CASE WHEN {_RESCORED}"
+            "                          THEN {claim_rank}(m.audit, m.confidence, m.order_by)"
+            "                          ELSE i.claim_rank END,"
             "         updated_at = now()"
             # Only what the INSERT did not add: a batch of new items looks nothing up.
             "  FROM (SELECT * FROM m WHERE NOT EXISTS"
@@ -238,7 +286,14 @@ class IngestStatements:
             "    AND ((i.payload, i.priority, i.gold_value)"
             "         IS DISTINCT FROM (m.payload, m.priority, m.gold)"
             f"        OR (NOT {_KEEP} AND {_NEW_SCORE}))"
-            "  RETURNING i.id, i.model_version IS NOT NULL AND i.model_scored_at = now() AS scored"
+            "  RETURNING i.id, i.model_version,"
+            "            i.model_version IS NOT NULL AND i.model_scored_at = now() AS scored"
+            "), versions AS ("
+            "  INSERT INTO {model_versions} (version)"
+            "  SELECT DISTINCT s.model_version"
+            "  FROM (SELECT model_version FROM inserted WHERE scored"
+            "        UNION ALL SELECT model_version FROM updated WHERE scored) s"
+            "  ORDER BY 1 ON CONFLICT (version) DO NOTHING"
             ")"
             " SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),"
             "        ARRAY(SELECT id FROM inserted WHERE scored"
@@ -247,9 +302,11 @@ class IngestStatements:
             "        (SELECT count(*) FROM inserted WHERE gold)"
         )
         fits = _fits(task_type, "p.prediction", "i.payload")
+        prediction_audit = _audit("k.id", "k.version", "pol.audit_rate")
         # %s: a JSON array of prediction messages, unique by item id. The latest wins: an
-        # item takes the prediction whatever its state (what to do with it is
-        # after_scoring's to decide); a prediction for an item not there yet is kept for it.
+        # item takes the prediction whatever its state (auto_accept decides, after this
+        # statement, whether it completes the item); a prediction for an item not there yet
+        # is kept for it. An open item's audit and claim_rank are decided in the same write.
         upsert_predictions = (
             "WITH p AS MATERIALIZED ("
             "  SELECT b.id, b.model ->> 'version' AS version,"
@@ -265,11 +322,25 @@ class IngestStatements:
             f"         CASE WHEN ({fits}) IS TRUE THEN NULL"
             "              ELSE i.payload -> 'responses' END AS responses"
             "  FROM p JOIN {items} i ON i.external_id = p.id"
+            "), decided AS ("
+            "  SELECT k.item_row, k.version, k.prediction, k.confidence, pol.order_by,"
+            f"        {prediction_audit} AS audit"
+            "  FROM known k LEFT JOIN {campaign_policy} pol ON true"
+            "  WHERE k.fits AND k.changes"
             "), applied AS ("
-            "  UPDATE {items} i SET model_version = k.version, model_prediction = k.prediction,"
-            "         model_confidence = k.confidence, model_scored_at = now()"
-            "  FROM known k WHERE i.id = k.item_row AND k.fits AND k.changes"
-            "  RETURNING i.id"
+            "  UPDATE {items} i SET model_version = d.version, model_prediction = d.prediction,"
+            "         model_confidence = d.confidence, model_scored_at = now(),"
+            "         audit = CASE WHEN i.completed_at IS NULL AND d.order_by IS NOT NULL"
+            "                      THEN d.audit ELSE i.audit END,"
+            "         claim_rank = CASE WHEN i.completed_at IS NULL AND d.order_by IS NOT NULL"
+            "                           THEN {claim_rank}(d.audit, d.confidence, d.order_by)"
+            "                           ELSE i.claim_rank END"
+            "  FROM decided d WHERE i.id = d.item_row"
+            "  RETURNING i.id, i.model_version"
+            "), versions AS ("
+            "  INSERT INTO {model_versions} (version)"
+            "  SELECT DISTINCT model_version FROM applied ORDER BY 1"
+            "  ON CONFLICT (version) DO NOTHING"
             "), early AS ("
             "  INSERT INTO {early_predictions}"
             "   (external_id, model_version, model_prediction, model_confidence, received_at)"
@@ -297,19 +368,13 @@ class IngestStatements:
             f"{ARRIVAL_LOCK_CLASS}, hashtext(%s || '/' || u.bucket)) END"
             " FROM unnest(%s::integer[], %s::boolean[]) AS u(bucket, exclusive)"
         ).encode()
-        # after_scoring(item ids, progress shard) or, in its first form, (item ids).
-        self.find_after_scoring = (
-            b"SELECT to_regprocedure(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL"
+        # auto_accept(scored item ids, -, -, progress shard): what a trusted version's
+        # threshold covers completes without people (functions/auto_accept.sql).
+        self.auto_accept = (
+            sql.SQL("SELECT {}(%s::bigint[], NULL::text, NULL::integer, %s::smallint)")
+            .format(sql.Identifier(schema, "auto_accept"))
+            .as_bytes(None)
         )
-        function = sql.Identifier(schema, "after_scoring")
-        self.after_scoring_signatures = (
-            sql.SQL("{}(bigint[], smallint)").format(function).as_string(None),
-            sql.SQL("{}(bigint[])").format(function).as_string(None),
-        )
-        self.after_scoring_with_shard = (
-            sql.SQL("SELECT {}(%s::bigint[], %s::smallint)").format(function).as_bytes(None)
-        )
-        self.after_scoring = sql.SQL("SELECT {}(%s::bigint[])").format(function).as_bytes(None)
         self.bump_progress = bump_statement(schema).as_bytes(None)
         self.insert_dead_letters = (
             sql.SQL(
@@ -403,33 +468,16 @@ def upsert_predictions(
     return PredictionOutcome(list(applied), unfit, int(early))
 
 
-class AfterScoring:
-    """Calls the schema's after_scoring(item ids, shard) when it exists (it decides audits
-    and auto-accept, and counts what it does in that progress shard); looked up until
-    found, then remembered."""
-
-    def __init__(self) -> None:
-        self._found: bytes | None = None
-
-    def __call__(
-        self, cur: psycopg.Cursor[Any], statements: IngestStatements, ids: list[int], shard: int
-    ) -> None:
-        if not ids:
-            return
-        if self._found is None:
-            row = cur.execute(
-                statements.find_after_scoring, statements.after_scoring_signatures
-            ).fetchone()
-            if row and row[0]:
-                self._found = statements.after_scoring_with_shard
-            elif row and row[1]:
-                self._found = statements.after_scoring
-            else:
-                return
-        params: tuple[Any, ...] = (sorted(set(ids)),)
-        if self._found is statements.after_scoring_with_shard:
-            params += (shard,)
-        cur.execute(self._found, params)
+def auto_accept_scored(
+    cur: psycopg.Cursor[Any], statements: IngestStatements, ids: list[int], shard: int
+) -> int:
+    """After the upserts scored these items (their audits and ranks decided, their versions
+    registered): auto-accept what a trusted version's threshold covers, counting it in the
+    progress shard `shard`; returns the items completed so."""
+    if not ids:
+        return 0
+    row = cur.execute(statements.auto_accept, (sorted(set(ids)), shard)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def record_dead_letters(

@@ -9,8 +9,10 @@ the item id and a JSON value {"id": str, "model": {"version", "prediction", "con
 a model service's score of an item, after (or before) the item arrived. The latest
 prediction of an item wins (Kafka keeps one item's messages in order); one that comes
 before its item is kept for it (early_predictions) and applied when the item arrives.
-After the scores of a batch are written, the schema's after_scoring(item ids) runs in the
-same transaction, when the schema has it (it decides audits and auto-accept).
+The write that scores an item also decides what follows from the score, as the schema's
+after_scoring would (its audit and claim order under the campaign's policy, its model
+version registered), so each item is written once; then auto_accept, in the same
+transaction, completes what a trusted version's threshold covers.
 
 Delivery is at-least-once and the write idempotent: a batch of messages (both topics) is
 written in one transaction (labelops.store.items: upsert by id, dead letters unique by
@@ -68,13 +70,13 @@ from confluent_kafka import (
 
 from labelops.api.tasktypes import LabelValidator, bounded
 from labelops.store.items import (
-    AfterScoring,
     DeadLetter,
     IngestOutcome,
     RawItem,
     RawPrediction,
     UnfitPrediction,
     arrival_bucket,
+    auto_accept_scored,
     bump_ingest_counters,
     lock_arrivals,
     pick_shard,
@@ -146,7 +148,6 @@ class Ingestor:
         self._items = ItemMessages(config.task)
         self._predictions = PredictionMessages(config.task)
         self._labels = LabelValidator(config.task)
-        self._after_scoring = AfterScoring()
         self._batch_size = batch_size
         self._items_topic = config.topics.items
         predictions = config.topics.predictions
@@ -337,7 +338,7 @@ class Ingestor:
 
     def _transact(self, batch: Batch) -> IngestOutcome:
         st = self._statements
-        shard = pick_shard()  # after_scoring's counts and ours: one shard lock, taken last
+        shard = pick_shard()  # auto_accept's counts and ours: one shard lock, taken last
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             lock_arrivals(cur, st, items=batch.items, predictions=batch.predictions)
             inserted = updated = gold = early = 0
@@ -361,7 +362,7 @@ class Ingestor:
                     _dead_letter(batch.prediction_messages[u.item_id], self._unfit_reason(batch, u))
                     for u in predictions.unfit
                 ]
-            self._after_scoring(cur, st, scored, shard)
+            auto_accept_scored(cur, st, scored, shard)
             recorded_by_topic = {
                 topic: record_dead_letters(cur, st, letters)
                 for topic, letters in _by_topic(dead_letters).items()

@@ -1,10 +1,12 @@
--- after_scoring: what follows once predictions were applied to items (ingest calls it in
--- the transaction that wrote them, items still locked): each version is registered (it
--- starts untrusted and is calibrated on its own audits), each open scored item is decided
+-- after_scoring: what follows once predictions were applied to items by a writer that set
+-- only the model columns (items still locked, same transaction): each version is registered
+-- (it starts untrusted and is calibrated on its own audits), each open scored item is decided
 -- an audit or not for its version, from its id and the version alone
 -- (labelops.quality.sampling.audit_hash_sql, compared in a unit test) and placed in the
--- claim order (claim_rank), and what a trusted
--- version's threshold covers is auto-accepted. Returns the items auto-accepted.
+-- claim order (claim_rank), and what a trusted version's threshold covers is auto-accepted.
+-- Returns the items auto-accepted. Ingest takes the same decisions inside the statements
+-- that score items (labelops.store.items: one write per item), then calls auto_accept; a
+-- test holds its decisions to this function's (after_scoring then writes no row).
 CREATE OR REPLACE FUNCTION after_scoring(p_item_ids bigint[], p_shard smallint)
 RETURNS integer
 LANGUAGE plpgsql
