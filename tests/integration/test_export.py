@@ -9,12 +9,19 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from test_store_support import migrated_schema, open_pool, query
 
-from labelops.report.export import RlhfTally, write_export, write_jsonl
+from labelops.report.export import (
+    RlhfTally,
+    write_export,
+    write_jsonl,
+    write_rlhf,
+    write_rlhf_records,
+)
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.queries import Queries
 
@@ -199,3 +206,107 @@ def test_jsonl_read_in_many_ranges_by_several_connections_is_the_same_file(
             assert (count, split.getvalue()) == (48, whole.getvalue()), (streams, per_range)
     ids = [json.loads(line)["item_id"] for line in whole.getvalue().splitlines()]
     assert ids == sorted(ids) and len(set(ids)) == 24
+
+
+def seed_raw(
+    pool: ConnectionPool[Any],
+    schema: str,
+    items: dict[str, tuple[Any, list[Any]]],
+) -> None:
+    """Completed items as they may be stored (id -> (payload, label values)), past the
+    ingest's checks: the export's fast path must notice what it cannot take."""
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        for item_id, (payload, values) in items.items():
+            cur.execute(
+                f'INSERT INTO "{schema}".items (external_id, payload, label_count, completed_at)'
+                " VALUES (%s, %s, %s, now())",
+                (item_id, Jsonb(payload), len(values)),
+            )
+            for ordinal, value in enumerate(values, start=1):
+                cur.execute(
+                    f'INSERT INTO "{schema}".labels (id, item_id, labeler, value, ordinal)'
+                    f' SELECT %s, id, %s, %s, %s FROM "{schema}".items WHERE external_id = %s',
+                    (uuid.uuid4(), f"labeler-{ordinal}", Jsonb(value), ordinal, item_id),
+                )
+
+
+AWKWARD = 'quote " back\\slash \x01\x1f\t\n\r\x7f \u2028 ü 😀 </script> \\u0000'
+
+
+def test_rlhf_by_majority_is_byte_identical_to_the_records_path(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    def plain(n: int, a: str = "a", b: str = "b") -> dict[str, Any]:
+        return {
+            "prompt": f"{AWKWARD} {n}",
+            "responses": [{"id": a, "text": f"{AWKWARD} one"}, {"id": b, "text": "two"}],
+        }
+
+    a, b, tie = {"preferred": "a"}, {"preferred": "b"}, {"preferred": "tie"}
+    items: dict[str, tuple[Any, list[Any]]] = {
+        f"p{n:02}": (plain(n), votes)
+        for n, votes in enumerate(
+            [[a], [b, b, a], [a, b], [tie, tie, a], [b, {"preferred": "b", "why": AWKWARD}], [tie]]
+        )
+    }
+    items.update(
+        {
+            AWKWARD: (plain(90, a=AWKWARD, b="ü"), [{"preferred": AWKWARD}]),
+            "numeric-vote": (plain(91, a="1", b="2"), [{"preferred": 1}, {"preferred": 1}]),
+            "unknown-vote": (plain(92), [{"preferred": "c"}]),
+            "no-vote": (plain(93), [{"other": "a"}]),
+            # Not plain pairs: the slow way, as before.
+            "number-prompt": ({"prompt": 1e2, "responses": plain(94)["responses"]}, [a]),
+            "object-prompt": (
+                {"prompt": {"x": [1.5, "y"]}, "responses": plain(95)["responses"]},
+                [b],
+            ),
+            "three": (
+                {"prompt": "p", "responses": [*plain(96)["responses"], {"id": "c", "text": "3"}]},
+                [{"preferred": "c"}],
+            ),
+            "number-text": (
+                {"prompt": "p", "responses": [{"id": "a", "text": 2.50}, {"id": "b", "text": "t"}]},
+                [a],
+            ),
+            "list-payload": ([1, "two"], [{"other": "a"}]),
+            "extra-fields": (
+                {
+                    "prompt": "p",
+                    "meta": {"k": 1},
+                    "responses": [
+                        {"id": "a", "text": "x", "model": "m1"},
+                        {"id": "b", "text": "y"},
+                    ],
+                },
+                [b],
+            ),
+        }
+    )
+    seed_raw(pool, schema, items)
+    with pool.connection() as conn:
+        reference = io.BytesIO()
+        expected = write_rlhf_records(conn, schema, "majority", reference)
+        assert (expected.written, expected.ties) == (11, 5)
+        for streams, per_range in ((1, 20_000), (2, 1), (3, 4)):
+            fast = io.BytesIO()
+            tally = write_rlhf(
+                conn, schema, "majority", fast, streams=streams, labels_per_range=per_range
+            )
+            assert (tally.written, tally.ties) == (expected.written, expected.ties)
+            assert fast.getvalue() == reference.getvalue(), (streams, per_range)
+
+
+def test_postgresql_writes_every_json_string_as_orjson_does(
+    pool: ConnectionPool[Any],
+) -> None:
+    text = "".join(chr(c) for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    with pool.connection() as conn:
+        row = conn.execute(
+            "SELECT to_json(%s::text)::text, (jsonb_build_object('s', %s::text) -> 's')::text",
+            (text, text),
+        ).fetchone()
+    assert row is not None
+    expected = orjson.dumps(text).decode()
+    assert row[0] == expected
+    assert row[1] == expected

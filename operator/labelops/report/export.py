@@ -36,6 +36,13 @@ Python cost is per item, not per label: majority decides each item as it is read
 same result as labelops.quality.consolidation's, see majority_record), weighted
 consolidates ITEMS_PER_CHUNK items at a time; dawid-skene is batch EM over the whole
 campaign, so it holds every label's (item, labeler, value) in memory first.
+
+rlhf by majority parses no JSON per item: PostgreSQL sends each item's id, prompt and
+responses as JSON text pieces and its labels' values as one text (rlhf_pieces_query, read
+over id ranges by STREAMS connections like jsonl); the outcome of a sequence of values
+(preferred response, votes, agreement) is decided once and kept as the line's last bytes,
+and a line is its pieces joined around them (RlhfPieces), byte for byte the line
+write_rlhf_records writes.
 """
 
 from __future__ import annotations
@@ -520,20 +527,29 @@ def rlhf_pair(
     if preferred not in texts:
         return None
     loser = next(rid for rid in texts if rid != preferred)
-    record: dict[str, Any] = {
+    return {
         "id": item_id,
         "prompt": payload["prompt"],
         "chosen": texts[preferred],
         "rejected": texts[loser],
         "chosen_id": preferred,
         "rejected_id": loser,
+        **pair_fields(agreement=agreement, confidence=confidence, votes=votes),
+    }
+
+
+def pair_fields(
+    *, agreement: float, confidence: float | None, votes: dict[str, int]
+) -> dict[str, Any]:
+    """A preference pair's fields after the pair itself (RlhfPieces keeps them as JSON)."""
+    fields: dict[str, Any] = {
         "agreement": round(agreement, 4),
         "votes": votes,
         "labels": sum(votes.values()),
     }
     if confidence is not None:
-        record["confidence"] = round(confidence, 4)
-    return record
+        fields["confidence"] = round(confidence, 4)
+    return fields
 
 
 def rlhf_lines(rows: Iterable[LabelRow], tally: RlhfTally) -> Iterator[str]:
@@ -731,8 +747,35 @@ def write_consolidated(
 
 
 def write_rlhf(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    method: str,
+    out: IO[bytes],
+    *,
+    streams: int = STREAMS,
+    labels_per_range: int = RANGE_LABELS,
+) -> RlhfTally:
+    """The preference pairs: by majority, lines assembled from pieces PostgreSQL encodes
+    (rlhf_pieces_query, RlhfPieces); by the other methods, from consolidated records."""
+    if method == "majority":
+        tally = RlhfTally()
+        blocks = copy_ranges(
+            conn,
+            schema,
+            _rlhf_ranges(schema),
+            streams=streams,
+            labels_per_range=labels_per_range,
+        )
+        write_lines(RlhfPieces(tally).lines(blocks), out)
+        return tally
+    return write_rlhf_records(conn, schema, method, out)
+
+
+def write_rlhf_records(
     conn: psycopg.Connection[Any], schema: str, method: str, out: IO[bytes]
 ) -> RlhfTally:
+    """The preference pairs from consolidated records (any method), item by item in
+    Python: the reference for the majority fast path (a test holds the two byte-identical)."""
     tally = RlhfTally()
     evidence = read_evidence(conn, schema)
     query = items_query(conn, schema, with_payload=True)
@@ -746,10 +789,7 @@ def write_rlhf(
             assert item.payload is not None  # read with its payload
             value = record["value"]
             preferred = value.get("preferred") if isinstance(value, dict) else None
-            votes: dict[str, int] = {}  # a Counter's counts, in its order, for less
-            for _, v, _ in item.labels:
-                vote = str(v.get("preferred"))
-                votes[vote] = votes.get(vote, 0) + 1
+            votes = pair_votes(v for _, v, _ in item.labels)
             pair = (
                 rlhf_pair(
                     item.item_id,
@@ -770,6 +810,174 @@ def write_rlhf(
 
     write_lines(lines(), out)
     return tally
+
+
+def pair_votes(values: Iterable[Any]) -> dict[str, int]:
+    """Each label's preference counted, in the order first seen (a Counter's counts, for
+    less)."""
+    votes: dict[str, int] = {}
+    for value in values:
+        vote = str(value.get("preferred"))
+        votes[vote] = votes.get(vote, 0) + 1
+    return votes
+
+
+# The pieces of a preference pair, one line per completed item (rlhf_pieces_query): fields
+# apart by \x02 (COPY's delimiter, _RAW_LINES), the label values apart by \x03 (JSON text
+# holds neither raw).
+_PIECE = b"\x02"
+_VALUE = "\x03"
+# A plain pair's line (rlhf_pair's fields in its order): id, prompt, chosen, rejected,
+# chosen_id, rejected_id, then the outcome's fields (pair_fields) and the closing brace.
+_PAIR = b'{"id":%b,"prompt":%b,"chosen":%b,"rejected":%b,"chosen_id":%b,"rejected_id":%b%b\n'
+
+
+def _rlhf_ranges(schema: str) -> Callable[[psycopg.Connection[Any], range], sql.Composable]:
+    present: set[str] = set()
+
+    def query(conn: psycopg.Connection[Any], ids: range) -> sql.Composable:
+        if not present:  # read once, in the export's snapshot
+            present.update(columns(conn, schema))
+        return rlhf_pieces_query(present, schema, ids)
+
+    return query
+
+
+def rlhf_pieces_query(present: set[str], schema: str, ids: range | None) -> sql.Composable:
+    """One row per completed item with training labels, in item order: its id as JSON
+    text; its labels' values as JSON text in label order, apart by \\x03; then, when the
+    payload is a plain pair (a string prompt and two responses of distinct string ids and
+    string texts, as the pairwise payload schema asks), the prompt and each response's id
+    and text as JSON text, else five NULLs and the whole payload as JSON text.
+
+    PostgreSQL writes a JSON string as orjson does (the same escapes: a test holds them to
+    it for every character), so these pieces are the exact bytes of the line's fields."""
+    # Bounds on both tables: the planner carries equalities across a join, not ranges.
+    bounds = (
+        sql.SQL(
+            " AND l.item_id >= {lo} AND l.item_id < {hi} AND i.id >= {lo} AND i.id < {hi}"
+        ).format(lo=sql.Literal(ids.start), hi=sql.Literal(ids.stop))
+        if ids is not None
+        else sql.SQL("")
+    )
+    # Each level computes its columns once (OFFSET 0: not folded into the level above,
+    # where every use would compute them again): the payload's two members, the responses,
+    # their ids and texts, then whether they make a plain pair.
+    return sql.SQL(
+        "SELECT to_json(external_id), labels, CASE WHEN plain THEN prompt END,"
+        " CASE WHEN plain THEN id0 END, CASE WHEN plain THEN text0 END,"
+        " CASE WHEN plain THEN id1 END, CASE WHEN plain THEN text1 END,"
+        " CASE WHEN NOT plain THEN payload END"
+        " FROM (SELECT d.*, coalesce(jsonb_typeof(prompt) = 'string'"
+        "         AND jsonb_typeof(id0) = 'string' AND jsonb_typeof(text0) = 'string'"
+        "         AND jsonb_typeof(id1) = 'string' AND jsonb_typeof(text1) = 'string'"
+        "         AND two AND id0 <> id1, false) AS plain"
+        "  FROM (SELECT c.*, r0 -> 'id' AS id0, r0 -> 'text' AS text0,"
+        "               r1 -> 'id' AS id1, r1 -> 'text' AS text1"
+        # An array has exactly two elements when it has a second and no third; an object
+        # or a scalar has neither (-> with a number gives NULL).
+        "   FROM (SELECT b.*, b.payload -> 'prompt' AS prompt, responses -> 0 AS r0,"
+        "                responses -> 1 AS r1,"
+        "                responses -> 1 IS NOT NULL AND responses -> 2 IS NULL AS two"
+        "    FROM (SELECT a.*, a.payload -> 'responses' AS responses"
+        "     FROM (SELECT i.id, i.external_id, i.payload,"
+        "                  string_agg(l.value::text, {separator} ORDER BY l.ordinal) AS labels"
+        "           FROM {items} i JOIN {labels} l ON l.item_id = i.id"
+        "           WHERE i.completed_at IS NOT NULL AND {training}{bounds}"
+        "           GROUP BY i.id) a OFFSET 0) b OFFSET 0) c OFFSET 0) d OFFSET 0) e"
+        " ORDER BY id"
+    ).format(
+        separator=sql.Literal(_VALUE),
+        labels=sql.Identifier(schema, "labels"),
+        items=sql.Identifier(schema, "items"),
+        training=_training_labels(present),
+        bounds=bounds,
+    )
+
+
+class RlhfPieces:
+    """Preference-pair lines from rlhf_pieces_query's rows, byte for byte what
+    write_rlhf_records writes by majority: an item's outcome (preferred response, votes,
+    agreement) depends on its labels' values alone, so it is decided once per distinct
+    sequence of values (majority_record, pair_votes, rlhf_pair's fields) and kept as the
+    line's last bytes; a plain pair's line is then the item's pieces joined around them.
+    An item whose payload is not a plain pair goes through rlhf_pair itself."""
+
+    LIMIT = 100_000  # distinct label sequences remembered (free-form values)
+
+    def __init__(self, tally: RlhfTally) -> None:
+        self.tally = tally
+        self._values = ValueKeys()
+        self._outcomes: dict[bytes, _PairOutcome] = {}
+
+    def lines(self, blocks: Iterable[bytes]) -> Iterator[bytes]:
+        tally = self.tally
+        outcomes = self._outcomes
+        decide = self._decide
+        for block in blocks:
+            for row in block.split(b"\n")[:-1]:
+                (item_id, labels, prompt, id0, text0, id1, text1, payload) = row.split(_PIECE)
+                outcome = outcomes.get(labels) or decide(labels)
+                preferred = outcome.preferred
+                if preferred is None:
+                    tally.ties += 1
+                    continue
+                if not prompt:  # not a plain pair (the pieces are NULL): the slow way
+                    line = self._pair_line(item_id, payload, outcome)
+                elif preferred == id0:
+                    line = _PAIR % (item_id, prompt, text0, text1, id0, id1, outcome.tail)
+                elif preferred == id1:
+                    line = _PAIR % (item_id, prompt, text1, text0, id1, id0, outcome.tail)
+                else:
+                    line = None
+                if line is None:
+                    tally.ties += 1
+                    continue
+                tally.written += 1
+                yield line
+
+    def _decide(self, labels: bytes) -> _PairOutcome:
+        if len(self._outcomes) >= self.LIMIT:
+            self._outcomes.clear()
+        parsed = [self._values(text) for text in labels.decode().split(_VALUE)]
+        item = ItemLabels("", None, [("", v, "") for v, _ in parsed], [k for _, k in parsed])
+        record = majority_record(item)
+        assert record is not None  # the query returns items with labels only
+        value = record["value"]
+        preferred = value.get("preferred") if isinstance(value, dict) else None
+        votes = pair_votes(v for v, _ in parsed)
+        fields = pair_fields(
+            agreement=record["agreement"], confidence=record["confidence"], votes=votes
+        )
+        outcome = _PairOutcome(
+            None if preferred is None else orjson.dumps(str(preferred)),
+            b"," + orjson.dumps(fields)[1:],
+            record,
+            votes,
+        )
+        self._outcomes[labels] = outcome
+        return outcome
+
+    @staticmethod
+    def _pair_line(item_id: bytes, payload: bytes, outcome: _PairOutcome) -> bytes | None:
+        assert outcome.preferred is not None
+        pair = rlhf_pair(
+            orjson.loads(item_id),
+            orjson.loads(payload),
+            orjson.loads(outcome.preferred),
+            agreement=outcome.record["agreement"],
+            confidence=outcome.record["confidence"],
+            votes=outcome.votes,
+        )
+        return None if pair is None else orjson.dumps(pair) + b"\n"
+
+
+@dataclass(frozen=True)
+class _PairOutcome:
+    preferred: bytes | None  # the preferred response id as JSON text; None: no pair
+    tail: bytes  # the line's fields after rejected_id, as JSON text, and its closing brace
+    record: dict[str, Any]  # majority_record's
+    votes: dict[str, int]
 
 
 def write_export(
