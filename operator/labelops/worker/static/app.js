@@ -1,4 +1,6 @@
-// labelops labeling page: vanilla JS, talks only to this worker's /v1 API.
+// labelops labeling page: vanilla JS, talks only to the /v1 API of the server that served it:
+// a campaign's worker (<body data-mode="campaign">), or a pool's router (data-mode="pool"),
+// whose tasks each name their campaign.
 "use strict";
 
 (() => {
@@ -7,7 +9,8 @@
   const $ = (id) => document.getElementById(id);
 
   const state = {
-    campaign: null,
+    pool: document.body.dataset.mode === "pool",
+    documents: new Map(), // campaign ("" for a worker's own) -> Promise of GET /v1/campaign's body
     current: null, // {task, idempotencyKey}
     view: null, // the task type's renderer
     busy: false,
@@ -342,8 +345,26 @@
     };
   }
 
-  function viewFor(task) {
-    const campaignTask = state.campaign.task;
+  // --- campaign documents -------------------------------------------------------------------
+  // What a task's campaign asks for (task type, instructions, choices, limits). Direct to a
+  // worker every task is its one campaign's (GET /v1/campaign); through a pool's router each
+  // task names its "campaign", whose document the router forwards (GET /v1/campaigns/{name}).
+  // Each is fetched once per page load; a failed fetch is tried again with the next task.
+
+  function campaignOf(task) {
+    const name = task.campaign ?? "";
+    let loading = state.documents.get(name);
+    if (loading === undefined) {
+      const path = name ? `/v1/campaigns/${encodeURIComponent(name)}` : "/v1/campaign";
+      loading = api("GET", path).then((response) => response.body);
+      loading.catch(() => state.documents.delete(name));
+      state.documents.set(name, loading);
+    }
+    return loading;
+  }
+
+  function viewFor(task, campaign) {
+    const campaignTask = campaign.task;
     const payload = task.payload;
     // Views report changes while they are built, before state.view points at them.
     const changed = () => {
@@ -376,12 +397,30 @@
     $("shortcut-list").replaceChildren(...rows.map(([key, what]) => el("li", {}, el("span", { text: what }), kbd(key))));
   }
 
-  function showTask(current) {
-    state.current = current;
+  async function showTask(current) {
+    // Saved first: a reload resumes this lease even if its campaign could not be loaded.
     sessionStorage.setItem(TASK_KEY, JSON.stringify(current));
     const { task } = current;
-    state.view = viewFor(task);
-    $("item-id").textContent = task.id;
+    let campaign;
+    try {
+      campaign = await campaignOf(task);
+    } catch (err) {
+      $("empty-detail").textContent = "This task's campaign could not be loaded. Check again to retry.";
+      showOnly("empty");
+      renderShortcuts([]);
+      throw err;
+    }
+    state.current = current;
+    state.view = viewFor(task, campaign);
+    $("instructions").textContent = campaign.task.instructions;
+    $("task-type").textContent = campaign.task.type;
+    $("task-type").hidden = false;
+    // Through a router: the task's campaign, and its item id without the campaign prefix.
+    const routed = typeof task.campaign === "string";
+    $("task-campaign").hidden = !routed;
+    $("task-campaign-name").textContent = routed ? task.campaign : "";
+    const prefix = routed ? `${task.campaign}:` : "";
+    $("item-id").textContent = routed && task.id.startsWith(prefix) ? task.id.slice(prefix.length) : task.id;
     const until = new Date(task.leaseExpiresAt);
     $("lease").textContent = `Reserved for you until ${until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
     $("task-body").replaceChildren(state.view.node);
@@ -397,6 +436,7 @@
   }
 
   async function refreshStats() {
+    if (state.pool) return refreshPoolStats();
     try {
       const [me, progress] = await Promise.all([api("GET", "/v1/me"), api("GET", "/v1/progress")]);
       const m = me.body;
@@ -416,6 +456,45 @@
     }
   }
 
+  const percent = (share) => (typeof share === "number" ? `${Math.round(100 * share)}%` : "–");
+
+  // Through a router: what it knows of you (tasks held per campaign, up to the pool's
+  // capacity) and of the pool (each campaign's share of the labels against its nominal one).
+  async function refreshPoolStats() {
+    try {
+      const [me, pool] = await Promise.all([api("GET", "/v1/me"), api("GET", "/v1/pool")]);
+      const m = me.body;
+      $("labeler").textContent = m.labeler;
+      $("me-leases").textContent = `${m.activeLeases} / ${m.maxLeases}`;
+      $("me-blocked").textContent = m.blockedIn.length ? m.blockedIn.join(", ") : "none";
+      $("me-meter").style.width = `${Math.min(100, (100 * m.activeLeases) / Math.max(1, m.maxLeases))}%`;
+      $("me-campaigns").replaceChildren(
+        ...Object.entries(m.leases)
+          .filter(([, held]) => held > 0)
+          .map(([name, held]) => el("li", {}, el("span", { text: name }), el("span", { class: "count", text: `${held} held` }))),
+      );
+      const p = pool.body;
+      const active = p.activeLabelers === 1 ? "1 labeler" : `${p.activeLabelers} labelers`;
+      $("pool-labelers").textContent = `${p.namespace}/${p.pool} · ${active} active`;
+      $("pool-campaigns").replaceChildren(
+        ...p.campaigns.map((c) => {
+          const fill = el("div", { class: "meter-fill" });
+          fill.style.width = `${typeof c.actualShare === "number" ? Math.round(100 * c.actualShare) : 0}%`;
+          return el(
+            "li",
+            { "data-campaign": c.name },
+            el("span", { class: "campaign-title", text: c.name }),
+            el("span", { class: c.hasWork ? "count" : "count idle", text: c.hasWork ? "has work" : "no work now" }),
+            el("span", { class: "share muted", text: `share ${percent(c.actualShare)} of ${percent(c.nominalShare)} · ${c.served} served` }),
+            el("div", { class: "meter", "aria-hidden": "true" }, fill),
+          );
+        }),
+      );
+    } catch (err) {
+      handleFailure(err);
+    }
+  }
+
   async function nextTask() {
     forgetTask();
     showOnly("loading");
@@ -427,7 +506,7 @@
         showOnly("empty");
         renderShortcuts([]);
       } else {
-        showTask({ task: claimed.body, idempotencyKey: randomKey() });
+        await showTask({ task: claimed.body, idempotencyKey: randomKey() });
       }
     } catch (err) {
       showOnly("empty");
@@ -462,7 +541,7 @@
       toast(result.body.replayed ? "Already saved" : "Label saved");
       if (result.body.next) {
         forgetTask();
-        showTask({ task: result.body.next, idempotencyKey: randomKey() });
+        await showTask({ task: result.body.next, idempotencyKey: randomKey() });
         await refreshStats();
       } else {
         // Nothing was leased: a claim says why (none left, or a quota with its wait).
@@ -497,16 +576,26 @@
 
   // --- sign in / out ----------------------------------------------------------------------
 
+  // The task a reload left on screen, while its lease lasts.
+  function savedTask() {
+    const saved = JSON.parse(sessionStorage.getItem(TASK_KEY) || "null");
+    return saved && new Date(saved.task.leaseExpiresAt) > new Date() ? saved : null;
+  }
+
   async function enter() {
     try {
-      state.campaign = (await api("GET", "/v1/campaign")).body;
-      $("instructions").textContent = state.campaign.task.instructions;
+      if (state.pool) {
+        // A router has no one campaign: a token it refuses is a 401 here, before any task.
+        await api("GET", "/v1/me");
+      } else {
+        $("instructions").textContent = (await campaignOf({})).task.instructions;
+      }
       $("signin").hidden = true;
       $("workspace").hidden = false;
       $("session").hidden = false;
-      const saved = JSON.parse(sessionStorage.getItem(TASK_KEY) || "null");
-      if (saved && new Date(saved.task.leaseExpiresAt) > new Date()) {
-        showTask(saved);
+      const saved = savedTask();
+      if (saved) {
+        await showTask(saved);
         await refreshStats();
       } else {
         await nextTask();
@@ -532,7 +621,7 @@
   // --- wiring ------------------------------------------------------------------------------
 
   document.addEventListener("keydown", (event) => {
-    if ($("workspace").hidden || !state.current) return;
+    if ($("workspace").hidden || !state.current || !state.view) return;
     const typing = event.target instanceof HTMLTextAreaElement || event.target instanceof HTMLInputElement;
     if (typing) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -568,9 +657,16 @@
   $("sign-out").addEventListener("click", () => signOut());
   $("submit").addEventListener("click", submit);
   $("skip").addEventListener("click", skip);
-  $("check-again").addEventListener("click", () => {
+  $("check-again").addEventListener("click", async () => {
     clearError();
-    nextTask();
+    // A task whose campaign could not be loaded is still leased: show it rather than claim.
+    const saved = savedTask();
+    if (!saved) return nextTask();
+    try {
+      await showTask(saved);
+    } catch (err) {
+      handleFailure(err);
+    }
   });
 
   if (sessionStorage.getItem(TOKEN_KEY)) enter();
