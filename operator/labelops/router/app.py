@@ -39,6 +39,7 @@ from labelops.api.pool_router import (
 )
 from labelops.router.identity import Identities, NotSignedIn, SignedIn, bearer_token
 from labelops.router.metrics import RouterMetrics
+from labelops.router.page import LabelingPage
 from labelops.router.state import CapacityFull, PoolState
 from labelops.routing.fair_share import Decision
 
@@ -163,6 +164,8 @@ class Router:
         app.router.add_post("/v1/tasks/{rest:.+}", self.task_action)
         app.router.add_get("/v1/me", self.me)
         app.router.add_get("/v1/pool", self.pool)
+        app.router.add_get("/v1/campaigns/{campaign}", self.campaign_document)
+        LabelingPage(self.state.config).register(app)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.prometheus)
@@ -433,6 +436,47 @@ class Router:
             return task
         # Nothing leased (no work, capacity, a refusal): the next claim says why.
         return None
+
+    # --- the campaigns' documents (the labeling page renders each task with its own) ------
+
+    async def campaign_document(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/campaigns/{campaign}: that campaign's worker's GET /v1/campaign, asked
+        with its service token for the signed-in labeler; its answer relayed as it is."""
+        who = await self.sign_in(request)
+        campaign = request.match_info["campaign"]
+        if campaign not in self.state.campaigns:
+            return problem(
+                404,
+                "unknown-campaign",
+                f"campaign {campaign!r} is not one of this pool's: "
+                f"{', '.join(sorted(self.state.campaigns)) or 'none'}",
+                campaign=campaign,
+            )
+        assert self._session is not None
+        url = URL(self._base[campaign] + "/v1/campaign", encoded=True)
+        sent = {"Authorization": self._auth[campaign], ON_BEHALF_OF_HEADER: who.labeler}
+        started = time.perf_counter()
+        upstream = Upstream(None)
+        for attempt in (1, 2):
+            try:
+                async with self._session.get(url, headers=sent) as response:
+                    upstream = Upstream(
+                        response.status,
+                        await response.read(),
+                        response.headers.get("Content-Type", ""),
+                        response.headers,
+                    )
+                    break
+            except (aiohttp.ClientError, TimeoutError, OSError) as err:
+                upstream = Upstream(None, error=f"{type(err).__name__}: {err}")
+                # A pooled connection the worker closed as it was reused: a read, so once
+                # more on a fresh one.
+                if not (isinstance(err, aiohttp.ServerDisconnectedError) and attempt == 1):
+                    break
+        self.metrics.upstream.labels(campaign, "campaign").observe(time.perf_counter() - started)
+        if upstream.status is None:
+            return self.unreachable(campaign, upstream)
+        return upstream.relayed()
 
     # --- reading ------------------------------------------------------------------------
 
