@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from psycopg import sql
@@ -55,10 +55,16 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
+class Served(Protocol):
+    """Whatever serves the page: a worker (LiveApi) or a pool's router."""
+
+    url: str
+
+
 class Visit:
     """One labeler's tab, recording console errors and every URL the page asked for."""
 
-    def __init__(self, browser: Browser, api: LiveApi) -> None:
+    def __init__(self, browser: Browser, api: Served) -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page: Page = self.context.new_page()
         self.requested: list[str] = []

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +100,27 @@ def workers(
 
 @contextmanager
 def started_worker(
-    letter: str, dsn: str, bootstrap: str, tmp: pytest.TempPathFactory
+    letter: str,
+    dsn: str,
+    bootstrap: str,
+    tmp: pytest.TempPathFactory,
+    *,
+    task: Mapping[str, Any] | None = None,
+    payload: Callable[[int], dict[str, Any]] = pairwise_payload,
+    items: int = ITEMS,
+    labels_per_item: int = 1,
 ) -> Iterator[Worker]:
-    config = campaign_config(unique_name(f"rt{letter}"), {"type": "pairwise"}, items=ITEMS)
+    """A worker of a pairwise campaign (or of task, its items' payloads from payload),
+    items "<letter>/item <n>", knowing the router by its service token."""
+    config = campaign_config(
+        unique_name(f"rt{letter}"),
+        task or {"type": "pairwise"},
+        items=items,
+        labels_per_item=labels_per_item,
+    )
     token = f"router-service-{letter}-{os.urandom(8).hex()}"
     with provisioned(dsn, bootstrap, config) as campaign:
-        campaign.seed([(f"{letter}/item {n}", pairwise_payload(n)) for n in range(ITEMS)])
+        campaign.seed([(f"{letter}/item {n}", payload(n)) for n in range(items)])
         with psycopg.connect(dsn, autocommit=True) as conn:
             replace_service_digests(
                 conn, config.schema_, {ROUTER_SERVICE: token_digest(token.encode())}
