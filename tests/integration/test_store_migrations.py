@@ -14,7 +14,9 @@ from psycopg import sql
 from schema_catalog import schema_shape
 from test_store_support import unique_name
 
+from labelops.store.active_leases import active_leases_query, read_active_leases
 from labelops.store.migrations import available_functions, available_migrations, migrate
+from labelops.store.pool_usage import read_usage, usage_queries
 from labelops.store.progress import PROGRESS_SHARDS, read_progress
 
 pytestmark = pytest.mark.integration
@@ -255,3 +257,83 @@ def test_a_schema_that_records_an_unknown_migration_is_refused(
         with pytest.raises(RuntimeError, match=rf"records migrations \['{refused}'\]"):
             migrate(conn, schema)
         assert functions_of(conn, schema) == functions
+
+
+# A campaign some weeks in: labels spread over 30 days (a tenth of them machine labels), and
+# the leases of its history (consumed or released: no longer reserved) beside a few held.
+HISTORY_LABELS = 50_000
+RECENT_HUMAN_LABELS = 40
+HELD_LEASES = 30
+
+
+def write_history(conn: psycopg.Connection, schema: str) -> None:
+    items, labels, leases = (sql.Identifier(schema, t) for t in ("items", "labels", "leases"))
+    statements = [
+        sql.SQL(
+            "INSERT INTO {items} (external_id, payload)"
+            " SELECT 'item-' || i, '{{}}' FROM generate_series(1, %(n)s) AS i"
+        ),
+        sql.SQL(
+            "INSERT INTO {labels} (id, item_id, labeler, value, origin, ordinal, created_at)"
+            " SELECT gen_random_uuid(), i, 'labeler-' || mod(i, 97), '{{}}',"
+            "  CASE WHEN mod(i, 10) = 0 THEN 'machine' ELSE 'human' END, 1,"
+            "  now() - interval '2 hours' - mod(i, 30) * interval '1 day'"
+            "  - mod(i, 3600) * interval '1 second'"
+            " FROM generate_series(1, %(n)s) AS i"
+        ),
+        # The window's labels: RECENT_HUMAN_LABELS of them, by 4 labelers.
+        sql.SQL(
+            "UPDATE {labels} SET created_at = now() - interval '1 minute', origin = 'human',"
+            " labeler = 'recent-' || mod(item_id, 4) WHERE item_id <= %(recent)s"
+        ),
+        sql.SQL(
+            "INSERT INTO {leases} (item_id, labeler, claimed_at, expires_at, reserved)"
+            " SELECT i, 'labeler-' || mod(i, 97), now() - interval '3 days',"
+            "  now() - interval '3 days' + interval '10 minutes', false"
+            " FROM generate_series(1, %(n)s) AS i"
+        ),
+        sql.SQL(
+            "UPDATE {leases} SET reserved = true, claimed_at = now(),"
+            " expires_at = now() + interval '10 minutes' WHERE item_id > %(n)s - %(held)s"
+        ),
+    ]
+    params = {"n": HISTORY_LABELS, "recent": RECENT_HUMAN_LABELS, "held": HELD_LEASES}
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement.format(items=items, labels=labels, leases=leases), params)
+    for table in (labels, leases):
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+
+
+def plan_of(conn: psycopg.Connection, query: sql.Composed, params: dict[str, float]) -> str:
+    rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
+    return "\n".join(str(row[0]) for row in rows)
+
+
+def test_pool_usage_and_active_leases_read_indexes_not_the_history(
+    postgres_dsn: str, schema: str
+) -> None:
+    """0006's index serves the pool's usage reads; 0001's partial index the active leases.
+    Checked with EXPLAIN on a schema holding a history (50,000 labels and leases)."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        write_history(conn, schema)
+        params = {"h": 1800.0, "w": 3600.0}
+        decayed, who = usage_queries(schema)
+        for query in (decayed, who):
+            plan = plan_of(conn, query, params)
+            assert "labels_human_by_created_at" in plan, plan
+            assert "Seq Scan on labels" not in plan, plan
+        plan = plan_of(conn, active_leases_query(schema), {})
+        # A partial index of reserved leases, on their expiry: the leases held (and lapsed
+        # ones not reaped yet), never the campaign's history of consumed or released ones.
+        assert "using leases_reserved_by_expiry" in plan, plan
+        assert "Seq Scan on leases" not in plan, plan
+
+        total, active = read_usage(conn, schema, 1800.0, 3600.0)
+        assert active == {f"recent-{n}" for n in range(4)} | {
+            f"labeler-{i % 97}" for i in range(HISTORY_LABELS - HELD_LEASES + 1, HISTORY_LABELS + 1)
+        }
+        assert RECENT_HUMAN_LABELS * 0.97 < total <= RECENT_HUMAN_LABELS
+        held = read_active_leases(conn, schema)
+        assert (held.leases, held.labelers) == (HELD_LEASES, HELD_LEASES)

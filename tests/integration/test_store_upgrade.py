@@ -21,6 +21,7 @@ from schema_catalog import schema_shape
 from test_store_support import make_config, migrated_schema, open_pool, unique_name
 
 from labelops.store import LabelStore
+from labelops.store.active_leases import ActiveLeases
 from labelops.store.migrations import available_migrations, migrate
 from labelops.store.progress import ProgressCounts
 
@@ -213,6 +214,8 @@ def test_claim_and_submit_work_on_the_upgraded_data(
             sql.SQL("SELECT id::text FROM {}").format(sql.Identifier(previous_schema, "labels"))
         ).fetchall()
     store = LabelStore(pool, make_config(previous_schema, labels_per_item=LABELS_PER_ITEM))
+    # Bob's lease counts as active; dee's lapsed one, not reaped yet, does not.
+    assert store.active_leases() == ActiveLeases(leases=1, labelers=1)
 
     # A retry of the label the previous release accepted is answered with that label.
     replay = store.submit("ann", "item-0", HELPFUL, idempotency_key="key-1")
@@ -229,6 +232,7 @@ def test_claim_and_submit_work_on_the_upgraded_data(
     # dee's lapsed lease on item-1 still counts: a slot is free that nobody else holds.
     assert not store.submit("dee", "item-1", HELPFUL).item_completed
     assert store.release("cid", "item-3")
+    assert store.active_leases() == ActiveLeases(leases=0, labelers=0)
 
     assert store.progress() == ProgressCounts(
         items_total=5, items_completed=1, labels=4, human_labeled=4

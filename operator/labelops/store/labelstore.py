@@ -9,6 +9,7 @@
     store.release(labeler, item_id) -> bool
     store.me(labeler)        -> LabelerStats
     store.progress()         -> ProgressCounts
+    store.active_leases()    -> ActiveLeases (campaign-wide, labelops.store.active_leases)
     store.ping()             -> None (raises psycopg.Error when the database is unreachable)
 
 claim, submit and release each run as one statement (a function of the campaign's schema,
@@ -104,6 +105,7 @@ from psycopg_pool import ConnectionPool
 
 from labelops.api.tasktypes import LabelValidator
 from labelops.api.worker_configmap import WorkerConfig
+from labelops.store.active_leases import ActiveLeases, read_active_leases
 from labelops.store.autocommit import autocommit
 from labelops.store.claims import claim_next, next_utc_midnight, release_item
 from labelops.store.errors import InvalidLabel, QuotaExceeded, StoreError
@@ -327,6 +329,13 @@ class LabelStore:
         def read() -> ProgressCounts:
             with self._pool.connection() as conn:
                 return read_progress(conn, self._config.schema_)
+
+        return self._io.blocking(read)
+
+    def active_leases(self) -> ActiveLeases:
+        def read() -> ActiveLeases:
+            with self._pool.connection() as conn:
+                return read_active_leases(conn, self._config.schema_)
 
         return self._io.blocking(read)
 
