@@ -1,15 +1,22 @@
 """The worker's data path metrics against real Kafka and Postgres: ingest lag falls to 0 as the
 consumer catches up, a bad item counts one dead letter on the items topic, and the outbox
-backlog counts the labels the relay has not delivered yet, down to 0."""
+backlog counts the labels the relay has not delivered yet, down to 0. And the campaign's
+active leases on /metrics, over real HTTP, where KEDA's leases trigger reads them: every
+replica reports the whole campaign's unexpired leases, fewer once labeled, released or
+lapsed."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
+import requests
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 from test_store_support import (
     create_topics,
@@ -19,10 +26,23 @@ from test_store_support import (
     unique_name,
     wait_for,
 )
+from worker_harness import (
+    Campaign,
+    LiveApi,
+    campaign_config,
+    live_api,
+    pairwise_payload,
+    provisioned,
+)
+from worker_harness import unique_name as campaign_name
+from worker_harness import wait_for as wait_until
 
 from devstack.kafka import client_connection
+from labelops.api.campaign import Autoscaling
 from labelops.api.kafka_connection import KafkaConnection
+from labelops.api.naming import CampaignNames
 from labelops.api.worker_configmap import WorkerConfig
+from labelops.operator.autoscaling import leases_trigger
 from labelops.store import LabelStore
 from labelops.worker.ingest import Ingestor
 from labelops.worker.metrics import PipelineMetrics, WorkerMetrics
@@ -122,3 +142,102 @@ def test_lag_dead_letters_and_backlog_follow_ingest_and_relay(
     assert "labelops_worker_ingest_lag_messages 0.0" in exposition
     assert "labelops_worker_outbox_backlog 0.0" in exposition
     assert 'labelops_worker_dead_letters_total{topic="items"} 1.0' in exposition
+
+
+# Where KEDA's leases trigger reads, as the operator writes it: the path of its url, and the
+# gauge its valueLocation names (the worker Service's host is replaced by each replica's).
+LEASES_TRIGGER = leases_trigger(
+    CampaignNames("test", "c"), Autoscaling.model_validate({"mode": "keda", "maxReplicas": 2})
+)["metadata"]
+METRICS_PATH = urlsplit(LEASES_TRIGGER["url"]).path
+LEASES_GAUGE = LEASES_TRIGGER["valueLocation"]
+LABELERS_GAUGE = "labelops_worker_active_labelers"
+
+
+def campaign_gauges(api: LiveApi) -> tuple[float, float] | None:
+    """(active leases, active labelers) as this replica's /metrics serves them; the whole
+    exposition must parse, as KEDA's Prometheus-format reader parses all of it."""
+    response = requests.get(f"{api.url}{METRICS_PATH}", timeout=10)
+    assert response.status_code == 200, response.text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    if LEASES_GAUGE not in samples:
+        return None
+    return samples[LEASES_GAUGE], samples[LABELERS_GAUGE]
+
+
+def every_replica_reports(replicas: list[LiveApi], expected: tuple[int, int]) -> None:
+    """Polled: a replica may serve a figure read up to CAMPAIGN_READ_SECONDS ago."""
+    seen: dict[str, tuple[float, float] | None] = {}
+
+    def reported() -> bool:
+        seen.update({api.url: campaign_gauges(api) for api in replicas})
+        return all(value == expected for value in seen.values())
+
+    wait_until(reported, 30, lambda: f"expected (leases, labelers) {expected}, saw {seen}")
+
+
+def claim(api: LiveApi, labeler: str) -> str:
+    response = api.session(labeler).post(f"{api.url}/v1/tasks/claim")
+    assert response.status_code == 200, response.text
+    item: str = response.json()["id"]
+    return item
+
+
+def task_url(api: LiveApi, item: str, action: str) -> str:
+    return f"{api.url}/v1/tasks/{quote(item, safe='')}/{action}"
+
+
+def reserved_lapsed_leases(campaign: Campaign) -> int:
+    with campaign.pool.connection() as conn:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE reserved AND expires_at <= now()").format(
+                sql.Identifier(campaign.config.schema_, "leases")
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def leasing_campaign(postgres_dsn: str, kafka_bootstrap: str) -> Iterator[Campaign]:
+    config = campaign_config(campaign_name("leases"), {"type": "pairwise"}, items=20)
+    with provisioned(postgres_dsn, kafka_bootstrap, config) as campaign:
+        campaign.seed([(f"i{n}", pairwise_payload(n)) for n in range(8)])
+        yield campaign
+
+
+def test_every_replica_reports_the_campaigns_unexpired_leases(
+    leasing_campaign: Campaign,
+) -> None:
+    campaign = leasing_campaign
+    with live_api(campaign) as one, live_api(campaign) as two:
+        replicas = [one, two]
+        every_replica_reports(replicas, (0, 0))
+
+        alice_first, _ = claim(one, "alice"), claim(two, "alice")
+        bob_item = claim(two, "bob")
+        # Claimed through either replica, counted by both: the gauge is the campaign's.
+        every_replica_reports(replicas, (3, 2))
+
+        labeled = one.session("alice").post(
+            task_url(one, alice_first, "labels"), json={"value": {"preferred": "tie"}}
+        )
+        assert labeled.status_code == 201, labeled.text
+        every_replica_reports(replicas, (2, 2))
+
+        released = two.session("bob").post(task_url(two, bob_item, "release"))
+        assert released.status_code == 200, released.text
+        every_replica_reports(replicas, (1, 1))
+
+        # Carol's lease, taken with a 1 s lease by the campaign's own claim function, lapses;
+        # no claim reaps it, so its slot stays reserved, but nobody is working on it.
+        quotas = campaign.config.quotas.model_copy(update={"lease_seconds": 1.0})
+        short = LabelStore(campaign.pool, campaign.config.model_copy(update={"quotas": quotas}))
+        assert short.claim("carol") is not None
+        wait_until(lambda: reserved_lapsed_leases(campaign) == 1, 30, lambda: "carol's lapse")
+        every_replica_reports(replicas, (1, 1))
+        assert reserved_lapsed_leases(campaign) == 1, "a claim reaped carol's lease meanwhile"

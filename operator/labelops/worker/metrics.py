@@ -16,18 +16,40 @@ they take the "max" multiprocess mode: the one writer's value, never a sum over 
 that each hold 0. They reach a pre-forked worker's /metrics only when the supervisor itself
 had PROMETHEUS_MULTIPROC_DIR set before prometheus_client was imported (values are file
 backed or not from import on); until then they are absent there, never a false 0.
+
+The campaign's figures (CampaignGauges: active leases, the labelers holding them) are read
+from the database when /metrics is scraped, at most every CAMPAIGN_READ_SECONDS per process,
+and served beside the others in either mode (they are no process's own values, so they are
+never file backed). They count the whole campaign, not this pod: every replica reports the
+same value, which is what KEDA's leases trigger needs (it reads one replica, through the
+Service). A failed read leaves them out of that scrape rather than report 0.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Iterator
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from labelops.api.worker_metrics import ACTIVE_LABELERS_METRIC, ACTIVE_LEASES_METRIC
+from labelops.store.active_leases import ActiveLeases
+
+log = logging.getLogger("labelops.worker")
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# How stale a scrape's campaign figures may be: scrapes of several replicas, or of one by
+# both Prometheus and KEDA, share one read. Well under KEDA's polling interval (30 s).
+CAMPAIGN_READ_SECONDS = 2.0
 
 # Most calls take a few milliseconds; the tail buckets catch lock waits and slow disks.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -94,6 +116,53 @@ def _pipeline_if_made() -> PipelineMetrics | None:
         return _pipeline
 
 
+class CampaignGauges(Collector):
+    """labelops_worker_active_leases and _active_labelers, from `read` (the store's
+    active_leases) when collected, at most every `max_age` seconds."""
+
+    def __init__(
+        self,
+        read: Callable[[], ActiveLeases],
+        max_age: float = CAMPAIGN_READ_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._clock = clock
+        self._last: ActiveLeases | None = None
+        self._read_at = 0.0
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def current(self) -> ActiveLeases | None:
+        """The figures, read again once older than max_age; None when the read failed (two
+        scrapes at once may both read: harmless)."""
+        now = self._clock()
+        if self._last is not None and now - self._read_at < self._max_age:
+            return self._last
+        try:
+            self._last, self._read_at = self._read(), now
+        except psycopg.Error as err:  # PoolTimeout included
+            log.warning("/metrics: active leases left out, the database read failed: %s", err)
+            self._last = None
+        return self._last
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.current()
+        if figures is None:
+            return
+        yield GaugeMetricFamily(
+            ACTIVE_LEASES_METRIC,
+            "Unexpired leases held in the whole campaign (every replica reports the same).",
+            value=figures.leases,
+        )
+        yield GaugeMetricFamily(
+            ACTIVE_LABELERS_METRIC,
+            "Labelers holding at least one unexpired lease in the campaign.",
+            value=figures.labelers,
+        )
+
+
 # WorkerMetrics' counters: attribute: (name after "labelops_worker_", help, label names).
 # prometheus_client adds the "_total" suffix.
 _COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -135,8 +204,11 @@ class WorkerMetrics:
     claims: Counter
     contract_violations: Counter
 
-    def __init__(self, pipeline: PipelineMetrics | None = None) -> None:
+    def __init__(
+        self, pipeline: PipelineMetrics | None = None, campaign: CampaignGauges | None = None
+    ) -> None:
         self._pipeline = pipeline
+        self._campaign = campaign
         # prometheus_client picked file-backed values at import if this was set then.
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
@@ -169,10 +241,11 @@ class WorkerMetrics:
         histogram.observe(seconds)
 
     def exposition(self) -> bytes:
+        campaign = generate_latest(self._campaign.registry) if self._campaign else b""
         if self._multiprocess_dir:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self._multiprocess_dir)
-            return generate_latest(registry)
+            return generate_latest(registry) + campaign
         pipeline = self._pipeline or _pipeline_if_made()
-        exposed = generate_latest(self.registry)
+        exposed = generate_latest(self.registry) + campaign
         return exposed + generate_latest(pipeline.registry) if pipeline else exposed

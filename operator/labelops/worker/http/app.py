@@ -28,7 +28,7 @@ from labelops.worker.http.page import page_blueprint
 from labelops.worker.http.problem_responses import register_problem_responses
 from labelops.worker.http.services import RunBlocking, Services
 from labelops.worker.http.tasks import tasks_blueprint
-from labelops.worker.metrics import WorkerMetrics
+from labelops.worker.metrics import CampaignGauges, WorkerMetrics
 from labelops.worker.openapi_document import build_document
 from labelops.worker.openapi_validation import SpecValidator
 from labelops.worker.readiness import ReadinessCheck, ReadinessProbe
@@ -75,7 +75,7 @@ def create_app(
         document_bytes=json.dumps(document).encode(),
         auth=auth,
         probe=ReadinessProbe(readiness_checks),
-        meter=WorkerMetrics(),
+        meter=WorkerMetrics(campaign=CampaignGauges(lambda: store.active_leases())),
         response_validation=response_validation,
         run_blocking=run_blocking or _call,
     )
