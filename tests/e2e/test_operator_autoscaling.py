@@ -1,32 +1,45 @@
 """spec.workers.autoscaling on the real API server: the operator writes the HPA and leaves
 replicas alone (an HPA-like write of replicas survives the operator's passes), and takes
-them back at 0 once the target is met."""
+them back at 0 once the target is met. With KEDA's CRDs served (stand-ins from
+tests/fixtures/keda-crds.yaml), mode keda writes a ScaledObject with both triggers, the items
+topic's lag and the active leases, whose url is the worker Service's /metrics, where a worker
+started from the operator's Deployment serves the gauge the trigger names."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 from test_operator_harness import (
     Operator,
     apply,
     campaign_documents,
     crd_namespace,
+    describe,
     get_campaign,
     get_object,
+    is_ready,
     module_operator,
     patch_spec,
     poll,
     wait_campaign,
 )
 
+from devstack import kubeapply, podrunner
 from labelops.api.naming import CampaignNames
 
 pytestmark = pytest.mark.e2e
 
 NAME = "scaled"
+KEDA_NAME = "leased"
+KEDA_CRDS = Path(__file__).resolve().parents[1] / "fixtures" / "keda-crds.yaml"
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +138,70 @@ def test_paused_removes_the_hpa_and_resume_recreates_it(
         log=operator.log,
     )
     assert get_campaign(kube_api, namespace, NAME) is not None
+
+
+@pytest.fixture(scope="module")
+def keda_served(kube_api: client.ApiClient) -> None:
+    crds = kubeapply.load_documents(KEDA_CRDS)
+    kubeapply.apply(kube_api, crds)
+    for crd in crds:
+        kubeapply.wait_crd_established(kube_api, crd["metadata"]["name"])
+
+
+def gauge_values(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus text exposition, by name (parsing all of it, as KEDA's
+    metrics-api scaler does with format prometheus)."""
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_keda_scales_on_the_items_lag_and_on_the_active_leases_the_workers_serve(
+    kube_api: client.ApiClient,
+    namespace: str,
+    operator: Operator,
+    keda_served: None,
+    tmp_path: Path,
+) -> None:
+    names = CampaignNames(namespace, KEDA_NAME)
+    auto = {"mode": "keda", "minReplicas": 1, "maxReplicas": 2, "leasesPerReplica": 7}
+    apply(kube_api, campaign_documents(namespace, KEDA_NAME, **{"workers.autoscaling": auto}))
+    poll(
+        lambda: get_object(kube_api, *SCALED_OBJECT, namespace, names.worker) is not None,
+        "ScaledObject written",
+        timeout=120,
+        log=lambda: f"{describe(get_campaign(kube_api, namespace, KEDA_NAME))}\n{operator.log()}",
+    )
+    scaled = get_object(kube_api, *SCALED_OBJECT, namespace, names.worker)
+    assert scaled is not None
+    triggers = {trigger["type"]: trigger for trigger in scaled["spec"]["triggers"]}
+    assert sorted(triggers) == ["kafka", "metrics-api"], scaled["spec"]["triggers"]
+    assert triggers["kafka"]["metadata"]["topic"] == names.items_topic
+    leases = triggers["metrics-api"]
+    assert leases["metricType"] == "AverageValue"
+    assert leases["metadata"]["format"] == "prometheus"
+    assert leases["metadata"]["targetValue"] == "7"
+    url = urlsplit(leases["metadata"]["url"])
+    # The host names the campaign's worker Service (as KEDA resolves it from its namespace)
+    # and the port is one the Service serves.
+    assert url.hostname == f"{names.worker}.{namespace}.svc"
+    service = get_object(kube_api, "v1", "Service", namespace, names.worker)
+    assert service is not None
+    assert url.port in [port["port"] for port in service["spec"]["ports"]]
+
+    # The pod the Deployment describes, run as a local process: at the trigger's path it
+    # serves the gauge the trigger names, every sample of the exposition parsing.
+    wait_campaign(kube_api, namespace, KEDA_NAME, is_ready, "Ready", operator=operator)
+    state = tmp_path / "pods"
+    state.mkdir()
+    pods = podrunner.start_pods(kube_api, namespace, names.worker, state, replicas=1)
+    try:
+        (pod,) = pods
+        pod.wait_ready()
+        reply = requests.get(f"{pod.url}{url.path}", timeout=10)
+        assert reply.status_code == 200, reply.text
+        assert gauge_values(reply.text)[leases["metadata"]["valueLocation"]] == 0
+    finally:
+        podrunner.stop_pods(pods, state)

@@ -79,8 +79,7 @@ def test_keda_scales_on_the_workers_lag_on_the_items_topic_with_their_scram_user
     scaled, auth = decide(s, access=SCRAM).autoscaler
     assert scaled["kind"] == "ScaledObject"
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 8)
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "kafka"
+    trigger = triggers_by_type(scaled)["kafka"]
     assert trigger["metadata"]["topic"] == NAMES.items_topic
     assert trigger["metadata"]["consumerGroup"] == NAMES.consumer_group
     assert trigger["metadata"]["lagThreshold"] == "50"
@@ -95,6 +94,55 @@ def test_keda_scales_on_the_workers_lag_on_the_items_topic_with_their_scram_user
     assert {key for _, key in keys.values()} <= written
 
 
+def triggers_by_type(scaled: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    triggers = scaled["spec"]["triggers"]
+    by_type = {trigger["type"]: trigger for trigger in triggers}
+    assert len(by_type) == len(triggers), f"two triggers of one type: {triggers}"
+    return by_type
+
+
+def test_keda_also_scales_on_active_leases_read_from_the_worker_service() -> None:
+    s = spec(autoscaling={"mode": "keda", "maxReplicas": 8, "leasesPerReplica": 40})
+    for access in (None, SCRAM):
+        scaled = decide(s, access=access).autoscaler[0]
+        triggers = triggers_by_type(scaled)
+        assert set(triggers) == {"kafka", "metrics-api"}
+        leases = triggers["metrics-api"]
+        assert leases == {
+            "type": "metrics-api",
+            # KEDA aims at targetValue per pod: ceil(active leases / leasesPerReplica) pods.
+            "metricType": "AverageValue",
+            "metadata": {
+                "url": "http://rlhf-worker.team.svc:8080/metrics",
+                "format": "prometheus",
+                "valueLocation": "labelops_worker_active_leases",
+                "targetValue": "40",
+            },
+        }
+        # The Service's name and port, as the plan writes them.
+        service = plan.worker_service(plan.CampaignRef("team", "rlhf", "uid", 1))
+        assert service["metadata"]["name"] == NAMES.worker
+        assert [p["port"] for p in service["spec"]["ports"]] == [8080]
+
+
+def test_leases_per_replica_defaults_to_100() -> None:
+    scaled = decide(spec(autoscaling={"mode": "keda", "maxReplicas": 2})).autoscaler[0]
+    assert triggers_by_type(scaled)["metrics-api"]["metadata"]["targetValue"] == "100"
+
+
+@pytest.mark.parametrize("leases", [0, -1, 100_001])
+def test_leases_per_replica_out_of_bounds_is_refused_naming_field_and_value(leases: int) -> None:
+    with pytest.raises(ValidationError) as err:
+        spec(autoscaling={"mode": "keda", "maxReplicas": 2, "leasesPerReplica": leases})
+    (error,) = err.value.errors()
+    assert error["loc"][-1] == "leasesPerReplica"
+    assert error["input"] == leases
+    assert (
+        "greater than or equal to 1" in error["msg"]
+        or "less than or equal to 100000" in (error["msg"])
+    )
+
+
 def plan_secret_keys() -> set[str]:
     from labelops.operator.kafka_access import credentials_secret
 
@@ -104,7 +152,7 @@ def plan_secret_keys() -> set[str]:
 def test_keda_without_broker_authentication_has_no_trigger_authentication() -> None:
     s = spec(autoscaling={"mode": "keda", "maxReplicas": 2})
     (scaled,) = decide(s).autoscaler
-    assert "authenticationRef" not in scaled["spec"]["triggers"][0]
+    assert all("authenticationRef" not in t for t in scaled["spec"]["triggers"])
 
 
 def test_keda_missing_names_the_field_the_value_and_what_is_missing() -> None:

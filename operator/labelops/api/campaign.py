@@ -212,7 +212,8 @@ class Autoscaling(Model):
     mode: AutoscalingMode = Field(
         default=AutoscalingMode.HPA,
         description="hpa: a HorizontalPodAutoscaler on CPU; keda: a KEDA ScaledObject on the "
-        "items topic's consumer lag (needs KEDA's CRDs in the cluster).",
+        "items topic's consumer lag and the campaign's active leases (needs KEDA's CRDs in "
+        "the cluster).",
     )
     min_replicas: int = Field(
         default=1, ge=0, le=100, description="Fewest worker pods while labeling (0: keda only)."
@@ -230,6 +231,13 @@ class Autoscaling(Model):
         ge=1,
         le=1_000_000,
         description="keda: items waiting on the items topic per worker pod.",
+    )
+    leases_per_replica: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="keda: active leases (tasks labelers hold, campaign-wide, from the "
+        "workers' /metrics) per worker pod.",
     )
 
     @model_validator(mode="after")

@@ -2,8 +2,10 @@
 objects the operator writes. Pure: no I/O; reconcile applies what these functions return.
 
 While the campaign labels, an autoscaler owns `spec.replicas`: a HorizontalPodAutoscaler on
-CPU (mode hpa) or a KEDA ScaledObject on the items topic's consumer lag (mode keda, with a
-TriggerAuthentication reading the campaign's `<name>-kafka` Secret on a SCRAM broker).
+CPU (mode hpa) or a KEDA ScaledObject (mode keda) with two triggers, the items topic's
+consumer lag (with a TriggerAuthentication reading the campaign's `<name>-kafka` Secret on a
+SCRAM broker) and the campaign's active leases, read by KEDA's metrics-api scaler from the
+worker Service's /metrics (the gauge is campaign-wide, so any one replica answers it).
 The operator then applies its Deployment without `replicas`. Server-side apply would remove
 a field its manager stops applying (the API server then defaults it to 1, fighting the
 autoscaler), so the operator first hands the field over: it applies only `replicas`, at the
@@ -30,6 +32,8 @@ from labelops.api.kafka_connection import (
     KafkaConnection,
 )
 from labelops.api.naming import CampaignNames
+from labelops.api.worker_configmap import WORKER_PORT
+from labelops.api.worker_metrics import ACTIVE_LEASES_METRIC, METRICS_PATH
 from labelops.operator.plan import desired_replicas
 
 HANDOVER_MANAGER = "labelops-handover"
@@ -143,7 +147,8 @@ def scaled_object(
     kafka_bootstrap: str,
     kafka_access: KafkaConnection | None,
 ) -> dict[str, Any]:
-    """KEDA's Kafka scaler on the workers' lag on the items topic (their consumer group)."""
+    """KEDA's Kafka scaler on the workers' lag on the items topic (their consumer group), and
+    its metrics-api scaler on the campaign's active leases (leases_trigger)."""
     trigger_metadata = {
         "bootstrapServers": kafka_bootstrap,
         "consumerGroup": names.consumer_group,
@@ -168,7 +173,32 @@ def scaled_object(
             "scaleTargetRef": _target(names),
             "minReplicaCount": auto.min_replicas,
             "maxReplicaCount": auto.max_replicas,
-            "triggers": [trigger],
+            "triggers": [trigger, leases_trigger(names, auto)],
+        },
+    }
+
+
+def worker_metrics_url(names: CampaignNames) -> str:
+    """The worker Service's /metrics, by the name KEDA's operator (in another namespace)
+    resolves."""
+    return f"http://{names.worker}.{names.namespace}.svc:{WORKER_PORT}{METRICS_PATH}"
+
+
+def leases_trigger(names: CampaignNames, auto: Autoscaling) -> dict[str, Any]:
+    """KEDA's metrics-api scaler on labelops_worker_active_leases, in the Prometheus text
+    format. AverageValue: KEDA aims at leasesPerReplica leases per worker pod. One request
+    through the Service, never aggregated over the pods' endpoints: every replica reports the
+    same campaign-wide value, so a sum would count it once per pod. With no worker running the
+    read fails; KEDA then keeps the replicas as they are unless another trigger is active, so
+    scaled to zero, items on the topic (the lag trigger) wake the workers."""
+    return {
+        "type": "metrics-api",
+        "metricType": "AverageValue",
+        "metadata": {
+            "url": worker_metrics_url(names),
+            "format": "prometheus",
+            "valueLocation": ACTIVE_LEASES_METRIC,
+            "targetValue": str(auto.leases_per_replica),
         },
     }
 
