@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -27,8 +28,10 @@ from test_store_support import (
     wait_for,
 )
 from worker_harness import (
+    TOKENS,
     Campaign,
     LiveApi,
+    WorkerProcess,
     campaign_config,
     live_api,
     pairwise_payload,
@@ -44,6 +47,7 @@ from labelops.api.naming import CampaignNames
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.operator.autoscaling import leases_trigger
 from labelops.store import LabelStore
+from labelops.worker.config import ENV_PROCESSES
 from labelops.worker.ingest import Ingestor
 from labelops.worker.metrics import PipelineMetrics, WorkerMetrics
 from labelops.worker.outbox import OutboxRelay
@@ -154,11 +158,14 @@ LEASES_GAUGE = LEASES_TRIGGER["valueLocation"]
 LABELERS_GAUGE = "labelops_worker_active_labelers"
 
 
-def campaign_gauges(api: LiveApi) -> tuple[float, float] | None:
+def campaign_gauges(api: LiveApi | WorkerProcess) -> tuple[float, float] | None:
     """(active leases, active labelers) as this replica's /metrics serves them; the whole
-    exposition must parse, as KEDA's Prometheus-format reader parses all of it."""
+    exposition must parse, as KEDA's Prometheus-format reader parses all of it, and that
+    reader (Go's expfmt.TextParser) refuses a family declared twice."""
     response = requests.get(f"{api.url}{METRICS_PATH}", timeout=10)
     assert response.status_code == 200, response.text
+    declared = [line.split()[2] for line in response.text.splitlines() if line.startswith("# TYPE")]
+    assert len(declared) == len(set(declared)), f"a family declared twice: {sorted(declared)}"
     samples = {
         sample.name: sample.value
         for family in text_string_to_metric_families(response.text)
@@ -169,7 +176,9 @@ def campaign_gauges(api: LiveApi) -> tuple[float, float] | None:
     return samples[LEASES_GAUGE], samples[LABELERS_GAUGE]
 
 
-def every_replica_reports(replicas: list[LiveApi], expected: tuple[int, int]) -> None:
+def every_replica_reports(
+    replicas: list[LiveApi] | list[WorkerProcess], expected: tuple[int, int]
+) -> None:
     """Polled: a replica may serve a figure read up to CAMPAIGN_READ_SECONDS ago."""
     seen: dict[str, tuple[float, float] | None] = {}
 
@@ -180,8 +189,10 @@ def every_replica_reports(replicas: list[LiveApi], expected: tuple[int, int]) ->
     wait_until(reported, 30, lambda: f"expected (leases, labelers) {expected}, saw {seen}")
 
 
-def claim(api: LiveApi, labeler: str) -> str:
-    response = api.session(labeler).post(f"{api.url}/v1/tasks/claim")
+def claim(api: LiveApi | WorkerProcess, labeler: str) -> str:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKENS[labeler]}"
+    response = session.post(f"{api.url}/v1/tasks/claim")
     assert response.status_code == 200, response.text
     item: str = response.json()["id"]
     return item
@@ -241,3 +252,24 @@ def test_every_replica_reports_the_campaigns_unexpired_leases(
         wait_until(lambda: reserved_lapsed_leases(campaign) == 1, 30, lambda: "carol's lapse")
         every_replica_reports(replicas, (1, 1))
         assert reserved_lapsed_leases(campaign) == 1, "a claim reaped carol's lease meanwhile"
+
+
+def test_every_http_process_of_a_preforked_worker_serves_the_gauge(
+    leasing_campaign: Campaign, tmp_path: Path
+) -> None:
+    """With several HTTP processes /metrics is assembled from the processes' files
+    (prometheus_client's multiprocess mode); the campaign's gauges are no process's own, so
+    whichever process answers reads them itself: never summed over processes, never absent."""
+    env = {**leasing_campaign.worker_env(), ENV_PROCESSES: "2"}
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        for labeler in ("alice", "bob", "bob"):
+            claim(worker, labeler)
+        every_replica_reports([worker], (3, 2))
+        # Each request on a connection of its own, so both processes answer some of them.
+        seen = {campaign_gauges(worker) for _ in range(12)}
+        assert seen == {(3, 2)}, f"{seen}\n{worker.log()}"
+        assert worker.terminate() == 0, worker.log()
+    finally:
+        worker.kill()
