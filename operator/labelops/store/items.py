@@ -164,6 +164,14 @@ _NEW_SCORE = (
     " (m.version, m.prediction, m.confidence)"
 )
 
+# The campaign's policy as one row (NULLs when it has no row): scalar subqueries, so the
+# planner's estimate of the rows it is joined with stays that of the batch (a join with the
+# table, never analysed, is estimated at hundreds of rows and turns lookups into scans).
+_POLICY = (
+    "(SELECT (SELECT audit_rate FROM {campaign_policy}) AS audit_rate,"
+    " (SELECT order_by FROM {campaign_policy}) AS order_by)"
+)
+
 # Whether the UPDATE of upsert_items gives an open item a new score (model_scored_at set to
 # now(), a version set), with a policy row: then its audit and claim_rank are decided again.
 _RESCORED = (
@@ -218,11 +226,10 @@ class IngestStatements:
             "         b.model ->> 'version' AS version, b.model -> 'prediction' AS prediction,"
             "         (b.model ->> 'confidence')::double precision AS confidence,"
             "         b.gold -> 'value' AS gold,"
-            f"        {message_audit} AS audit,"
-            "         pol.audit_rate, pol.order_by"
+            f"        {message_audit} AS audit, pol.audit_rate, pol.order_by"
             "  FROM jsonb_to_recordset(%s::jsonb)"
-            "       AS b(id text, payload jsonb, priority integer, model jsonb, gold jsonb)"
-            "  LEFT JOIN {campaign_policy} pol ON true"
+            "       AS b(id text, payload jsonb, priority integer, model jsonb, gold jsonb),"
+            f"      {_POLICY} pol"
             "), early AS ("
             "  DELETE FROM {early_predictions} e USING m WHERE e.external_id = m.id"
             "  RETURNING e.*"
@@ -325,7 +332,7 @@ class IngestStatements:
             "), decided AS ("
             "  SELECT k.item_row, k.version, k.prediction, k.confidence, pol.order_by,"
             f"        {prediction_audit} AS audit"
-            "  FROM known k LEFT JOIN {campaign_policy} pol ON true"
+            f"  FROM known k, {_POLICY} pol"
             "  WHERE k.fits AND k.changes"
             "), applied AS ("
             "  UPDATE {items} i SET model_version = d.version, model_prediction = d.prediction,"
