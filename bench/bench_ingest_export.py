@@ -11,7 +11,9 @@ Measures, and prints as JSON (written to bench/results/ingest_export.json by --w
                database to the last commit (the consumer group's join is left out, it is the
                same for both), with durable commits (synchronous_commit on) and without;
   predictions  --items prediction messages for those items on a fresh predictions topic,
-               taken in by each code's Ingestor (durable commits);
+               taken in by each code's Ingestor (durable commits), under the default policy
+               (model.order priority, no audits) and, on the async-commit run's items, under
+               model.order uncertainty with 5% audits ("<code>-uncertainty");
   export       --labels labels of completed items, exported as jsonl (and consolidated,
                rlhf where the code has them) to /dev/null by a child process: labels per
                second and the child's peak RSS (its own rusage, so the parent's memory does
@@ -23,9 +25,11 @@ into it (its SQL functions are part of what is measured).
 
 Besides wall time, each measurement reports its CPU per item or label: the child process's
 own (rusage) and the PostgreSQL server's (every process of the postmaster, from /proc, when
-the server runs on this machine: a private stack, so nobody else's queries count). On a
-machine shared with other work the wall figures swing with the load; the CPU figures are
-what the code costs.
+the server runs on this machine: on a private stack nobody else's queries count), and for
+ingest that of the child's own backends ("backends": its pool's server processes, read
+before they close), which other clients of a shared server do not inflate. On a machine
+shared with other work the wall figures swing with the load; the CPU figures are what the
+code costs.
 """
 
 from __future__ import annotations
@@ -83,8 +87,14 @@ def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
     topics = json.loads(args.topics)
     config = _worker_config(args.schema, topics, args.group, json.loads(args.task))
     kwargs = {} if args.durable else {"options": "-c synchronous_commit=off"}
+    backends: list[int] = []  # the server processes of this ingest's connections
     pool: ConnectionPool[Any] = ConnectionPool(
-        args.dsn, min_size=1, max_size=2, kwargs=kwargs, open=False
+        args.dsn,
+        min_size=1,
+        max_size=2,
+        kwargs=kwargs,
+        open=False,
+        configure=lambda conn: backends.append(conn.info.backend_pid),
     )
     pool.open(wait=True, timeout=30)
     kafka = client_connection(args.bootstrap)
@@ -107,6 +117,7 @@ def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
             handled += n
             last = time.perf_counter()
     finally:
+        backend_seconds = process_seconds(backends)  # while they still run
         ingestor.close()
         pool.close()
     seconds = last - first
@@ -116,7 +127,22 @@ def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
         "perSecond": round(handled / seconds) if seconds else None,
         "durableCommits": args.durable,
         "complete": handled >= args.expect,
+        **({"backendCpuSeconds": round(backend_seconds, 2)} if backend_seconds is not None else {}),
     }
+
+
+def process_seconds(pids: list[int]) -> float | None:
+    """CPU seconds the processes `pids` (this child's PostgreSQL backends) used so far, from
+    /proc; None when the server is not on this machine. Unlike the whole server's figure
+    (ServerCpu), other clients of a shared server do not count in it."""
+    total = 0.0
+    try:
+        for pid in set(pids):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ServerCpu.TICK
+    except OSError:
+        return None
+    return total
 
 
 def child_export(args: argparse.Namespace) -> dict[str, Any]:
@@ -216,6 +242,11 @@ def per_op(measured: dict[str, Any], ops: int) -> None:
             **(
                 {"postgres": round(measured["postgresCpuSeconds"] * 1e6 / ops, 1)}
                 if "postgresCpuSeconds" in measured
+                else {}
+            ),
+            **(
+                {"backends": round(measured["backendCpuSeconds"] * 1e6 / ops, 1)}
+                if "backendCpuSeconds" in measured
                 else {}
             ),
         }
@@ -343,6 +374,27 @@ def bulk_labels(dsn: str, schema: str, count: int, per_item: int = 3) -> None:
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t[table]))
 
 
+# model.order uncertainty with audits: each scored item gets a claim rank of its own (and
+# one in 20 is an audit), so writing the score and what follows from it are two writes of
+# the row unless they are one.
+UNCERTAINTY_POLICY = {"order_by": "uncertainty", "audit_rate": 0.05}
+
+
+def set_policy(dsn: str, schema: str, policy: dict[str, Any]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in policy.items()
+    )
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET {}").format(
+                sql.Identifier(schema, "campaign_policy"), assignments
+            )
+        )
+
+
 def postgres_settings(dsn: str) -> dict[str, str]:
     import psycopg
 
@@ -422,10 +474,21 @@ def main(args: argparse.Namespace) -> None:
                     )
                     per_op(ingest[label], args.items)
                     log(json.dumps(ingest[label]))
-                    if durable and has_predictions_topic(code):
+                    if not has_predictions_topic(code):
+                        continue
+                    if durable:
                         predictions[name] = measure_predictions(
                             args, dsn, bootstrap, schema, task, code, prediction_topics
                         )
+                    elif "uncertainty" in args.prediction_policies:
+                        # The async-commit run's items, scored under a policy that gives
+                        # every scored item its own audit decision and claim rank.
+                        set_policy(dsn, schema, UNCERTAINTY_POLICY)
+                        measured = measure_predictions(
+                            args, dsn, bootstrap, schema, task, code, prediction_topics
+                        )
+                        measured["policy"] = UNCERTAINTY_POLICY
+                        predictions[f"{name}-uncertainty"] = measured
             results["ingest"] = ingest
             results["predictions"] = predictions
         if "export" in args.parts:
@@ -523,6 +586,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", default=None, help="a worktree of the old code")
     parser.add_argument("--parts", nargs="+", default=["ingest", "export"])
     parser.add_argument("--formats", nargs="+", default=["jsonl", "consolidated", "rlhf"])
+    parser.add_argument(
+        "--prediction-policies",
+        nargs="*",
+        default=["default", "uncertainty"],
+        help="predictions under the default policy (always) and under model.order"
+        " uncertainty with 5%% audits (on the async-commit run's items)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per ingest run")
     parser.add_argument("--keep", action="store_true", help="keep the schemas")
     parser.add_argument("--write", action="store_true", help="write bench/results/")
