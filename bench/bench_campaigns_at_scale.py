@@ -2,6 +2,9 @@
 
     python bench/bench_campaigns_at_scale.py                  # 1,000 campaigns
     python bench/bench_campaigns_at_scale.py --campaigns 100 --window 60
+    python bench/bench_campaigns_at_scale.py --operator-source /tmp/old/operator ...
+        # the operator code of another commit (`git archive <commit> operator | tar -x -C
+        # /tmp/old`), to compare old and new on the same machine
 
 Runs on a stack of its own (--stack-dir, default .stack/scale; started if it is not running
 and stopped afterwards unless --keep-stack) so a thousand campaigns never disturb tests on
@@ -12,7 +15,9 @@ API server can tell its requests from everyone else's: they are the only ones of
 
 Measures, writes bench/results/campaigns_at_scale.json and prints it:
   ready         seconds from the first apply until every campaign is Ready=True for its
-                generation (kstatus's reading), median and p95 per campaign;
+                generation (kstatus's reading), median and p95 per campaign; the operator's
+                API server requests per campaign, and every client's by verb and resource
+                (apiserver_request_total: the controllers' and kwok's are in it too);
   rss           the operator's VmRSS sampled each second: peak (VmHWM) and steady (mean and
                 max over the steady-state window);
   steadyState   over --window seconds, starting --settle seconds after all are Ready: requests
@@ -98,6 +103,13 @@ def parse_args() -> argparse.Namespace:
         help="a private stack (started here if it is not up)",
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the stack running")
+    parser.add_argument(
+        "--operator-source",
+        type=Path,
+        default=REPO / "operator",
+        help="the operator/ folder whose code runs (e.g. an export of an older commit, to "
+        "compare old and new on the same stack)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -348,6 +360,27 @@ def etcd_seconds(api: client.ApiClient) -> tuple[float, float]:
     return total, count
 
 
+def requests_by_verb(api: client.ApiClient) -> dict[str, float]:
+    """Requests the API server served by "VERB resource[/subresource]", from every client
+    (the operator, but also the controllers and kwok; watches are counted when they end)."""
+    totals: dict[str, float] = {}
+    for labels, value in apiserver_metrics(api).get("apiserver_request_total", []):
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        key = f"{labels.get('verb', '')} {resource}"
+        totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+def per_campaign_breakdown(
+    before: dict[str, float], after: dict[str, float], campaigns: int, least: float = 0.5
+) -> dict[str, float]:
+    """Requests per campaign by verb and resource, largest first, those of at least `least`."""
+    deltas = {k: (v - before.get(k, 0.0)) / campaigns for k, v in after.items()}
+    return {k: round(v, 1) for k, v in sorted(deltas.items(), key=lambda kv: -kv[1]) if v >= least}
+
+
 def apiserver_requests(api: client.ApiClient) -> dict[str, float]:
     """Requests dispatched per flow schema, as the API server counts them."""
     samples = apiserver_metrics(api)
@@ -395,7 +428,9 @@ def line_count(path: Path) -> int:
 # --- the run ----------------------------------------------------------------------------
 
 
-def start_operator(env: dict[str, str], namespace: str, state_dir: Path) -> tuple[Started, int]:
+def start_operator(
+    env: dict[str, str], namespace: str, state_dir: Path, source: Path
+) -> tuple[Started, int]:
     (state_dir / "scale-operator.log").unlink(missing_ok=True)
     health, metrics_port = free_port(), free_port()
     started = start_process(
@@ -404,6 +439,8 @@ def start_operator(env: dict[str, str], namespace: str, state_dir: Path) -> tupl
         state_dir,
         env={
             **env,
+            # Ahead of the installed package: the code under test.
+            "PYTHONPATH": str(source.resolve()),
             "LABELOPS_HEALTH_PORT": str(health),
             "LABELOPS_METRICS_PORT": str(metrics_port),
         },
@@ -445,7 +482,10 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
     # API server as the operator's ServiceAccount.
     operator_env = {k: v for k, v in env.items() if k.startswith("LABELOPS_")}
     operator_env["KUBECONFIG"] = str(kubeconfig)
-    operator, metrics_port = start_operator(operator_env, namespace, state_dir)
+    operator, metrics_port = start_operator(
+        operator_env, namespace, state_dir, args.operator_source
+    )
+    results["operatorSource"] = str(args.operator_source)
     operator_log = state_dir / "scale-operator.log"
     results["namespace"] = namespace
     sampler = Sampler(operator.pid)
@@ -466,6 +506,7 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
 
         cpu_before = cpu_seconds(operator.pid)
         requests_before = apiserver_requests(api).get(OPERATOR_FLOW_SCHEMA, 0.0)
+        verbs_before = requests_by_verb(api)
         etcd_before = etcd_seconds(api)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
@@ -505,6 +546,10 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
                 1,
             ),
             "targetSeconds": TARGETS["allReadySeconds"],
+            # Every client's requests (controllers' and kwok's too), to see where they go.
+            "allClientsRequestsPerCampaignByVerb": per_campaign_breakdown(
+                verbs_before, requests_by_verb(api), len(names)
+            ),
         }
         etcd_after = etcd_seconds(api)
         results["controlPlaneWhileApplying"] = {
@@ -561,6 +606,7 @@ def steady_state(
     log(f"steady-state window of {args.window:.0f}s")
     begin = time.monotonic()
     requests_before = apiserver_requests(api)
+    verbs_before = requests_by_verb(api)
     xacts_before, _ = postgres_transactions(dsn)
     metrics_before = operator_metrics(metrics_port)
     lines_before = line_count(operator_log)
@@ -571,8 +617,14 @@ def steady_state(
     metrics_after = operator_metrics(metrics_port)
     xacts_after, sessions = postgres_transactions(dsn)
     requests_after = apiserver_requests(api)
+    verbs_after = requests_by_verb(api)
     end = time.monotonic()
     seconds = end - begin
+    by_verb = {
+        k: round((v - verbs_before.get(k, 0.0)) / seconds, 2)
+        for k, v in sorted(verbs_after.items(), key=lambda kv: verbs_before.get(kv[0], 0) - kv[1])
+        if (v - verbs_before.get(k, 0.0)) / seconds >= 0.05
+    }
     by_schema = {
         schema: round((requests_after.get(schema, 0.0) - before) / seconds, 2)
         for schema, before in requests_before.items()
@@ -585,6 +637,7 @@ def steady_state(
         "windowSeconds": round(seconds, 1),
         "apiserverRequestsPerSecond": by_schema.get(OPERATOR_FLOW_SCHEMA, 0.0),
         "apiserverRequestsPerSecondByFlowSchema": by_schema,
+        "allClientsRequestsPerSecondByVerb": by_verb,
         "postgresTransactionsPerSecond": round(xacts / seconds, 2),
         "postgresSessions": sessions,
         "progressReadsPerSecond": round(
