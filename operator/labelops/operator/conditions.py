@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from labelops.api.campaign import Condition, ConditionStatus, Phase
+from labelops.api.campaign import MODEL_TRUSTED, Condition, ConditionStatus, Phase
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -205,10 +205,13 @@ def phase_of(
 
 @dataclass(frozen=True)
 class Transition:
-    """A condition that changed status or reason: each one becomes a Kubernetes Event."""
+    """A condition that changed status or reason. Those that are news (newsworthy) become
+    Kubernetes Events."""
 
     condition: Condition
     warning: bool
+    # Whether on-call should hear of it (newsworthy); every transition is in the status.
+    news: bool = True
 
     @property
     def event_reason(self) -> str:
@@ -219,6 +222,35 @@ class Transition:
         c = self.condition
         text = f"{c.type}={c.status.value}"
         return f"{text}: {c.message}" if c.message else text
+
+
+WARNING_REASONS = TRANSIENT | PERMANENT | ALARMING
+# Conditions whose every step is news: what the campaign achieved or what a model is allowed.
+_OUTCOMES = (TARGET_MET, STALLED, MODEL_TRUSTED)
+
+
+def newsworthy(previous: Condition | None, condition: Condition) -> bool:
+    """Whether a transition becomes an Event. A campaign coming up posts one, Ready=True, not
+    one per condition on its way (a thousand campaigns applied at once would post ten
+    thousand Events, a write to etcd each); trouble and recovery from it are always news.
+
+    - a problem (a warning reason), or the recovery of a condition from one;
+    - Ready turning True, or leaving True;
+    - TargetMet, Stalled and ModelTrusted once they were seen (their first False is no news);
+    - never Reconciling: it mirrors Ready, whose Events already say it.
+    """
+    if condition.type == RECONCILING:
+        return False
+    if condition.reason in WARNING_REASONS:
+        return True
+    if previous is not None and previous.reason in WARNING_REASONS:
+        return True
+    if condition.type == READY:
+        was_true = previous is not None and previous.status is ConditionStatus.TRUE
+        return (condition.status is ConditionStatus.TRUE) != was_true
+    if condition.type in _OUTCOMES:
+        return previous is not None or condition.status is ConditionStatus.TRUE
+    return False
 
 
 def transitions(before: Sequence[Condition], after: Sequence[Condition]) -> list[Transition]:
@@ -238,6 +270,6 @@ def transitions(before: Sequence[Condition], after: Sequence[Condition]) -> list
         ):
             # A first "nothing wrong" says nothing worth an Event.
             continue
-        warning = condition.reason in TRANSIENT | PERMANENT | ALARMING
-        found.append(Transition(condition, warning))
+        warning = condition.reason in WARNING_REASONS
+        found.append(Transition(condition, warning, newsworthy(previous, condition)))
     return found

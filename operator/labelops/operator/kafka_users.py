@@ -12,6 +12,7 @@ import base64
 import secrets
 
 from labelops.api.kafka_connection import ENV_SASL_PASSWORD
+from labelops.operator import pass_scope
 from labelops.operator.context import OperatorContext
 from labelops.operator.kafka_access import (
     SCRAM_ITERATIONS,
@@ -32,7 +33,11 @@ async def converge_kafka_access(ctx: OperatorContext, ref: CampaignRef) -> None:
     new_passwords: dict[str, str] = {}
     stored_passwords: dict[str, str] = {}
     for user in users:
-        live = await ctx.kube.get("v1", "Secret", ref.namespace, user.secret)
+        live = (
+            None
+            if pass_scope.just_created()
+            else await ctx.kube.get("v1", "Secret", ref.namespace, user.secret, ours=True)
+        )
         stored = ((live or {}).get("data") or {}).get(ENV_SASL_PASSWORD)
         if stored:
             stored_passwords[user.name] = base64.b64decode(stored).decode()

@@ -28,6 +28,7 @@ from labelops.operator.handlers import (  # noqa: F401  (importing registers the
     campaign_progress_timer,
     campaign_reclaim,
     campaign_reconcile,
+    campaign_watch,
     pool_reconcile,
     tokens_secret_watch,
     worker_rollout,
@@ -58,6 +59,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         frozenset(
             {
                 campaign_progress_timer.PROGRESS_TIMER,
+                campaign_watch.CAMPAIGN_WATCH,
                 campaign_reconcile.RESYNC_TIMER,
                 pool_reconcile.POOL_TIMER,
                 worker_rollout.WORKER_ROLLOUT,

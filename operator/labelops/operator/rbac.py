@@ -44,7 +44,8 @@ RULES: tuple[Rule, ...] = (
         "labelingcampaigns",
         frozenset({"get", "list", "watch", "patch"}),
         "Kopf lists and watches campaigns and patches them for its finalizer and progress "
-        "annotations; the worker-rollout handler reads the owning campaign",
+        "annotations; the status writer reads each campaign current once, then follows the "
+        "watch, and again after a conflict",
     ),
     Rule(
         "labelops.dev",

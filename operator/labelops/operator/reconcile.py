@@ -31,7 +31,7 @@ from labelops.api.tasktypes import check_label_schema
 from labelops.api.worker_configmap import PASSWORD_KEY
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
 from labelops.clients.kube import FIELD_MANAGER
-from labelops.operator import autoscaling, plan
+from labelops.operator import autoscaling, pass_scope, plan
 from labelops.operator.conditions import (
     PERMANENT,
     SCHEMA_READY,
@@ -101,11 +101,25 @@ class Pass:
         )
 
 
-async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], retry: int = 0) -> None:
-    """Bring one campaign's world to its spec and write the status; raise to be retried."""
+async def _own_child(
+    ctx: OperatorContext, api_version: str, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """A child the spec no longer wants, read to delete it if it is the campaign's."""
+    if pass_scope.never_provisioned():
+        return None
+    return await ctx.kube.get(api_version, kind, namespace, name, ours=True)
+
+
+async def reconcile(
+    ctx: OperatorContext, body: Mapping[str, Any], retry: int = 0, created: bool = False
+) -> None:
+    """Bring one campaign's world to its spec and write the status; raise to be retried.
+
+    created: the pass of the create handler (pass_scope.py)."""
     ref = plan.CampaignRef.from_body(body)
     async with ctx.lock(ref), ctx.passes:
         status = body.get("status") or {}
+        pass_scope.begin(status.get("observedGeneration"), created, retry)
         if status.get("observedGeneration") != ref.generation:
             # Say "Reconciling" before the work, so GitOps tools never read a new
             # generation as healthy from an old status.
@@ -271,7 +285,11 @@ async def converge_database(
 ) -> tuple[Verdict, str]:
     names = ref.names
     desired = plan.desired_database(names, spec)
-    existing = await ctx.kube.get("v1", "Secret", ref.namespace, names.database_secret)
+    existing = (
+        None
+        if pass_scope.just_created()
+        else await ctx.kube.get("v1", "Secret", ref.namespace, names.database_secret, ours=True)
+    )
     stored = ((existing or {}).get("data") or {}).get(PASSWORD_KEY)
     password = base64.b64decode(stored).decode() if stored else secrets.token_urlsafe(24)
     dsn = plan.worker_dsn(desired, password, ctx.workers.postgres)
@@ -348,7 +366,7 @@ async def converge_workers(
     if scale.replicas is not None:
         # Ours again (forced apply): the autoscaler goes first, so it cannot scale it back.
         await _converge_autoscaler(ctx, ref, scale)
-        await ctx.kube.apply(deployment)
+        ctx.status.seen_deployment(await ctx.kube.apply(deployment))
         return None
     live = await ctx.kube.get("apps/v1", "Deployment", ref.namespace, ref.names.worker)
     if live is None:
@@ -358,7 +376,7 @@ async def converge_workers(
         )
     if autoscaling.owns_replicas(live, FIELD_MANAGER):
         await ctx.kube.apply(autoscaling.replicas_handover(live), autoscaling.HANDOVER_MANAGER)
-    await ctx.kube.apply(deployment)
+    ctx.status.seen_deployment(await ctx.kube.apply(deployment))
     await _converge_autoscaler(ctx, ref, scale)
     return None
 
@@ -409,7 +427,7 @@ async def _converge_autoscaler(
         if api_version == autoscaling.KEDA_API_VERSION and not _keda_seen_at.get(id(ctx.kube)):
             continue  # never made without KEDA served
         name = getattr(ref.names, name_of)
-        live = await ctx.kube.get(api_version, kind, ref.namespace, name)
+        live = await _own_child(ctx, api_version, kind, ref.namespace, name)
         owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
         if any(owner.get("uid") == ref.uid for owner in owners):
             await ctx.kube.delete(api_version, kind, ref.namespace, name)
@@ -449,7 +467,7 @@ async def converge_learner(
         await ctx.kube.apply(desired)
         return
     name = plan.learner_name(ref)
-    live = await ctx.kube.get("apps/v1", "Deployment", ref.namespace, name)
+    live = await _own_child(ctx, "apps/v1", "Deployment", ref.namespace, name)
     owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
     if any(owner.get("uid") == ref.uid for owner in owners):
         await ctx.kube.delete("apps/v1", "Deployment", ref.namespace, name)
@@ -462,7 +480,7 @@ async def _converge_quota(ctx: OperatorContext, ref: plan.CampaignRef, spec: Cam
         await ctx.kube.apply(quota)
         return
     name = ref.names.resource_quota
-    live = await ctx.kube.get("v1", "ResourceQuota", ref.namespace, name)
+    live = await _own_child(ctx, "v1", "ResourceQuota", ref.namespace, name)
     owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
     if any(owner.get("uid") == ref.uid for owner in owners):
         # quotas.kubernetes was removed from the spec: remove the quota we made, only ours.

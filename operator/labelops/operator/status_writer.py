@@ -3,15 +3,23 @@
 Handlers, timers and watches never patch status themselves: they describe what they found
 as a StatusUpdate and hand it here. The writer reads the live object, merges the update,
 derives Ready / Reconciling and the phase (conditions.py), patches the status subresource
-only when something changed, and posts one Event per condition transition.
+only when something changed, and posts an Event for each transition that is news
+(conditions.newsworthy: trouble, recovery, Ready, the campaign's outcomes).
 
 Writes for one campaign are serialised by a lock and guarded by resourceVersion, so a
 reconcile and the Deployment watch never overwrite each other's conditions.
+
+Reads cost the API server nothing in the common case: the writer keeps the newest copy it has
+seen of each campaign (its own patch's answer, or a watch event, handlers/campaign_watch.py)
+and of each worker Deployment (a watch event, or the operator's own apply), and reads the API
+server only for what it has not seen, or after a conflict. A thousand campaigns becoming
+Ready at once would otherwise read each campaign and its Deployment for every write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -107,6 +115,35 @@ def render_status(
     return rendered, transitions(before.conditions, conditions)
 
 
+def newer(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> bool:
+    """Whether candidate is a later version of the object than known (None: nothing known).
+
+    resourceVersions are etcd revisions, increasing integers; one that is not (an API server
+    with another storage) counts as newer, which only costs a conflict and a fresh read."""
+    if known is None:
+        return True
+    a = str((candidate.get("metadata") or {}).get("resourceVersion", ""))
+    b = str((known.get("metadata") or {}).get("resourceVersion", ""))
+    if a.isdigit() and b.isdigit():
+        return int(a) >= int(b)
+    return True
+
+
+# What workers_verdict reads of a Deployment, and all that is kept of one.
+_DEPLOYMENT_METADATA = ("name", "namespace", "generation", "resourceVersion")
+
+
+def _kept(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A campaign as kept in memory: without managedFields and annotations (Kopf's copy of
+    the last handled spec), which nothing here reads."""
+    kept = {k: copy.deepcopy(v) for k, v in body.items() if k != "metadata"}
+    meta = body.get("metadata") or {}
+    kept["metadata"] = {
+        k: copy.deepcopy(v) for k, v in meta.items() if k not in ("managedFields", "annotations")
+    }
+    return kept
+
+
 def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     # kopf.event, not kopf.info: posting.level is WARNING so that kopf's own log lines stay
     # out of Events, while every condition transition must still become one.
@@ -123,11 +160,53 @@ class StatusWriter:
         # The resourceVersion of each campaign as last seen current here (our own patch's
         # answer, or a current read): a cached read at that version is up to date.
         self._current: dict[str, str] = {}
+        # The newest copy seen of each campaign and worker Deployment (see the docstring).
+        self._campaigns: dict[str, dict[str, Any]] = {}
+        self._deployments: dict[str, dict[str, Any]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop(f"{namespace}/{name}", None)
         self._current.pop(f"{namespace}/{name}", None)
+        self._campaigns.pop(f"{namespace}/{name}", None)
         metrics.forget_campaign(namespace, name)
+
+    def seen_campaign(self, body: Mapping[str, Any]) -> None:
+        """A campaign as a watch event delivered it (kept if newer than what is known)."""
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if newer(body, self._campaigns.get(key)):
+            self._campaigns[key] = _kept(body)
+
+    def unseen_campaign(self, namespace: str, name: str) -> None:
+        self._campaigns.pop(f"{namespace}/{name}", None)
+
+    def known_campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The newest copy seen of a campaign; None: not seen by this process yet (its
+        create or resume pass is still to come)."""
+        known = self._campaigns.get(f"{namespace}/{name}")
+        return copy.deepcopy(known) if known is not None else None
+
+    async def campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The newest copy seen of a campaign, else the watch cache's (None: not found)."""
+        known = self._campaigns.get(f"{namespace}/{name}")
+        if known is not None:
+            return copy.deepcopy(known)
+        return await self._kube.get_campaign(namespace, name, cached=True)
+
+    def seen_deployment(self, body: Mapping[str, Any] | None, deleted: bool = False) -> None:
+        """A worker Deployment as a watch event or the operator's own apply returned it."""
+        if not body:
+            return
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if deleted:
+            self._deployments.pop(key, None)
+        elif newer(body, self._deployments.get(key)):
+            self._deployments[key] = {
+                "metadata": {k: meta.get(k) for k in _DEPLOYMENT_METADATA},
+                "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
+                "status": copy.deepcopy(dict(body.get("status") or {})),
+            }
 
     def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """An Event on the campaign that is not a condition transition (a labeler blocked)."""
@@ -136,11 +215,14 @@ class StatusWriter:
     async def _with_workers(self, namespace: str, update: StatusUpdate) -> StatusUpdate:
         if update.workers_deployment is None:
             return update
-        # From the watch cache: a change it has not seen yet comes as a watch event, which
-        # writes again.
-        deployment = await self._kube.get(
-            "apps/v1", "Deployment", namespace, update.workers_deployment, cached=True
-        )
+        # The newest copy seen, else from the watch cache: a change not seen yet comes as a
+        # watch event, which writes again.
+        deployment = self._deployments.get(f"{namespace}/{update.workers_deployment}")
+        if deployment is None:
+            deployment = await self._kube.get(
+                "apps/v1", "Deployment", namespace, update.workers_deployment, cached=True
+            )
+            self.seen_deployment(deployment)
         return replace(update, verdicts=(*update.verdicts, workers_verdict(deployment)))
 
     async def write(self, namespace: str, name: str, update: StatusUpdate) -> dict[str, Any] | None:
@@ -149,15 +231,25 @@ class StatusWriter:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             for attempt in range(MAX_CONFLICT_RETRIES):
-                # The first read comes from the watch cache, not etcd. A stale copy is harmless
-                # when it leads to a patch (guarded by resourceVersion: a conflict, then a
-                # current read); when it says "nothing to change" it is believed only if it
-                # already holds the last status seen current here (our own last patch), else
-                # a current read decides.
-                cached = attempt == 0
-                body = await self._kube.get_campaign(namespace, name, cached=cached)
-                if body is None:
-                    return None
+                # The first write for a campaign in this process reads it current (etcd);
+                # later first reads are the newest copy seen here, else the watch cache's. A
+                # stale copy is harmless when it leads to a patch (guarded by
+                # resourceVersion: a conflict, then a current read); when the watch cache's
+                # says "nothing to change" it is believed only if it already holds the last
+                # status seen current here (our own last patch), else a current read
+                # decides. The newest copy seen is never older than our own last patch.
+                cached = attempt == 0 and key in self._current
+                known = self._campaigns.get(key) if cached else None
+                if known is not None:
+                    body: dict[str, Any] | None = copy.deepcopy(known)
+                else:
+                    body = await self._kube.get_campaign(namespace, name, cached=cached)
+                    if body is None:
+                        self._campaigns.pop(key, None)
+                        return None
+                    if not cached:
+                        self.seen_campaign(body)
+                assert body is not None
                 version = str(body["metadata"].get("resourceVersion", ""))
                 current = body.get("status") or {}
                 rendered, changes = render_status(
@@ -169,7 +261,7 @@ class StatusWriter:
                 )
                 spec = body.get("spec") or {}
                 if rendered is None:
-                    if cached and version != self._current.get(key):
+                    if cached and known is None and version != self._current.get(key):
                         continue
                     self._current[key] = version
                     metrics.observe_campaign(namespace, name, spec, current)
@@ -180,11 +272,15 @@ class StatusWriter:
                     )
                 except Conflict:
                     continue
+                if patched is None:  # deleted meanwhile (404)
+                    self._campaigns.pop(key, None)
+                    return None
                 self._current[key] = str(
                     ((patched or {}).get("metadata") or {}).get("resourceVersion", "")
                 )
+                self.seen_campaign(patched)
                 metrics.observe_campaign(namespace, name, spec, rendered)
-                for change in changes:
+                for change in (c for c in changes if c.news):
                     self._sink(
                         body,
                         "Warning" if change.warning else "Normal",

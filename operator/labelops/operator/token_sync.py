@@ -58,7 +58,9 @@ async def tokens_secret_changed(
     )
     if not namespace or not campaign:
         return
-    body = await ctx.kube.get_campaign(namespace, campaign)
+    # A campaign this process has not seen yet gets a full pass (create or resume) that
+    # writes the digests: nothing to do here, and nothing to ask the API server.
+    body = ctx.status.known_campaign(namespace, campaign)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         return
     try:

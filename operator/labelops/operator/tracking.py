@@ -142,6 +142,11 @@ async def deployment_changed(
     ctx: OperatorContext, deployment: Mapping[str, Any], campaign: str, deleted: bool
 ) -> None:
     namespace = deployment["metadata"]["namespace"]
+    ctx.status.seen_deployment(deployment, deleted=deleted)
+    if deleted:
+        ctx.kube.forget("apps/v1", "Deployment", namespace, deployment["metadata"]["name"])
+    else:
+        ctx.kube.observed(deployment)
     if not deleted:
         if deployment["metadata"]["name"] != CampaignNames(namespace, campaign).worker:
             return  # the learner's Deployment: it does not decide WorkersReady
@@ -150,6 +155,6 @@ async def deployment_changed(
         return
     # Deleted by hand (the garbage collector only deletes it after the campaign is gone):
     # put it back now rather than at the next resync.
-    body = await ctx.kube.get_campaign(namespace, campaign)
+    body = await ctx.status.campaign(namespace, campaign)
     if body is not None and not _being_deleted(body):
         await reconcile(ctx, body)

@@ -1,6 +1,10 @@
 """Reconcile a campaign when it is created, when its spec changes, when the operator starts,
 and every few minutes in case something drifted outside the operator's view (a topic
-deleted by hand, a quota removed), each campaign at its own place in the period (resync.py)."""
+deleted by hand, a role's connection limit changed), each campaign at its own place in the
+period (resync.py). A resync re-sends a Kubernetes object only if what it should be changed,
+or its last apply is an hour old (clients/kube.py REAPPLY_SECONDS): a deleted worker
+Deployment or an edit of its spec is seen by the watch and repaired at once, another child
+deleted by hand within the hour."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import kopf
 
 from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.clients.kube import reusing
 from labelops.operator.metrics import measured
 from labelops.operator.plan import CampaignRef
 from labelops.operator.reconcile import reconcile
@@ -22,7 +27,7 @@ UNEXPECTED_ERROR_BACKOFF = 10.0
 @kopf.on.create(GROUP, VERSION, PLURAL, id="campaign-create", backoff=UNEXPECTED_ERROR_BACKOFF)
 async def on_create(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     with measured("create"):
-        await reconcile(memo.context, body, retry)
+        await reconcile(memo.context, body, retry, created=True)
 
 
 @kopf.on.update(
@@ -55,5 +60,7 @@ def _resync_delay(meta: kopf.Meta, **_: Any) -> float:
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not resync_due(memo.context.since_last_pass(CampaignRef.from_body(body))):
         return
-    with measured("resync"):
+    # Nothing in the spec changed: Kubernetes objects applied unchanged within the hour are
+    # not sent again (clients/kube.py); Kafka and PostgreSQL are checked in full.
+    with measured("resync"), reusing():
         await reconcile(memo.context, body)
