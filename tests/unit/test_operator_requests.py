@@ -440,3 +440,34 @@ def test_a_pass_assumes_no_children_only_before_any_pass_finished(
         return pass_scope.never_provisioned(), pass_scope.just_created()
 
     assert asyncio.run(begin()) == (never, new)
+
+
+def test_every_step_of_a_new_rollout_reads_the_same_so_is_written_once() -> None:
+    from labelops.operator.rollout import workers_verdict
+
+    base = {"metadata": {"name": "w", "generation": 1}, "spec": {"replicas": 1}}
+    steps = [
+        {},  # created, not observed yet
+        {"observedGeneration": 1},
+        {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1},
+        {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "unavailableReplicas": 1},
+    ]
+    verdicts = {workers_verdict({**base, "status": status}) for status in steps}
+    assert verdicts == {
+        Verdict.false(WORKERS_READY, Reason.ROLLING_OUT, "rolling out: 0/1 workers available")
+    }
+    done = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+    assert workers_verdict({**base, "status": done}).status.value == "True"
+
+
+def test_an_object_assumed_missing_is_not_read_inside_reusing_but_is_outside() -> None:
+    kube = RecordingClient()
+    kube.assume_missing("v1", "ResourceQuota", "ns", "c-quota")
+
+    async def reads() -> None:
+        with reusing():
+            assert await kube.get("v1", "ResourceQuota", "ns", "c-quota", ours=True) is None
+        assert await kube.get("v1", "ResourceQuota", "ns", "c-quota", ours=True) is None
+
+    asyncio.run(reads())
+    assert kube.calls == ["GET resourcequotas"]

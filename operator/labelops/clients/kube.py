@@ -227,6 +227,13 @@ class KubeClient:
             self._known.pop(path, None)  # no longer missing
         return found
 
+    def assume_missing(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """The caller knows the object cannot exist (one of ours, never made): inside
+        reusing(), a read of it answers "missing" without asking, as if one had."""
+        path = object_path(api_version, kind, namespace, name)
+        if self._known.get(path) is None:
+            self._known[path] = Known(time.monotonic())
+
     def observed(self, obj: Mapping[str, Any]) -> None:
         """A watch delivered obj: if someone changed its spec (its generation moved from what
         the last apply returned), the next apply goes to the server."""
