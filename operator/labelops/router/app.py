@@ -14,7 +14,9 @@ so ?next never lets a labeler stay in one campaign past its share.
 
 Upstream: one ClientSession, its connector keeping up to connections_per_campaign
 keep-alive connections to each worker Service; bodies are relayed as bytes, only task
-replies are parsed (orjson) to rewrite their ids.
+replies are parsed (orjson) to rewrite their ids. Per request nothing is logged, and what
+does not change is built once: each campaign's claim URL and headers, the metrics' children;
+the session keeps no cookies (DummyCookieJar) and asks for no compression.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://labelops.dev/problems/"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TASKS_PREFIX = "/v1/tasks/"
+CLAIM_PATH = "/v1/tasks/claim"
 MAX_BODY_BYTES = 1024 * 1024 + 4096
 # Labelers counted in /v1/pool's activeLabelers: seen this recently.
 ACTIVE_WINDOW_SECONDS = 600.0
@@ -155,6 +158,9 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._auth = {name: f"Bearer {token}" for name, token in route_tokens.items()}
         self._base = {c.name: c.url.rstrip("/") for c in state.campaigns.values()}
+        self._claim_url = {
+            name: URL(base + CLAIM_PATH, encoded=True) for name, base in self._base.items()
+        }
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -184,7 +190,8 @@ class Router:
             connector=connector,
             timeout=UPSTREAM_TIMEOUT,
             json_serialize=lambda o: orjson.dumps(o).decode(),
-            skip_auto_headers=("User-Agent",),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def _close(self, app: web.Application) -> None:
@@ -228,12 +235,13 @@ class Router:
         retry: bool = False,
     ) -> Upstream:
         assert self._session is not None
-        url = URL(self._base[campaign] + path, encoded=True)
-        sent = {
-            "Authorization": self._auth[campaign],
-            ON_BEHALF_OF_HEADER: labeler,
-            **(headers or {}),
-        }
+        if path == CLAIM_PATH:
+            url = self._claim_url[campaign]
+        else:
+            url = URL(self._base[campaign] + path, encoded=True)
+        sent = {"Authorization": self._auth[campaign], ON_BEHALF_OF_HEADER: labeler}
+        if headers:
+            sent.update(headers)
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
@@ -256,7 +264,7 @@ class Router:
             except (aiohttp.ClientError, TimeoutError, OSError) as err:
                 upstream = Upstream(None, error=f"{type(err).__name__}: {err}")
                 break
-        self.metrics.upstream.labels(campaign, operation).observe(time.perf_counter() - started)
+        self.metrics.upstream_took(campaign, operation, time.perf_counter() - started)
         return upstream
 
     def unreachable(self, campaign: str, upstream: Upstream) -> web.Response:
@@ -291,10 +299,10 @@ class Router:
             for campaign in decision.order:
                 tried.add(campaign)
                 upstream = await self.forward(
-                    campaign, "claim", "/v1/tasks/claim", who.labeler, retry=True
+                    campaign, "claim", CLAIM_PATH, who.labeler, retry=True
                 )
                 outcome, response = self._claimed(who.labeler, campaign, upstream)
-                self.metrics.claims.labels(campaign, outcome).inc()
+                self.metrics.claimed(campaign, outcome)
                 if outcome == "leased":
                     return response
                 if outcome in ("refused", "unreachable", "error") and first_refusal is None:
@@ -428,7 +436,7 @@ class Router:
         self, who: SignedIn, campaign: str, forwarded: Any
     ) -> dict[str, Any] | None:
         if isinstance(forwarded, dict):
-            self.metrics.claims.labels(campaign, "leased").inc()
+            self.metrics.claimed(campaign, "leased")
             return self._routed_task(who.labeler, campaign, forwarded, self.clock())
         response = await self.routed_claim(who)
         if response.status == 200 and isinstance(response.body, bytes):

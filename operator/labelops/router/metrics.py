@@ -1,6 +1,10 @@
-"""The router's Prometheus metrics (one process, its own registry)."""
+"""The router's Prometheus metrics (one process, its own registry). The labelled children a
+request touches are looked up once per label set and kept (prometheus_client's .labels()
+builds and locks on every call)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -31,6 +35,23 @@ class RouterMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+
+        self._claims: dict[tuple[str, str], Any] = {}
+        self._upstream: dict[tuple[str, str], Any] = {}
+
+    def claimed(self, campaign: str, outcome: str) -> None:
+        child = self._claims.get((campaign, outcome))
+        if child is None:
+            child = self._claims[(campaign, outcome)] = self.claims.labels(campaign, outcome)
+        child.inc()
+
+    def upstream_took(self, campaign: str, operation: str, seconds: float) -> None:
+        child = self._upstream.get((campaign, operation))
+        if child is None:
+            child = self._upstream[(campaign, operation)] = self.upstream.labels(
+                campaign, operation
+            )
+        child.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -88,6 +88,7 @@ class PoolState:
         self.skills: Sequence[Skill] = tuple(config.skills)
         self.max_leases = config.capacity.max_leases_per_labeler
         self.campaigns: dict[str, RoutedCampaign] = {c.name: c for c in config.campaigns}
+        self._required = {c.name: frozenset(c.required_skills) for c in config.campaigns}
         self.history = ServedHistory(half_life, now)
         self.served: dict[str, int] = {c: 0 for c in self.campaigns}
         self._no_work_until: dict[str, float] = {}
@@ -116,7 +117,7 @@ class PoolState:
                 c.name,
                 c.priority,
                 c.weight,
-                frozenset(c.required_skills),
+                self._required[c.name],
                 has_work=self._no_work_until.get(c.name, 0.0) <= now,
             )
             for c in self.campaigns.values()
