@@ -5,17 +5,33 @@ real PostgreSQL and Kafka.
     (without them, the local stack is started, or reused, with devstack)
 
 throughput  One campaign, one `labelops worker` (as the pod template starts it) and one
-            router in front of it, both started once. In each round the same --labelers
-            labelers (tests/labelers_sim.py: one keep-alive connection each, claim then
-            submit, two requests per label) label for --warmup + --duration seconds
-            straight to the worker with its own tokens, and through the router with pool
-            tokens (the router forwards with the campaign's service token and
-            Labelops-Labeler); the two take turns going first. Reported per mode: accepted
-            labels per second, claim and submit latency percentiles (client side), CPU
-            milliseconds per label of the worker, the router and PostgreSQL; and the routed
-            labels per second over the direct ones, round by round and as the median
-            (target >= 0.8), and the routed claim p99 (target < 20 ms). oneLabeler: a lone
-            labeler's claim and submit latency each way, nothing queueing.
+            router in front of it, both started once (and, with --baseline-router-source,
+            a second router running another commit's code, "routedBaseline", to compare
+            the router's CPU before and after in the same run). The labelers are
+            tests/labelers_sim.py's, the same client every way: one keep-alive connection
+            each, and they do what the labeling page does (worker/static/app.js): every
+            submit asks ?next=true and carries an Idempotency-Key, so a label is one
+            request once the first task is claimed. Straight to the worker they use its
+            own tokens; through the router, pool tokens (the router forwards with the
+            campaign's service token and Labelops-Labeler). In each round every mode runs
+            --warmup + --duration seconds, the modes taking turns going first, twice:
+            saturated  --labelers labelers with no think time (a closed loop): the
+                       throughput at saturation; the routed labels per second over the
+                       direct ones, round by round and as the median (target >= 0.8).
+                       Their latencies are queueing (every labeler waits for a busy
+                       worker), reported as such.
+            paced      the same labelers looking at each task --think-min..--think-max
+                       seconds (uniform) before submitting it, so the offered load is well
+                       below capacity: the latency a labeler waits for its next task (the
+                       submit?next=true, or the claim, that brought it), p50/p99 routed vs
+                       direct, the difference being the router's (target: routed p99
+                       < 20 ms).
+            Reported per mode and run: accepted labels per second, the next task's, the
+            claims' and the submits' latency percentiles (client side), CPU milliseconds
+            per label of the worker, the router(s) and PostgreSQL (all of the run's labels,
+            warmup included, over the CPU the processes used meanwhile) and the load
+            average. oneLabeler: a lone labeler's claim and submit latency each way (claim
+            then plain submit), nothing queueing.
 fairShare   A pool of three campaigns of weights 1:2:1 (a worker each, one HTTP process),
             the router, --labelers labelers. The first campaign has few items, so it runs
             out; labeling goes on --after seconds past that. The shares are counted from the
@@ -31,6 +47,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -194,8 +211,10 @@ def start_router(
     campaigns: list[tuple[WorkerConfig, Proc, str, int]],
     pool_tokens: Mapping[str, str],
     capacity: int,
+    source: Path | None = None,
 ) -> Proc:
-    """campaigns: (config, its worker, the router's service token for it, weight)."""
+    """campaigns: (config, its worker, the router's service token for it, weight).
+    source: an operator/ folder whose code runs instead of this checkout's."""
     config = {
         "pool": "bench",
         "namespace": "bench",
@@ -213,7 +232,9 @@ def start_router(
         ),
         **{ENV_ROUTE_TOKEN_PREFIX + c.name: token for c, _, token, _ in campaigns},
     }
-    return Proc("router", env, "router")
+    if source is not None:
+        env["PYTHONPATH"] = str(source.resolve())
+    return Proc("router", env, "router" if source is None else "router-baseline")
 
 
 def tokens_for(labelers: int, kind: str) -> dict[str, str]:
@@ -241,6 +262,7 @@ def timed_run(
     warmup: float,
     duration: float,
     cpu_of: Mapping[str, int | None],
+    think: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     measure_from, stop_at = started + warmup, started + warmup + duration
@@ -252,6 +274,9 @@ def timed_run(
             lambda: time.monotonic() >= stop_at,
             campaign=campaign,
             measure_from=measure_from,
+            with_next=True,
+            idempotency=True,
+            think=think,
         )
     )
     used = cpu.spent()
@@ -259,6 +284,7 @@ def timed_run(
     return {
         "acceptedLabels": run.accepted,
         "labelsPerSecond": round(run.accepted / duration, 1),
+        "nextTaskLatencyMs": percentiles(run.task_ms),
         "claimLatencyMs": percentiles(run.claim_ms),
         "submitLatencyMs": percentiles(run.submit_ms),
         "responses": dict(run.outcomes),
@@ -286,9 +312,36 @@ async def sequential(port: int, token: str, rounds: int) -> dict[str, Any]:
     }
 
 
+def median_of(runs: list[dict[str, Any]], key: str, field: str) -> float | None:
+    values = [r[key][field] for r in runs if r[key].get(field) is not None]
+    return statistics.median(values) if values else None
+
+
+def summary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over a mode's rounds."""
+    return {
+        "labelsPerSecondMedian": statistics.median(r["labelsPerSecond"] for r in runs),
+        "nextTaskP50MsMedian": median_of(runs, "nextTaskLatencyMs", "p50"),
+        "nextTaskP99MsMedian": median_of(runs, "nextTaskLatencyMs", "p99"),
+        "cpuMsPerLabelMedian": {
+            k: statistics.median(r["cpuMsPerLabel"][k] or 0.0 for r in runs)
+            for k in runs[0]["cpuMsPerLabel"]
+        },
+    }
+
+
+def ratios_of(direct: list[dict[str, Any]], routed: list[dict[str, Any]]) -> list[float | None]:
+    return [
+        round(r["labelsPerSecond"] / d["labelsPerSecond"], 3) if d["labelsPerSecond"] else None
+        for d, r in zip(direct, routed, strict=True)
+    ]
+
+
 def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, Any]:
     name = f"rbench-{uuid.uuid4().hex[:6]}"
-    leases = 5 + 2 * args.rounds + 2
+    modes = ["direct", "routed"] + (["routedBaseline"] if args.baseline_router_source else [])
+    # Each run ends with every labeler holding the task it was handed last.
+    leases = 5 + 2 * args.rounds * len(modes) + 2
     config = worker_config(name, args.items, args.labels_per_item, leases)
     direct_tokens = tokens_for(args.labelers, "direct")
     # The lone labeler of oneLabeler, one of the labelers either way.
@@ -297,73 +350,112 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
     service_token = f"bench-router-{uuid.uuid4().hex}"
     provision(dsn, bootstrap, config, args.partitions)
     out: dict[str, Any] = {"campaign": name, "labelers": args.labelers}
-    worker = router = None
+    procs: dict[str, Proc] = {}
     try:
         know_router(dsn, config, service_token)
         log(f"producing {args.items} items")
         produce_items(bootstrap, config, args.items)
         started = time.monotonic()
-        worker = start_worker(dsn, bootstrap, config, direct_tokens, None)
+        worker = procs["worker"] = start_worker(dsn, bootstrap, config, direct_tokens, None)
         worker.wait_ready()
         out["ingest"] = wait_ingested(worker.port, direct_tokens[solo], args.items, started)
-        router = start_router([(config, worker, service_token, 1)], pool_tokens, leases)
-        router.wait_ready()
+        member = [(config, worker, service_token, 1)]
+        procs["router"] = start_router(member, pool_tokens, leases)
+        if args.baseline_router_source:
+            out["baselineRouterSource"] = str(args.baseline_router_source)
+            procs["routerBaseline"] = start_router(
+                member, pool_tokens, leases, source=args.baseline_router_source
+            )
+        for proc in procs.values():
+            proc.wait_ready()
         with psycopg.connect(dsn) as conn:
             row = conn.execute("SHOW data_directory").fetchone()
         postmaster = postmaster_pid(row[0]) if row else None
-        cpu_of = {"worker": worker.pid, "router": router.pid, "postgres": postmaster}
-        ports = {"direct": worker.port, "routed": router.port}
-        tokens = {"direct": direct_tokens, "routed": pool_tokens}
+        cpu_of: dict[str, int | None] = {k: p.pid for k, p in procs.items()}
+        cpu_of["postgres"] = postmaster
+        ports = {"direct": worker.port, "routed": procs["router"].port}
+        if "routerBaseline" in procs:
+            ports["routedBaseline"] = procs["routerBaseline"].port
+        tokens = {mode: (direct_tokens if mode == "direct" else pool_tokens) for mode in modes}
         out["oneLabeler"] = {
             mode: asyncio.run(sequential(ports[mode], tokens[mode][solo], args.sequential))
-            for mode in ("direct", "routed")
+            for mode in modes
         }
-        rounds: dict[str, list[dict[str, Any]]] = {"direct": [], "routed": []}
+        pace = random.Random(args.seed)
+
+        def think() -> float:
+            return pace.uniform(args.think_min, args.think_max)
+
+        paces: dict[str, Callable[[], float] | None] = {"saturated": None, "paced": think}
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+            section: {mode: [] for mode in modes} for section in paces
+        }
         for number in range(1, args.rounds + 1):
-            order = ["direct", "routed"] if number % 2 else ["routed", "direct"]
-            for mode in order:
-                log(f"round {number}/{args.rounds}: {mode}, {args.labelers} labelers")
-                rounds[mode].append(
-                    timed_run(ports[mode], tokens[mode], name, args.warmup, args.duration, cpu_of)
-                )
-        ratios = [
-            round(r["labelsPerSecond"] / d["labelsPerSecond"], 3) if d["labelsPerSecond"] else None
-            for d, r in zip(rounds["direct"], rounds["routed"], strict=True)
-        ]
+            shift = (number - 1) % len(modes)
+            order = modes[shift:] + modes[:shift]
+            for section, pacing in paces.items():
+                for mode in order:
+                    log(f"round {number}/{args.rounds}: {section}, {mode}, load {loadavg()}")
+                    runs[section][mode].append(
+                        timed_run(
+                            ports[mode],
+                            tokens[mode],
+                            name,
+                            args.warmup,
+                            args.duration,
+                            cpu_of,
+                            pacing,
+                        )
+                    )
+        saturated, paced = runs["saturated"], runs["paced"]
+        ratios = ratios_of(saturated["direct"], saturated["routed"])
         known = [r for r in ratios if r is not None]
         median_ratio = statistics.median(known) if known else None
-        routed_p99 = statistics.median(r["claimLatencyMs"].get("p99", 0) for r in rounds["routed"])
-        out["rounds"] = rounds
-        out["routedOverDirect"] = {
-            "labelsPerSecondRatioPerRound": ratios,
-            "median": median_ratio,
-            "target": TARGET_RATIO,
-            "met": median_ratio is not None and median_ratio >= TARGET_RATIO,
+        out["saturated"] = {
+            "about": "closed loop, no think time: throughput at saturation; its latencies "
+            "are queueing behind a busy worker",
+            "rounds": saturated,
+            **{mode: summary_of(saturated[mode]) for mode in modes},
+            "routedOverDirect": {
+                "labelsPerSecondRatioPerRound": ratios,
+                "median": median_ratio,
+                "target": TARGET_RATIO,
+                "met": median_ratio is not None and median_ratio >= TARGET_RATIO,
+            },
         }
-        out["routedClaimP99Ms"] = {
-            "medianOverRounds": routed_p99,
-            "target": TARGET_CLAIM_P99_MS,
-            "met": routed_p99 < TARGET_CLAIM_P99_MS,
-        }
-        for mode in ("direct", "routed"):
-            out[mode] = {
-                "labelsPerSecondMedian": statistics.median(
-                    r["labelsPerSecond"] for r in rounds[mode]
-                ),
-                "claimP50MsMedian": statistics.median(
-                    r["claimLatencyMs"].get("p50", 0) for r in rounds[mode]
-                ),
-                "claimP99MsMedian": statistics.median(
-                    r["claimLatencyMs"].get("p99", 0) for r in rounds[mode]
-                ),
+        if "routedBaseline" in modes:
+            base = ratios_of(saturated["direct"], saturated["routedBaseline"])
+            known = [r for r in base if r is not None]
+            out["saturated"]["routedBaselineOverDirect"] = {
+                "labelsPerSecondRatioPerRound": base,
+                "median": statistics.median(known) if known else None,
             }
+        # Where bench/run.py's summary reads the two targets.
+        out["routedOverDirect"] = out["saturated"]["routedOverDirect"]
+        routed_p99 = median_of(paced["routed"], "nextTaskLatencyMs", "p99")
+        out["paced"] = {
+            "about": f"think time uniform {args.think_min}-{args.think_max} s per task: "
+            "offered load below capacity; the next task's latency is the router's added "
+            "latency over direct",
+            "rounds": paced,
+            **{mode: summary_of(paced[mode]) for mode in modes},
+            "routedNextTaskP99Ms": {
+                "medianOverRounds": routed_p99,
+                "target": TARGET_CLAIM_P99_MS,
+                "met": routed_p99 is not None and routed_p99 < TARGET_CLAIM_P99_MS,
+            },
+        }
+        out["routedClaimP99Ms"] = out["paced"]["routedNextTaskP99Ms"]
     finally:
-        for proc in (router, worker):
-            if proc is not None:
-                out.setdefault("exitCodes", {})[proc.kind] = proc.stop()
+        for key, proc in reversed(procs.items()):
+            out.setdefault("exitCodes", {})[key] = proc.stop()
         if not args.keep:
             drop(dsn, bootstrap, config)
     return out
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- fair share ---------------------------------------------------------------------------------
@@ -514,6 +606,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--window", type=float, default=2.0, help="fair-share window, seconds")
     p.add_argument("--sections", nargs="+", choices=["throughput", "fairShare"],
                    default=["throughput", "fairShare"])  # fmt: skip
+    p.add_argument("--think-min", type=float, default=0.2, help="paced: least think time, s")
+    p.add_argument("--think-max", type=float, default=1.0, help="paced: most think time, s")
+    p.add_argument("--seed", type=int, default=13, help="paced: the think times' seed")
+    p.add_argument(
+        "--baseline-router-source",
+        type=Path,
+        help="an operator/ folder of another commit (`git archive <commit> operator | tar -x "
+        "-C /tmp/old`): its router runs as routedBaseline, next to this checkout's",
+    )
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--keep", action="store_true", help="keep the schemas and topics")
     return p.parse_args()
@@ -524,7 +625,11 @@ def main() -> None:
     dsn, bootstrap = stack_settings()
     results: dict[str, Any] = {
         "machine": machine(dsn),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "keep")},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("out", "keep")
+        },
     }
     if "throughput" in args.sections:
         results["throughput"] = throughput(args, dsn, bootstrap)

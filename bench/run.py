@@ -231,7 +231,7 @@ def router_rows(router: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
     return [
         ("router: labels/s through the router over direct to the worker, 32 labelers",
          ">= 0.8", _get(router, *tp, "routedOverDirect", "median"), ""),
-        ("router: claim p99 through the router, 32 labelers", "< 20 ms",
+        ("router: next task's p99 through the router, 32 paced labelers", "< 20 ms",
          _get(router, *tp, "routedClaimP99Ms", "medianOverRounds"), " ms"),
         ("router: 1:2:1 pool, largest share error per window while all have work", "(report)",
          _get(router, *fs, "whileAllHadWork", "maxAbsErrorPoints"), " points"),

@@ -8,7 +8,10 @@ of the protocol for this API (every answer carries a Content-Length, or is a 204
 costs the machine's cores far less than the servers it drives.
 
 A labeler that gets no task (204, or 429/503 with Retry-After) waits a little and asks
-again: that is the labeler's pace, not a test waiting for a condition. What the labelers
+again: that is the labeler's pace, not a test waiting for a condition; so is `think`, the
+time a labeler looks at a task before submitting it (none: a closed loop, as fast as the
+servers answer). with_next and idempotency do what the labeling page does (worker/static/
+app.js: every submit asks ?next=true and carries an Idempotency-Key). What the labelers
 saw is kept (`CrowdRun`): every accepted label with the campaign the reply named (a
 router's task carries "campaign"; a worker's does not, so `campaign` names it), claim and
 submit latencies, and every answer's status. The e2e test does not trust these for the
@@ -21,6 +24,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,15 +53,20 @@ class HttpConnection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def request(
-        self, method: str, path: str, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers lower-cased, body); reconnects once if the server had closed
-        the kept-alive connection."""
+        the kept-alive connection. headers: more request headers."""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         for attempt in (1, 2):
             if self._writer is None:
                 self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
             try:
-                return await self._exchange(method, path, body)
+                return await self._exchange(method, path, body, extra)
             except (ConnectionError, asyncio.IncompleteReadError):
                 self.close()
                 if attempt == 2:
@@ -65,10 +74,10 @@ class HttpConnection:
         raise AssertionError("unreachable")
 
     async def _exchange(
-        self, method: str, path: str, body: bytes | None
+        self, method: str, path: str, body: bytes | None, extra: str = ""
     ) -> tuple[int, dict[str, str], bytes]:
         assert self._reader is not None and self._writer is not None
-        head = f"{method} {path} HTTP/1.1\r\n{self._head}"
+        head = f"{method} {path} HTTP/1.1\r\n{self._head}{extra}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         else:
@@ -109,6 +118,9 @@ class CrowdRun:
     labels: list[Label] = field(default_factory=list)
     claim_ms: list[float] = field(default_factory=list)  # the measured window only
     submit_ms: list[float] = field(default_factory=list)
+    # What a labeler waits for between tasks: the round trip of the request that brought
+    # each task (a claim's 200, or a submit whose receipt carried the next task).
+    task_ms: list[float] = field(default_factory=list)
     accepted: int = 0  # labels accepted within the measured window
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # first few unexpected answers
@@ -140,12 +152,16 @@ async def label_until(
     with_next: bool = False,
     label_for: Callable[[Mapping[str, Any]], bytes] = pairwise_label,
     run: CrowdRun | None = None,
+    think: Callable[[], float] | None = None,
+    idempotency: bool = False,
 ) -> CrowdRun:
     """Every labeler (id -> bearer token) claims and labels until done() holds.
 
     campaign: what to record when a task names none (a worker's own tasks). Latencies and
     `accepted` count from measure_from (monotonic) on. with_next: submit with ?next=true and
-    claim only when the receipt brought no next task.
+    claim only when the receipt brought no next task. think: seconds to look at each task
+    before submitting it (called once per task). idempotency: each submit carries an
+    Idempotency-Key of its own.
     """
     run = run if run is not None else CrowdRun()
     started = time.monotonic()
@@ -170,11 +186,17 @@ async def label_until(
                         await asyncio.sleep(retry_wait(headers))
                         continue
                     run.outcomes["claim 200"] += 1
+                    if began >= measure_from:
+                        run.task_ms.append((claimed - began) * 1000)
                     task = json.loads(body)
                     began = claimed
                 assert task is not None
+                if think is not None:
+                    await asyncio.sleep(think())
+                    began = time.monotonic()
                 path = f"/v1/tasks/{quote(str(task['id']), safe='')}/labels{query}"
-                status, _, body = await connection.request("POST", path, label_for(task))
+                key = {"Idempotency-Key": uuid.uuid4().hex} if idempotency else None
+                status, _, body = await connection.request("POST", path, label_for(task), key)
                 submitted = time.monotonic()
                 if began >= measure_from:
                     run.submit_ms.append((submitted - began) * 1000)
@@ -190,6 +212,8 @@ async def label_until(
                     run.accepted += 1
                 receipt = json.loads(body)
                 task = receipt.get("next") if with_next else None
+                if task is not None and began >= measure_from:
+                    run.task_ms.append((submitted - began) * 1000)
         finally:
             connection.close()
 
