@@ -273,7 +273,7 @@ def test_workers_ready_comes_from_the_deployment_the_watch_delivered() -> None:
 
 
 def test_reusable_only_when_recent_and_the_same_apply() -> None:
-    known = Known(at=100.0, applied="abc", result={"kind": "ConfigMap"})
+    known = Known.of(100.0, "abc", {"kind": "ConfigMap"})
     assert reusable(known, 100.0 + REAPPLY_SECONDS - 1, "abc")
     assert not reusable(known, 100.0 + REAPPLY_SECONDS, "abc")
     assert not reusable(known, 101.0, "other")

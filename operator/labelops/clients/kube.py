@@ -68,9 +68,19 @@ class Known:
     """What this client last learned of one object path, and when (time.monotonic)."""
 
     at: float
-    # The last apply's fingerprint and (slim) the object it returned; None: it is missing.
+    # The last apply's fingerprint; None: the object is missing.
     applied: str | None = None
-    result: dict[str, Any] | None = None
+    # What that apply returned, slim and as JSON text (a dict costs several times the
+    # memory, a thousand campaigns' dozen objects each).
+    text: str | None = None
+
+    @classmethod
+    def of(cls, at: float, applied: str, result: Mapping[str, Any]) -> Known:
+        return cls(at, applied, json.dumps(slim(result), separators=(",", ":")))
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return None if self.text is None else dict(json.loads(self.text))
 
 
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,12 +228,12 @@ class KubeClient:
         known = self._known.get(path)
         if ours and _reusing.get() and reusable(known, time.monotonic()):
             assert known is not None
-            return copy.deepcopy(known.result)
+            return known.result
         query = [("resourceVersion", "0")] if cached else None
         found = await self._run("GET", path, query=query)
         if found is None and ours:
             self._known[path] = Known(time.monotonic())
-        elif known is not None and known.result is None:
+        elif known is not None and known.text is None:
             self._known.pop(path, None)  # no longer missing
         return found
 
@@ -242,9 +252,10 @@ class KubeClient:
             return
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         known = self._known.get(path)
-        if known is None or known.result is None:
+        result = known.result if known is not None else None
+        if result is None:
             return
-        if (known.result.get("metadata") or {}).get("generation") != meta.get("generation"):
+        if (result.get("metadata") or {}).get("generation") != meta.get("generation"):
             self._known.pop(path, None)
 
     async def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
@@ -279,8 +290,10 @@ class KubeClient:
         sent = fingerprint(obj, manager)
         known = self._known.get(path)
         if _reusing.get() and reusable(known, time.monotonic(), sent):
-            assert known is not None and known.result is not None
-            return copy.deepcopy(known.result)
+            assert known is not None
+            reused = known.result
+            assert reused is not None
+            return reused
         result = await self._run(
             "PATCH",
             path,
@@ -289,7 +302,7 @@ class KubeClient:
             content_type="application/apply-patch+yaml",
         )
         assert result is not None, f"apply of {path} returned 404"
-        self._known[path] = Known(time.monotonic(), sent, slim(result))
+        self._known[path] = Known.of(time.monotonic(), sent, result)
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -115,33 +116,51 @@ def render_status(
     return rendered, transitions(before.conditions, conditions)
 
 
-def newer(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> bool:
-    """Whether candidate is a later version of the object than known (None: nothing known).
+def _version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def newer_version(candidate: str, known: str | None) -> bool:
+    """Whether resourceVersion candidate is later than known (None: nothing known).
 
     resourceVersions are etcd revisions, increasing integers; one that is not (an API server
     with another storage) counts as newer, which only costs a conflict and a fresh read."""
     if known is None:
         return True
-    a = str((candidate.get("metadata") or {}).get("resourceVersion", ""))
-    b = str((known.get("metadata") or {}).get("resourceVersion", ""))
-    if a.isdigit() and b.isdigit():
-        return int(a) >= int(b)
+    if candidate.isdigit() and known.isdigit():
+        return int(candidate) >= int(known)
     return True
+
+
+def newer(candidate: Mapping[str, Any], known: Mapping[str, Any] | None) -> bool:
+    """Whether candidate is a later version of the object than known (None: nothing known)."""
+    return newer_version(_version(candidate), None if known is None else _version(known))
 
 
 # What workers_verdict reads of a Deployment, and all that is kept of one.
 _DEPLOYMENT_METADATA = ("name", "namespace", "generation", "resourceVersion")
 
 
-def _kept(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A campaign as kept in memory: without managedFields and annotations (Kopf's copy of
-    the last handled spec), which nothing here reads."""
-    kept = {k: copy.deepcopy(v) for k, v in body.items() if k != "metadata"}
-    meta = body.get("metadata") or {}
-    kept["metadata"] = {
-        k: copy.deepcopy(v) for k, v in meta.items() if k not in ("managedFields", "annotations")
-    }
-    return kept
+@dataclass(frozen=True)
+class _Kept:
+    """A campaign as kept in memory: its resourceVersion, and the object as JSON text (a
+    dict costs several times the memory) without managedFields and annotations (Kopf's copy
+    of the last handled spec), which nothing here reads."""
+
+    version: str
+    text: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> _Kept:
+        meta = body.get("metadata") or {}
+        kept = {k: v for k, v in body.items() if k != "metadata"}
+        kept["metadata"] = {
+            k: v for k, v in meta.items() if k not in ("managedFields", "annotations")
+        }
+        return cls(_version(body), json.dumps(kept, separators=(",", ":"), default=str))
+
+    def body(self) -> dict[str, Any]:
+        return dict(json.loads(self.text))
 
 
 def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -161,7 +180,7 @@ class StatusWriter:
         # answer, or a current read): a cached read at that version is up to date.
         self._current: dict[str, str] = {}
         # The newest copy seen of each campaign and worker Deployment (see the docstring).
-        self._campaigns: dict[str, dict[str, Any]] = {}
+        self._campaigns: dict[str, _Kept] = {}
         self._deployments: dict[str, dict[str, Any]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -174,8 +193,9 @@ class StatusWriter:
         """A campaign as a watch event delivered it (kept if newer than what is known)."""
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
-        if newer(body, self._campaigns.get(key)):
-            self._campaigns[key] = _kept(body)
+        known = self._campaigns.get(key)
+        if newer_version(_version(body), None if known is None else known.version):
+            self._campaigns[key] = _Kept.of(body)
 
     def unseen_campaign(self, namespace: str, name: str) -> None:
         self._campaigns.pop(f"{namespace}/{name}", None)
@@ -184,13 +204,13 @@ class StatusWriter:
         """The newest copy seen of a campaign; None: not seen by this process yet (its
         create or resume pass is still to come)."""
         known = self._campaigns.get(f"{namespace}/{name}")
-        return copy.deepcopy(known) if known is not None else None
+        return known.body() if known is not None else None
 
     async def campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest copy seen of a campaign, else the watch cache's (None: not found)."""
         known = self._campaigns.get(f"{namespace}/{name}")
         if known is not None:
-            return copy.deepcopy(known)
+            return known.body()
         return await self._kube.get_campaign(namespace, name, cached=True)
 
     def seen_deployment(self, body: Mapping[str, Any] | None, deleted: bool = False) -> None:
@@ -241,7 +261,7 @@ class StatusWriter:
                 cached = attempt == 0 and key in self._current
                 known = self._campaigns.get(key) if cached else None
                 if known is not None:
-                    body: dict[str, Any] | None = copy.deepcopy(known)
+                    body: dict[str, Any] | None = known.body()
                 else:
                     body = await self._kube.get_campaign(namespace, name, cached=cached)
                     if body is None:
