@@ -401,7 +401,27 @@ def operator_metrics(port: int) -> dict[str, float]:
         key = f"{labels['handler']}:{labels['outcome']}"
         reconciles[key] = reconciles.get(key, 0.0) + value
     reads = sum(v for _, v in samples.get("labelops_progress_reads_total", []))
-    return {"progressReads": reads, **{f"reconciles.{k}": v for k, v in reconciles.items()}}
+    steps = {}
+    for suffix in ("sum", "count"):
+        for labels, value in samples.get(f"labelops_pass_step_seconds_{suffix}", []):
+            steps[f"step.{labels['step']}.{suffix}"] = value
+    return {
+        "progressReads": reads,
+        **{f"reconciles.{k}": v for k, v in reconciles.items()},
+        **steps,
+    }
+
+
+def pass_steps(metrics: dict[str, float]) -> dict[str, float]:
+    """Mean seconds of each step of the operator's reconcile passes (an operator that does
+    not time its steps, an older one, gives none)."""
+    return {
+        key.split(".")[1]: round(metrics[key] / metrics[key.replace(".sum", ".count")], 2)
+        for key in sorted(metrics)
+        if key.startswith("step.")
+        and key.endswith(".sum")
+        and metrics.get(key.replace(".sum", ".count"))
+    }
 
 
 def postgres_transactions(dsn: str) -> tuple[int, int]:
@@ -546,6 +566,8 @@ def run(args: argparse.Namespace, env: dict[str, str], results: dict[str, Any]) 
                 1,
             ),
             "targetSeconds": TARGETS["allReadySeconds"],
+            # Where a pass spends its time (waiting: for a pass slot and the campaign's lock).
+            "passStepMeanSeconds": pass_steps(operator_metrics(metrics_port)),
             # Every client's requests (controllers' and kwok's too), to see where they go.
             "allClientsRequestsPerCampaignByVerb": per_campaign_breakdown(
                 verbs_before, requests_by_verb(api), len(names)

@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from labelops.operator.conditions import (
 from labelops.operator.context import OperatorContext
 from labelops.operator.diff import diff_database, diff_topics
 from labelops.operator.kafka_users import converge_kafka_access
+from labelops.operator.metrics import PASS_STEP, pass_step
 from labelops.operator.pool_membership import sync_member
 from labelops.operator.progress_math import target_met
 from labelops.operator.status_writer import StatusUpdate
@@ -119,13 +121,16 @@ async def reconcile(
 
     created: the pass of the create handler (pass_scope.py)."""
     ref = plan.CampaignRef.from_body(body)
+    arrived = time.perf_counter()
     async with ctx.lock(ref), ctx.passes:
+        PASS_STEP.labels("waiting").observe(time.perf_counter() - arrived)
         status = body.get("status") or {}
         pass_scope.begin(status.get("observedGeneration"), created, retry)
         if status.get("observedGeneration") != ref.generation:
             # Say "Reconciling" before the work, so GitOps tools never read a new
             # generation as healthy from an old status.
-            await ctx.status.write(ref.namespace, ref.name, StatusUpdate())
+            with pass_step("status"):
+                await ctx.status.write(ref.namespace, ref.name, StatusUpdate())
         state = Pass(ref)
         try:
             await _run(ctx, body, state)
@@ -138,7 +143,8 @@ async def reconcile(
             state.verdicts.append(Verdict.unknown(state.step, reason, str(err)))
             await ctx.status.write(ref.namespace, ref.name, state.update())
             raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
-        await ctx.status.write(ref.namespace, ref.name, state.update())
+        with pass_step("status"):
+            await ctx.status.write(ref.namespace, ref.name, state.update())
         ctx.pass_done(ref)
         if state.retry_after is not None:
             raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
@@ -179,13 +185,16 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
     )
 
     state.step = TOPICS_READY
-    topics = await converge_topics(ctx, plan.desired_topics(names, spec))
+    with pass_step("topics"):
+        topics = await converge_topics(ctx, plan.desired_topics(names, spec))
     state.verdicts.append(topics)
     # Before any pod starts: its Kafka Secret must exist, and its user carry the ACLs.
-    await converge_kafka_access(ctx, ref)
+    with pass_step("kafka-access"):
+        await converge_kafka_access(ctx, ref)
 
     state.step = SCHEMA_READY
-    schema, dsn = await converge_database(ctx, ref, spec)
+    with pass_step("database"):
+        schema, dsn = await converge_database(ctx, ref, spec)
     state.verdicts.append(schema)
 
     counts = await ctx.postgres.read_progress(names.schema)
@@ -216,8 +225,9 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
             )
         )
     state.step = WORKERS_READY
-    problem = await converge_workers(ctx, ref, spec, met, dsn)
-    await converge_learner(ctx, ref, spec, plan.desired_learner_replicas(spec, met))
+    with pass_step("workers"):
+        problem = await converge_workers(ctx, ref, spec, met, dsn)
+        await converge_learner(ctx, ref, spec, plan.desired_learner_replicas(spec, met))
     if problem is None:
         state.workers_deployment = names.worker
     else:
