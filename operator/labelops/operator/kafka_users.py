@@ -8,6 +8,7 @@ nobody knows; a later pass finds the Secret and sets that password.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 
@@ -16,6 +17,7 @@ from labelops.operator import pass_scope
 from labelops.operator.context import OperatorContext
 from labelops.operator.kafka_access import (
     SCRAM_ITERATIONS,
+    CampaignUser,
     campaign_users,
     credentials_secret,
     diff_acls,
@@ -30,32 +32,49 @@ async def converge_kafka_access(ctx: OperatorContext, ref: CampaignRef) -> None:
     if access is None or access.sasl_mechanism is None:
         return
     users = campaign_users(ref.names)
+    # Three rounds of requests, each sent at once: the Secrets read, the Secrets written
+    # (with the read of which users exist), the passwords set (with the ACLs). A password is
+    # still stored before any user carries it.
+    lives = (
+        [None] * len(users)
+        if pass_scope.just_created()
+        else await asyncio.gather(
+            *(ctx.kube.get("v1", "Secret", ref.namespace, u.secret, ours=True) for u in users)
+        )
+    )
     new_passwords: dict[str, str] = {}
     stored_passwords: dict[str, str] = {}
-    for user in users:
-        live = (
-            None
-            if pass_scope.just_created()
-            else await ctx.kube.get("v1", "Secret", ref.namespace, user.secret, ours=True)
-        )
+    for user, live in zip(users, lives, strict=True):
         stored = ((live or {}).get("data") or {}).get(ENV_SASL_PASSWORD)
         if stored:
             stored_passwords[user.name] = base64.b64decode(stored).decode()
         else:
             new_passwords[user.name] = secrets.token_urlsafe(24)
-        password = stored_passwords.get(user.name) or new_passwords[user.name]
-        await ctx.kube.apply(
-            credentials_secret(ref.metadata(user.secret), access.as_user(user.name, password))
-        )
-    existing = await ctx.kafka.existing_users([user.name for user in users])
-    missing = {name: pw for name, pw in stored_passwords.items() if name not in existing}
-    await ctx.kafka.set_passwords(
-        {**new_passwords, **missing}, access.sasl_mechanism, SCRAM_ITERATIONS
+    passwords = {**stored_passwords, **new_passwords}
+    *_, existing = await asyncio.gather(
+        *(
+            ctx.kube.apply(
+                credentials_secret(
+                    ref.metadata(user.secret), access.as_user(user.name, passwords[user.name])
+                )
+            )
+            for user in users
+        ),
+        ctx.kafka.existing_users([user.name for user in users]),
     )
-    for user in users:
+    missing = {name: pw for name, pw in stored_passwords.items() if name not in existing}
+
+    async def exact_acls(user: CampaignUser) -> None:
         changes = diff_acls(user.acls, await ctx.kafka.acls_of(principal(user.name)))
         await ctx.kafka.create_acls(sorted(changes.create, key=str))
         await ctx.kafka.delete_acls(sorted(changes.delete, key=str))
+
+    await asyncio.gather(
+        ctx.kafka.set_passwords(
+            {**new_passwords, **missing}, access.sasl_mechanism, SCRAM_ITERATIONS
+        ),
+        *(exact_acls(user) for user in users),
+    )
 
 
 async def remove_kafka_access(ctx: OperatorContext, ref: CampaignRef) -> list[str]:
