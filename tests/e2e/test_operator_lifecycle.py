@@ -205,7 +205,16 @@ def test_a_second_pass_changes_nothing(
         return found
 
     before_objects = versions()
-    before = get_campaign(kube_api, namespace, EXAMPLE_NAME)
+    # The progress timer's first write (progress, and ModelTrusted under model.autoAccept)
+    # may land a tick after Ready: compare the pass with a status that has it.
+    before = wait_campaign(
+        kube_api,
+        namespace,
+        EXAMPLE_NAME,
+        lambda o: bool(((o or {}).get("status") or {}).get("lastProgressAt")),
+        "first progress written",
+        operator=operator,
+    )
     assert before is not None
     before_topics = topic_state(kafka_bootstrap, n.items_topic)
     # A restart runs the resume handler: a full reconcile pass over the same spec.
