@@ -5,6 +5,10 @@ the end-to-end tests still need real workers: this module resolves the pod templ
 operator wrote (command, args, env values, configMapKeyRef, secretKeyRef, envFrom with
 prefix) against the live API and starts one process per replica. A mistake in what the
 operator writes therefore fails here the way it would fail in a real pod.
+
+No cluster DNS resolves a Service's name here: `service_urls` maps in-cluster URLs (e.g.
+http://med-worker.ns.svc:8080, as a pool router's config names its members) to the local
+processes serving them, replaced wherever they occur in the resolved environment.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import signal
 import sys
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from devstack.procs import (
 )
 
 WORKER_PORT_ENV = "LABELOPS_WORKER_PORT"
+ROUTER_PORT_ENV = "LABELOPS_ROUTER_PORT"
 
 
 class TemplateError(RuntimeError):
@@ -142,6 +148,20 @@ def local_argv(container: Any) -> list[str]:
     return argv
 
 
+def map_service_urls(env: dict[str, str], service_urls: Mapping[str, str]) -> dict[str, str]:
+    """env with every in-cluster URL of service_urls replaced by its local one (longest
+    first, so a URL that prefixes another does not cut it)."""
+    if not service_urls:
+        return env
+    order = sorted(service_urls, key=len, reverse=True)
+    mapped = {}
+    for name, value in env.items():
+        for cluster_url in order:
+            value = value.replace(cluster_url, service_urls[cluster_url])
+        mapped[name] = value
+    return mapped
+
+
 def start_pods(
     api: client.ApiClient,
     namespace: str,
@@ -149,8 +169,15 @@ def start_pods(
     state_dir: Path,
     replicas: int | None = None,
     extra_env: dict[str, str] | None = None,
+    *,
+    port_env: str = WORKER_PORT_ENV,
+    service_urls: Mapping[str, str] | None = None,
 ) -> list[LocalPod]:
-    """Start one local process per replica of the Deployment's first container."""
+    """Start one local process per replica of the Deployment's first container.
+
+    Each listens on a free port, given in port_env (the worker's by default; ROUTER_PORT_ENV
+    for a pool router); service_urls map in-cluster URLs to local ones (map_service_urls);
+    extra_env is applied last, as it is."""
     core = client.CoreV1Api(api)
     dep = client.AppsV1Api(api).read_namespaced_deployment(deployment, namespace)
     pod_spec: Any = dep.spec.template.spec
@@ -160,8 +187,10 @@ def start_pods(
     for index in range(count):
         pod_name = f"{deployment}-local-{index}"
         port = free_port()
-        env = resolve_env(core, namespace, container, pod_name)
-        env[WORKER_PORT_ENV] = str(port)
+        env = map_service_urls(
+            resolve_env(core, namespace, container, pod_name), service_urls or {}
+        )
+        env[port_env] = str(port)
         env.update(extra_env or {})
         started = start_process(pod_name, local_argv(container), state_dir, env=env)
         pods.append(LocalPod(started, port, env))

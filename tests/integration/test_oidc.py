@@ -1,6 +1,7 @@
 """OIDC bearer JWTs verified against a real HTTP issuer on loopback: a discovery document and
-a JWKS served by http.server, keys generated here. Every refusal carries its reason; a new key
-id appearing in the JWKS (rotation) is fetched and accepted. No stack needed.
+a JWKS served by http.server (tests/oidc_issuer.py), keys generated here. Every refusal
+carries its reason; a new key id appearing in the JWKS (rotation) is fetched and accepted.
+No stack needed.
 """
 
 from __future__ import annotations
@@ -9,84 +10,22 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from labelops.identity.oidc import Identity, OidcVerifier, Refusal, TokenRefused
-
-AUDIENCE = "labelops"
-
-
-@dataclass
-class Issuer:
-    """A loopback identity provider: its URL, the keys it publishes, the fetches it served."""
-
-    url: str = ""
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    jwks_fetches: int = 0
-    discovery_issuer: str | None = None
-
-
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def published(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
-    if isinstance(private, rsa.RSAPrivateKey):
-        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-        alg = "RS256"
-    else:
-        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
-        alg = "ES256"
-    return {**jwk, "kid": kid, "use": "sig", "alg": alg}
+from oidc_issuer import AUDIENCE, Issuer, claims, published, rsa_key, serving_issuer, sign
 
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[Issuer]:
-    state = Issuer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body: dict[str, Any]
-            if self.path == "/.well-known/openid-configuration":
-                body = {
-                    "issuer": state.discovery_issuer or state.url,
-                    "jwks_uri": f"{state.url}/keys",
-                }
-            elif self.path == "/keys":
-                state.jwks_fetches += 1
-                body = {"keys": list(state.keys)}
-            else:
-                self.send_error(404)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with serving_issuer() as state:
+        yield state
 
 
 @pytest.fixture(scope="module")
@@ -104,25 +43,6 @@ def verifier(issuer: Issuer, signing_key: rsa.RSAPrivateKey) -> OidcVerifier:
         username_claim="email",
         refetch_cooldown_seconds=0.0,
     )
-
-
-def claims(issuer: Issuer, **changes: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base = {
-        "iss": issuer.url,
-        "aud": AUDIENCE,
-        "sub": "u-123",
-        "email": "anna@example.com",
-        "groups": ["coders", "ml"],
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-    }
-    return {k: v for k, v in {**base, **changes}.items() if v is not None}
-
-
-def sign(payload: dict[str, Any], key: Any, kid: str = "key-1", alg: str = "RS256") -> str:
-    return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
 
 
 def refused(verifier: OidcVerifier, token: str) -> TokenRefused:
