@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from labelops.api.worker_configmap import WORKER_PORT
-from labelops.operator import network_policy, plan, rbac
+from labelops.operator import network_policy, plan, pool_plan, rbac
 from labelops.operator.network_policy import NetworkPolicyPeers, parse_peers
 from labelops.operator.settings import ConfigError, OperatorSettings, watch_namespaces
 
@@ -84,6 +84,47 @@ def test_configured_peers_narrow_every_rule() -> None:
     assert postgres["to"] == [{"ipBlock": {"cidr": "10.30.0.5/32"}}]
     assert kafka["to"] == [KAFKA_NET]
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+ROUTER_CALLERS = NetworkPolicyPeers.model_validate(
+    {"api": [{"podSelector": {"matchLabels": {"app": "ingress"}}}], "metrics": [MONITORING]}
+)
+
+
+def worker_ingress(peers: NetworkPolicyPeers, pool: str | None) -> dict[str, Any]:
+    found = plan.network_policies(REF, environment(peers), pool)
+    [worker] = [p for p in found if p["metadata"]["name"] == "helpfulness-q4-worker"]
+    [ingress] = worker["spec"]["ingress"]
+    assert ports(ingress) == [(WORKER_PORT, "TCP")]
+    return dict(ingress)
+
+
+def test_restricted_callers_still_admit_the_pool_s_router() -> None:
+    ingress = worker_ingress(ROUTER_CALLERS, "experts")
+    api, scrapers, router = ingress["from"]
+    assert api == {"podSelector": {"matchLabels": {"app": "ingress"}}}
+    assert scrapers == MONITORING
+    # The router's own pods, in the campaign's namespace (no namespaceSelector), and no one
+    # else's: the labels are those of the Deployment the pool's reconcile writes.
+    pool = pool_plan.PoolObjectRef(REF.namespace, "experts", "uid-pool", 1)
+    assert set(router) == {"podSelector"}
+    assert router["podSelector"] == {"matchLabels": pool.selector_labels()}
+    assert pool.selector_labels().items() <= pool.labels().items()
+    other = pool_plan.PoolObjectRef(REF.namespace, "others", "uid-other", 1)
+    assert not router["podSelector"]["matchLabels"].items() <= other.labels().items()
+
+
+def test_a_campaign_without_a_pool_admits_no_router() -> None:
+    ingress = worker_ingress(ROUTER_CALLERS, None)
+    assert ingress["from"] == [{"podSelector": {"matchLabels": {"app": "ingress"}}}, MONITORING]
+
+
+def test_unrestricted_callers_stay_unrestricted_in_a_pool() -> None:
+    """No `api` peers: any caller on the API port; adding the router must not narrow it."""
+    assert "from" not in worker_ingress(NetworkPolicyPeers(), "experts")
+    assert "from" not in worker_ingress(
+        NetworkPolicyPeers.model_validate({"metrics": [MONITORING]}), "experts"
+    )
 
 
 def test_learner_reaches_kafka_only_and_admits_only_scrapers() -> None:

@@ -11,6 +11,10 @@ is a list of NetworkPolicyPeers from the operator's settings (LABELOPS_NETWORK_P
 the chart's `campaignNetworkPolicy`): an empty list means any destination (or source) on the
 port, which still closes every other port; for scrapers it means none. The Kafka and
 PostgreSQL ports are the ones in the addresses workers are given, so they cannot drift.
+
+A pool campaign's workers are called by its pool's router: once `api` restricts the callers,
+the router's pods (by the labels of its Deployment, in the campaign's namespace) are admitted
+too, or a pool would stop routing the moment an operator narrowed who may call workers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DNS_PORT = 53
+ROUTER_APP = "labelops-router"
 
 
 class _Strict(BaseModel):
@@ -146,12 +151,29 @@ def _policy(
     }
 
 
+def router_selector_labels(pool: str) -> dict[str, str]:
+    """The labels of a pool's router pods (its Deployment's selector, pool_plan.py)."""
+    return {"app.kubernetes.io/name": ROUTER_APP, "app.kubernetes.io/instance": pool}
+
+
+def router_peer(pool: str) -> Peer:
+    """The pool's router pods; a podSelector alone means the policy's own namespace, the
+    pool's (a campaign joins a pool of its namespace)."""
+    return Peer.model_validate({"podSelector": {"matchLabels": router_selector_labels(pool)}})
+
+
 def worker_policy(
-    workers: Pods, peers: NetworkPolicyPeers, kafka: tuple[int, ...], postgres_port: int
+    workers: Pods,
+    peers: NetworkPolicyPeers,
+    kafka: tuple[int, ...],
+    postgres_port: int,
+    pool: str | None = None,
 ) -> dict[str, Any]:
-    """Ingress on the API port only (from `api` peers, and `metrics` peers once `api` is
-    restricted: metrics share the port); egress to PostgreSQL, Kafka and DNS only."""
-    callers = peers.api + peers.metrics if peers.api else ()
+    """Ingress on the API port only (from `api` peers, and once `api` is restricted the
+    `metrics` peers, since metrics share the port, and the router of the campaign's pool);
+    egress to PostgreSQL, Kafka and DNS only."""
+    routers = (router_peer(pool),) if pool is not None else ()
+    callers = peers.api + peers.metrics + routers if peers.api else ()
     return _policy(
         workers,
         ingress=[_rule("from", callers, _tcp(workers.port))],

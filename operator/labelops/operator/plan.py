@@ -681,9 +681,12 @@ def learner_deployment(
 # --- network isolation ------------------------------------------------------------------
 
 
-def network_policies(ref: CampaignRef, env: WorkerEnvironment) -> list[dict[str, Any]]:
+def network_policies(
+    ref: CampaignRef, env: WorkerEnvironment, pool: str | None = None
+) -> list[dict[str, Any]]:
     """The worker's and the learner's NetworkPolicies (see network_policy.py), or none when
-    the operator is configured without. The learner's is written whether or not the spec
+    the operator is configured without; pool: the LabelerPool the campaign joins, whose
+    router may call the workers. The learner's is written whether or not the spec
     has a learner: it selects no pod then, and nothing needs deleting when one comes or goes.
     """
     peers = env.network_policy_peers
@@ -699,6 +702,6 @@ def network_policies(ref: CampaignRef, env: WorkerEnvironment) -> list[dict[str,
         LEARNER_PORT,
     )
     return [
-        network_policy.worker_policy(workers, peers, kafka, env.postgres.port),
+        network_policy.worker_policy(workers, peers, kafka, env.postgres.port, pool),
         network_policy.learner_policy(learner, peers, kafka),
     ]

@@ -101,10 +101,7 @@ class PoolObjectRef:
         }
 
     def selector_labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "labelops-router",
-            "app.kubernetes.io/instance": self.name,
-        }
+        return network_policy.router_selector_labels(self.name)
 
     def labels(self) -> dict[str, str]:
         return {

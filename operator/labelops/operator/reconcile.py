@@ -351,6 +351,7 @@ async def converge_workers(
         own = await _converge_own_tokens(ctx, ref, spec)
         if own is not None:
             return own
+    pool = spec.labelers.pool_ref.name if spec.labelers.pool_ref is not None else None
     keda_missing = autoscaling.keda_missing(spec, await _keda_served(ctx, spec))
     if keda_missing is not None:
         return Verdict.false(WORKERS_READY, Reason.NOT_SUPPORTED, keda_missing)
@@ -359,7 +360,7 @@ async def converge_workers(
     await asyncio.gather(
         ctx.kube.apply(plan.config_map(ref, spec)),
         ctx.kube.apply(plan.worker_service(ref)),
-        *(ctx.kube.apply(policy) for policy in plan.network_policies(ref, ctx.workers)),
+        *(ctx.kube.apply(p) for p in plan.network_policies(ref, ctx.workers, pool)),
         _converge_quota(ctx, ref, spec),
     )
     # Not the tokens: workers follow their digests in the database without a restart.
