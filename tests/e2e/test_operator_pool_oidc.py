@@ -10,7 +10,10 @@ wrote (devstack/podrunner.py, the router reaching the workers' Service URLs mapp
 - an expired JWT and one for another audience are refused with 401 and the reason, by the
   router and the worker alike;
 - the labels stored in each campaign's schema are exactly those submitted, each under the
-  token's username claim.
+  token's username claim;
+- with the operator's `api` peers restricting who may call workers, each member's worker
+  NetworkPolicy still admits the pool's router: its podSelector selects exactly the live
+  pods of the router Deployment (kwok's), on the API port.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 from psycopg import sql
+from test_campaign_network_policy import pods as pods_labeled
+from test_campaign_network_policy import policy
 from test_operator_harness import (
     Operator,
     apply,
     crd_namespace,
     delete_campaign,
+    get_object,
     patch_spec,
     poll,
     running_operator,
@@ -47,6 +53,7 @@ from labelops.api.campaign import GROUP, VERSION
 from labelops.api.labeler_pool import KIND
 from labelops.api.naming import CampaignNames
 from labelops.api.pool_router import split_task_id
+from labelops.api.worker_configmap import WORKER_PORT
 from oidc_issuer import (
     AUDIENCE,
     Issuer,
@@ -69,6 +76,8 @@ ANNA = "anna@example.com"  # in group `doctors`: skill `medical`
 BOB = "bob@example.com"  # no group that gives `medical`
 KID = "e2e-key"
 PAIRWISE = {"preferred": "a"}
+INGRESS = {"podSelector": {"matchLabels": {"app": "labeling-ingress"}}}
+PEERS = {"api": [INGRESS]}  # only the ingress may call workers: and the pool's router
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,9 @@ def operator(
     namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
-    with running_operator(tmp_path_factory.mktemp("operator"), stack_env, namespace) as op:
+    state = tmp_path_factory.mktemp("operator")
+    peers = {"LABELOPS_NETWORK_POLICY_PEERS": json.dumps(PEERS)}
+    with running_operator(state, stack_env, namespace, **peers) as op:
         yield op
         for name in CAMPAIGNS:
             if get_campaign_body(kube_api, namespace, name) is not None:
@@ -301,7 +312,7 @@ def test_one_sign_in_through_the_router_and_at_the_worker(
 
         # bob has no `medical`: the worker refuses him, the router never sends him there.
         status, body = call(f"{worker.url}/v1/tasks/claim", bob, "POST")
-        assert status == 403, (status, body)
+        assert status == 403 and body.get("missingSkills") == ["medical"], (status, body)
         bobs = [split_task_id(t) for t in label_all(router.url, bob)]
         assert bobs and all(s is not None and s[0] == OTHER_CAMPAIGN for s in bobs), bobs
 
@@ -332,3 +343,31 @@ def stored_items(dsn: str, namespace: str, campaign: str) -> list[str]:
             sql.SQL("SELECT external_id FROM {}").format(sql.Identifier(schema, "items"))
         ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def test_restricted_worker_callers_still_admit_the_pool_s_router(
+    kube_api: client.ApiClient, namespace: str, operator: Operator
+) -> None:
+    """Runs after the test above (its pool and campaigns): the policies on the API server."""
+    deployment = get_object(kube_api, "apps/v1", "Deployment", namespace, ROUTER)
+    assert deployment is not None, f"Deployment {ROUTER} missing"
+    template_labels = dict(deployment["spec"]["template"]["metadata"]["labels"])
+    router_selector = dict(deployment["spec"]["selector"]["matchLabels"])
+
+    def router_pods() -> list[Any]:
+        return pods_labeled(kube_api, namespace, router_selector)
+
+    poll(lambda: bool(router_pods()), "the router Deployment's pods (kwok)", 90, operator.log)
+    router_names = sorted(p.metadata.name for p in router_pods())
+    for name in CAMPAIGNS:
+        spec = policy(kube_api, namespace, f"{name}-worker")["spec"]
+        [ingress] = spec["ingress"]
+        assert ingress["ports"] == [{"port": WORKER_PORT, "protocol": "TCP"}]
+        callers = ingress["from"]
+        assert callers[0] == INGRESS, callers
+        routers = [c for c in callers if c != INGRESS]
+        assert len(routers) == 1 and set(routers[0]) == {"podSelector"}, callers
+        selector = routers[0]["podSelector"]["matchLabels"]
+        assert selector.items() <= template_labels.items(), (selector, template_labels)
+        selected = sorted(p.metadata.name for p in pods_labeled(kube_api, namespace, selector))
+        assert selected == router_names, f"{name}: {selected} != the router's {router_names}"
