@@ -2,9 +2,9 @@
 and every few minutes in case something drifted outside the operator's view (a topic
 deleted by hand, a role's connection limit changed), each campaign at its own place in the
 period (resync.py). A resync re-sends a Kubernetes object only if what it should be changed,
-or its last apply is an hour old (clients/kube.py REAPPLY_SECONDS): a deleted worker
+or its last apply is 15 minutes old (clients/kube.py REAPPLY_SECONDS): a deleted worker
 Deployment or an edit of its spec is seen by the watch and repaired at once, another child
-deleted by hand within the hour."""
+deleted by hand within 15 minutes."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _resync_delay(meta: kopf.Meta, **_: Any) -> float:
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not resync_due(memo.context.since_last_pass(CampaignRef.from_body(body))):
         return
-    # Nothing in the spec changed: Kubernetes objects applied unchanged within the hour are
+    # Nothing in the spec changed: Kubernetes objects applied unchanged within 15 minutes are
     # not sent again (clients/kube.py); Kafka and PostgreSQL are checked in full.
     with measured("resync"), reusing():
         await reconcile(memo.context, body)
