@@ -166,20 +166,23 @@ def jsonl_query(
     return _jsonl_query(columns(conn, schema), schema, ids)
 
 
+def _join_bounds(ids: range | None) -> sql.Composable:
+    """An id range of the labels-items join as conditions on both tables (the planner
+    carries equalities across a join, not ranges); nothing without a range."""
+    if ids is None:
+        return sql.SQL("")
+    return sql.SQL(
+        " AND l.item_id >= {lo} AND l.item_id < {hi} AND i.id >= {lo} AND i.id < {hi}"
+    ).format(lo=sql.Literal(ids.start), hi=sql.Literal(ids.stop))
+
+
 def _jsonl_query(present: set[str], schema: str, ids: range | None) -> sql.Composable:
     lineage = [
         sql.SQL(", {}, l.{}").format(sql.Literal(key), sql.Identifier(column))
         for column, key in LINEAGE
         if f"labels.{column}" in present
     ]
-    # Bounds on both tables: the planner carries equalities across a join, not ranges.
-    bounds = (
-        sql.SQL(
-            " AND l.item_id >= {lo} AND l.item_id < {hi} AND i.id >= {lo} AND i.id < {hi}"
-        ).format(lo=sql.Literal(ids.start), hi=sql.Literal(ids.stop))
-        if ids is not None
-        else sql.SQL("")
-    )
+    bounds = _join_bounds(ids)
     return sql.SQL(
         "SELECT json_build_object('label_id', l.id, 'item_id', i.external_id,"
         " 'labeler', l.labeler, 'value', l.value, 'origin', l.origin,"
@@ -852,14 +855,7 @@ def rlhf_pieces_query(present: set[str], schema: str, ids: range | None) -> sql.
 
     PostgreSQL writes a JSON string as orjson does (the same escapes: a test holds them to
     it for every character), so these pieces are the exact bytes of the line's fields."""
-    # Bounds on both tables: the planner carries equalities across a join, not ranges.
-    bounds = (
-        sql.SQL(
-            " AND l.item_id >= {lo} AND l.item_id < {hi} AND i.id >= {lo} AND i.id < {hi}"
-        ).format(lo=sql.Literal(ids.start), hi=sql.Literal(ids.stop))
-        if ids is not None
-        else sql.SQL("")
-    )
+    bounds = _join_bounds(ids)
     # Each level computes its columns once (OFFSET 0: not folded into the level above,
     # where every use would compute them again): the payload's two members, the responses,
     # their ids and texts, then whether they make a plain pair.
