@@ -222,15 +222,22 @@ def campaign_namespace(kube_api: client.ApiClient) -> Iterator[str]:
         delete_namespace(kube_api, namespace)
 
 
+@pytest.fixture(scope="module")
+def applied_campaign(kube_api: client.ApiClient, campaign_namespace: str) -> str:
+    """The example campaign, applied once for the tests below (each of them runs alone too)."""
+    apply(kube_api, example_documents(campaign_namespace))
+    return campaign_namespace
+
+
 def denials(operator: ChartOperator) -> list[str]:
     log = operator.process.log.read_text(errors="replace")
     return [line for line in log.splitlines() if any(m in line for m in DENIED_MARKERS)]
 
 
 def test_operator_with_chart_rbac_reconciles_a_campaign_to_ready(
-    kube_api: client.ApiClient, chart_operator: ChartOperator, campaign_namespace: str
+    kube_api: client.ApiClient, chart_operator: ChartOperator, applied_campaign: str
 ) -> None:
-    apply(kube_api, example_documents(campaign_namespace))
+    campaign_namespace = applied_campaign
     try:
         wait_ready(kube_api, campaign_namespace, CAMPAIGN, timeout=180)
     except pytest.fail.Exception:
@@ -239,10 +246,12 @@ def test_operator_with_chart_rbac_reconciles_a_campaign_to_ready(
     assert denials(chart_operator) == []
 
 
+@pytest.mark.usefixtures("applied_campaign")
 def test_ready_campaign_is_healthy_for_argo_cd_and_current_for_kstatus(
     kube_api: client.ApiClient, chart_operator: ChartOperator, campaign_namespace: str
 ) -> None:
     """The GitOps checks agree with the live object the operator wrote, not only fixtures."""
+    wait_ready(kube_api, campaign_namespace, CAMPAIGN)
     live = client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
         "labelops.dev", "v1alpha1", campaign_namespace, "labelingcampaigns", CAMPAIGN
     )
@@ -276,6 +285,7 @@ def exported_metrics(port: int) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.usefixtures("applied_campaign")
 def test_operator_exports_the_metrics_the_alerts_use(
     kube_api: client.ApiClient, chart_operator: ChartOperator, campaign_namespace: str
 ) -> None:
@@ -299,6 +309,7 @@ def test_operator_exports_the_metrics_the_alerts_use(
     assert ready_true and ready_true[0].endswith(" 1.0"), ready_true
 
 
+@pytest.mark.usefixtures("applied_campaign")
 def test_operator_with_chart_rbac_reclaims_a_deleted_campaign(
     kube_api: client.ApiClient, chart_operator: ChartOperator, campaign_namespace: str
 ) -> None:
