@@ -1,9 +1,28 @@
-"""What a reconcile pass reports: Stalled and observedGeneration follow from its verdicts."""
+"""What a reconcile pass reports: Stalled and observedGeneration follow from its verdicts;
+Kafka's side and PostgreSQL's run at once and each is reported on its own condition."""
 
 from __future__ import annotations
 
-from labelops.operator.conditions import STALLED, TOPICS_READY, WORKERS_READY, Reason, Verdict
-from labelops.operator.plan import CampaignRef
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import yaml
+
+from labelops.clients.errors import BackendUnavailable, KafkaUnavailable, PostgresUnavailable
+from labelops.operator import reconcile
+from labelops.operator.conditions import (
+    SCHEMA_READY,
+    STALLED,
+    TOPICS_READY,
+    WORKERS_READY,
+    Reason,
+    Verdict,
+)
+from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
 from labelops.operator.reconcile import Pass, backoff
 
 REF = CampaignRef("ns", "c", "uid", 7)
@@ -60,3 +79,88 @@ def test_workers_readiness_is_left_to_the_live_deployment() -> None:
 
 def test_backoff_grows_to_half_a_minute() -> None:
     assert [backoff(r) for r in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+# --- Kafka's side and PostgreSQL's, run at once ---------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpfulness-pairwise.yaml"
+ENV = WorkerEnvironment(
+    default_image="registry.local/labelops:1.2.3",
+    kafka_bootstrap="kafka.svc:9092",
+    postgres=PostgresEndpoint("pg.svc", 5432, "labels"),
+)
+TOPICS_OK = Verdict.true(TOPICS_READY, Reason.TOPICS_IN_SYNC, "topics ok")
+SCHEMA_OK = Verdict.true(SCHEMA_READY, Reason.SCHEMA_MIGRATED, "schema ok")
+
+
+def campaign_body() -> dict[str, Any]:
+    documents = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    return next(d for d in documents if d["kind"] == "LabelingCampaign")
+
+
+def run_first_steps(
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_side: Callable[[], Awaitable[Verdict]],
+    database_side: Callable[[], Awaitable[tuple[Verdict, str]]],
+) -> tuple[Pass, BaseException]:
+    """_run up to its first backend failure (both sides given here; nothing else is)."""
+    monkeypatch.setattr(reconcile, "_converge_kafka", lambda *_: kafka_side())
+    monkeypatch.setattr(reconcile, "_converge_schema", lambda *_: database_side())
+    state = Pass(REF)
+    ctx = cast(Any, SimpleNamespace(workers=ENV))
+    with pytest.raises(BackendUnavailable) as raised:
+        asyncio.run(asyncio.wait_for(reconcile._run(ctx, campaign_body(), state), 5))
+    return state, raised.value
+
+
+def test_kafka_down_is_reported_on_topics_and_the_migrated_schema_still_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def kafka() -> Verdict:
+        raise KafkaUnavailable("no broker answered")
+
+    async def database() -> tuple[Verdict, str]:
+        return SCHEMA_OK, "postgresql://w@pg/labels"
+
+    state, err = run_first_steps(monkeypatch, kafka, database)
+    assert isinstance(err, KafkaUnavailable)
+    assert state.step == TOPICS_READY
+    assert state.verdicts == [SCHEMA_OK]
+
+
+def test_postgres_down_is_reported_on_the_schema_and_the_topics_still_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def kafka() -> Verdict:
+        return TOPICS_OK
+
+    async def database() -> tuple[Verdict, str]:
+        raise PostgresUnavailable("connection refused")
+
+    state, err = run_first_steps(monkeypatch, kafka, database)
+    assert isinstance(err, PostgresUnavailable)
+    assert state.step == SCHEMA_READY
+    assert state.verdicts == [TOPICS_OK]
+
+
+def test_the_two_sides_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each side waits for the other to have started: one after the other, neither ends
+    (wait_for's 5 s would fail the pass with a timeout, not the PostgreSQL error)."""
+    started: dict[str, asyncio.Event] = {}
+
+    def event(name: str) -> asyncio.Event:
+        return started.setdefault(name, asyncio.Event())
+
+    async def kafka() -> Verdict:
+        event("kafka").set()
+        await event("database").wait()
+        return TOPICS_OK
+
+    async def database() -> tuple[Verdict, str]:
+        event("database").set()
+        await event("kafka").wait()
+        raise PostgresUnavailable("after both started")
+
+    state, err = run_first_steps(monkeypatch, kafka, database)
+    assert str(err) == "after both started"
+    assert state.verdicts == [TOPICS_OK]

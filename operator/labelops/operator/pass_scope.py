@@ -5,9 +5,9 @@ own task), read where a child is looked up before it is written:
 
 - never provisioned (no pass finished: status.observedGeneration unset): none of the
   optional children the spec may have dropped (quota, autoscaler, learner) can be there to
-  delete, so they are not looked for (and resyncs take them as missing for the hour
+  delete, so they are not looked for (and resyncs take them as missing for the 15 minutes
   clients/kube.py trusts what it knows). One left by a crashed first attempt under an older
-  spec is deleted by the next pass of a spec change or restart, or within that hour.
+  spec is deleted by the next pass of a spec change or restart, or within those 15 minutes.
 - just created (the create handler's first attempt, never provisioned): the campaign's own
   Secrets cannot exist yet, so their stored passwords are not read; new ones are made. If a
   crashed earlier attempt did store some, the new passwords replace them the way a first

@@ -1,4 +1,5 @@
-"""One reconcile pass of a campaign: topics, then schema, then workers, each observed first.
+"""One reconcile pass of a campaign: topics and schema (at once), then workers, each
+observed first.
 
 A pass ends in one status write with a verdict per component. Three kinds of trouble:
   - a backend is unreachable: the component's condition says so (Unknown, with reason
@@ -184,18 +185,22 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
         database_secret=names.database_secret,
     )
 
-    state.step = TOPICS_READY
-    with pass_step("topics"):
-        topics = await converge_topics(ctx, plan.desired_topics(names, spec))
-    state.verdicts.append(topics)
-    # Before any pod starts: its Kafka Secret must exist, and its user carry the ACLs.
-    with pass_step("kafka-access"):
-        await converge_kafka_access(ctx, ref)
-
-    state.step = SCHEMA_READY
-    with pass_step("database"):
-        schema, dsn = await converge_database(ctx, ref, spec)
-    state.verdicts.append(schema)
+    # Kafka's side and PostgreSQL's need nothing of each other: run at once, a pass waits
+    # for the slower of the two instead of both. Each is judged on its own: a backend that
+    # is down is reported on its own condition, and what the other side did still counts.
+    kafka_side, database_side = await asyncio.gather(
+        _converge_kafka(ctx, ref, spec), _converge_schema(ctx, ref, spec), return_exceptions=True
+    )
+    if not isinstance(database_side, BaseException):
+        state.verdicts.append(database_side[0])
+    if isinstance(kafka_side, BaseException):
+        state.step = TOPICS_READY
+        raise kafka_side
+    state.verdicts.append(kafka_side)
+    state.step = SCHEMA_READY  # and after it: progress is read from the schema
+    if isinstance(database_side, BaseException):
+        raise database_side
+    topics, (_, dsn) = kafka_side, database_side
 
     counts = await ctx.postgres.read_progress(names.schema)
     met = counts is not None and target_met(counts, spec.target)
@@ -242,6 +247,24 @@ def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = "spec." + ".".join(str(p) for p in first["loc"])
     return f"{where}: {first['msg']}"
+
+
+async def _converge_kafka(
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec
+) -> Verdict:
+    with pass_step("topics"):
+        topics = await converge_topics(ctx, plan.desired_topics(ref.names, spec))
+    # Before any pod starts: its Kafka Secret must exist, and its user carry the ACLs.
+    with pass_step("kafka-access"):
+        await converge_kafka_access(ctx, ref)
+    return topics
+
+
+async def _converge_schema(
+    ctx: OperatorContext, ref: plan.CampaignRef, spec: CampaignSpec
+) -> tuple[Verdict, str]:
+    with pass_step("database"):
+        return await converge_database(ctx, ref, spec)
 
 
 # --- topics -----------------------------------------------------------------------------
