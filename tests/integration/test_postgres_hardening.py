@@ -192,6 +192,15 @@ def test_a_campaign_role_holding_anothers_migration_key_cannot_hang_its_migratio
         hostile.execute(
             "SELECT pg_advisory_lock(%s, hashtext(%s))", (MIGRATION_KEY_CLASS, a.schema)
         )
+        # Up to date: read without the key, so holding it stops nothing.
+        assert admin._migrate(a.role, a.schema) == []
+        # Function files other than the recorded ones (an upgrade): the key is needed.
+        with admin._connection("mark stale") as conn:
+            conn.execute(
+                sql.SQL("UPDATE {} SET files_digest = 'older files'").format(
+                    sql.Identifier(a.schema, "function_set")
+                )
+            )
         with pytest.raises(PostgresUnavailable, match=f"migrations of schema {a.schema} waited"):
             admin._migrate(a.role, a.schema)
         hostile.execute("SELECT pg_advisory_unlock_all()")

@@ -69,6 +69,50 @@ def test_migrate_applies_every_migration_once(postgres_dsn: str, schema: str) ->
         assert read_progress(conn, schema).labels == 0
 
 
+def proc_versions(conn: psycopg.Connection, schema: str) -> list[tuple[str, str]]:
+    """(name, row version) of the schema's functions: CREATE OR REPLACE makes a new one."""
+    rows = conn.execute(
+        "SELECT p.proname, p.xmin::text || ':' || p.ctid::text FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    return [(name, version) for name, version in rows]
+
+
+def test_an_up_to_date_schema_is_read_not_rewritten_and_takes_no_lock(
+    postgres_dsn: str, schema: str
+) -> None:
+    """What a resync pass costs: no function re-created, no advisory lock waited for (the
+    lock is held elsewhere and lock_timeout would refuse a wait)."""
+    with (
+        psycopg.connect(postgres_dsn, autocommit=True) as conn,
+        psycopg.connect(postgres_dsn, autocommit=True) as holder,
+    ):
+        migrate(conn, schema)
+        versions = proc_versions(conn, schema)
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (0x4C4F, schema))
+        conn.execute("SET lock_timeout = '200ms'")
+        assert migrate(conn, schema) == []
+        assert proc_versions(conn, schema) == versions
+
+
+def test_files_other_than_the_recorded_ones_are_applied_again(
+    postgres_dsn: str, schema: str
+) -> None:
+    """As after an upgrade that changed a function file: function_set names other files."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+        versions = proc_versions(conn, schema)
+        run(conn, "UPDATE {schema}.function_set SET files_digest = 'older files'", schema)
+        assert migrate(conn, schema) == []
+        after = proc_versions(conn, schema)
+        assert [name for name, _ in after] == [name for name, _ in versions]
+        assert all(old != new for (_, old), (_, new) in zip(versions, after, strict=True))
+        # and recorded: the run after reads it and does nothing
+        assert migrate(conn, schema) == []
+        assert proc_versions(conn, schema) == after
+
+
 def test_concurrent_migrations_apply_once(postgres_dsn: str, schema: str) -> None:
     results: list[list[str]] = []
     errors: list[BaseException] = []

@@ -12,8 +12,9 @@ use one, since functions are applied after the migrations.
 
 `functions/<name>.sql`: exactly one function, `CREATE OR REPLACE FUNCTION <name>(...)`,
 the only place it is written (a trigger on it goes in the same file, as CREATE OR REPLACE
-TRIGGER). Every migrate() re-applies all of them, after the migrations, in one transaction,
-in file-name order, so changing a function means editing its file and nothing else:
+TRIGGER). Every migrate() that finds anything changed (below) re-applies all of them, after
+the migrations, in one transaction, in file-name order, so changing a function means
+editing its file and nothing else:
   - CREATE OR REPLACE keeps the function's identity and privileges. Where it refuses (the
     result type, or a parameter's name or default, changed), migrate() drops the old one
     and creates the new one; the DROP has no CASCADE, so an object that depends on the
@@ -30,6 +31,14 @@ Claiming, submitting and releasing are functions so that each is one statement t
 worker sends: one round trip and one transaction, every row lock released by the server
 itself at the end of the call, never held while the worker waits on the network.
 
+What the functions left is recorded in "<schema>".function_set (0007): a digest of the files
+and one of the schema's rows of pg_proc (their row versions: any CREATE OR REPLACE, DROP,
+GRANT or REVOKE of a function of the schema changes one). migrate() first reads that row,
+the catalog and the recorded migrations in one query, without a lock: when all are as this
+code leaves them, there is nothing to do (a resync pass reads one row instead of
+re-creating every function); anything else, a function edited, dropped or added by hand
+included, takes the path below.
+
 A session-level advisory lock per schema makes concurrent callers (operator passes, test
 harnesses) take turns: the second one finds no migration pending and re-applies the same
 functions. A schema that records a migration this code does not ship (made by a newer
@@ -43,6 +52,8 @@ and is owned by that role. No superuser is needed.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -146,10 +157,18 @@ def _check_function_file(file_name: str, name: str, code: str) -> None:
         )
 
 
+@functools.cache
+def _shipped() -> tuple[list[Migration], list[FunctionFile], str]:
+    """This package's migrations, functions and the functions' digest: read and checked
+    once per process (they are package data), not on every pass."""
+    functions = available_functions()
+    return available_migrations(), functions, files_digest(functions)
+
+
 def migrate(conn: psycopg.Connection, schema: str) -> list[str]:
     """Apply the pending migrations to `schema`, then re-apply every function file; return
-    the migrations applied ("0001_initial"; functions, re-applied on every call, are not
-    listed).
+    the migrations applied ("0001_initial"; functions are not listed). Nothing is done
+    (and no lock taken) when function_set finds the schema as this code leaves it.
 
     conn must not be inside a transaction. The schema is created when missing (that needs
     CREATE on the database; an operator that pre-creates the schema does not need it).
@@ -157,20 +176,66 @@ def migrate(conn: psycopg.Connection, schema: str) -> list[str]:
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("migrate() needs a connection outside any transaction")
     # Read (and checked) before anything is locked or written.
-    migrations = available_migrations()
-    functions = available_functions()
+    migrations, functions, digest = _shipped()
     saved_autocommit = conn.autocommit
     conn.autocommit = True
     try:
+        if _up_to_date(conn, schema, migrations, digest):
+            return []
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
         try:
             applied = _apply_pending(conn, schema, migrations)
-            _apply_functions(conn, schema, functions)
+            _apply_functions(conn, schema, functions, digest)
             return applied
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_NAMESPACE, schema))
     finally:
         conn.autocommit = saved_autocommit
+
+
+def files_digest(functions: list[FunctionFile]) -> str:
+    """sha256 of the function files, names and texts, in the order they apply."""
+    digest = hashlib.sha256()
+    for function in functions:
+        for part in (function.name, function.sql_text):
+            encoded = part.encode()
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    return digest.hexdigest()
+
+
+# The versions of the schema's rows of pg_proc, as one digest.
+_CATALOG_DIGEST = (
+    "SELECT encode(sha256(convert_to(coalesce(string_agg("
+    "p.oid::text || ':' || p.xmin::text || ':' || p.ctid::text, ',' ORDER BY p.oid), ''),"
+    " 'UTF8')), 'hex')"
+    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = {schema}"
+)
+
+
+def _up_to_date(
+    conn: psycopg.Connection, schema: str, migrations: list[Migration], digest: str
+) -> bool:
+    """Whether the schema records every shipped migration (and no other) and function_set
+    says these files were applied and the functions are as they left them."""
+    table = sql.Identifier(schema, "function_set")
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)).fetchone()
+    if not exists or not exists[0]:
+        return False
+    row = conn.execute(
+        sql.SQL(
+            "SELECT f.files_digest = %s AND f.catalog_digest = (" + _CATALOG_DIGEST + "),"
+            " (SELECT array_agg(m.version || ':' || m.name ORDER BY m.version) FROM {migrations} m)"
+            " FROM {table} f"
+        ).format(
+            schema=sql.Literal(schema),
+            migrations=sql.Identifier(schema, "schema_migrations"),
+            table=table,
+        ),
+        (digest,),
+    ).fetchone()
+    if row is None or not row[0]:
+        return False
+    return list(row[1] or []) == [f"{m.version}:{m.name}" for m in migrations]
 
 
 def applied_migrations(conn: psycopg.Connection, schema: str) -> dict[int, str]:
@@ -225,7 +290,9 @@ def _apply_pending(conn: psycopg.Connection, schema: str, migrations: list[Migra
     return applied
 
 
-def _apply_functions(conn: psycopg.Connection, schema: str, functions: list[FunctionFile]) -> None:
+def _apply_functions(
+    conn: psycopg.Connection, schema: str, functions: list[FunctionFile], digest: str
+) -> None:
     with conn.transaction():
         _set_search_path(conn, schema)
         before = _function_versions(conn, schema)
@@ -249,6 +316,16 @@ def _apply_functions(conn: psycopg.Connection, schema: str, functions: list[Func
             sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM PUBLIC").format(
                 sql.Identifier(schema)
             )
+        )
+        # Last: the catalog as this transaction leaves it.
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} (files_digest, catalog_digest) VALUES (%s, ("
+                + _CATALOG_DIGEST
+                + ")) ON CONFLICT (only_row) DO UPDATE SET files_digest = EXCLUDED.files_digest,"
+                " catalog_digest = EXCLUDED.catalog_digest, applied_at = now()"
+            ).format(table=sql.Identifier(schema, "function_set"), schema=sql.Literal(schema)),
+            (digest,),
         )
 
 
