@@ -8,7 +8,7 @@ Measures, and prints as JSON (also written to bench/results/operator.json):
   bulk              --bulk campaigns applied at once: seconds until all are Ready, with the
                     median and p95 of per-campaign apply-to-Ready;
   operatorRss       resident memory of the operator process (VmRSS, VmHWM) with the bulk
-                    campaigns Ready and their progress timers running.
+                    campaigns Ready and their progress being read.
 
 The operator runs as `labelops operator --namespace <bench namespace>`, its own process,
 so its memory is its own. Campaigns use reclaimPolicy Delete and are removed afterwards.
@@ -279,7 +279,7 @@ def main() -> None:
             "operatorCpuSeconds": round(cpu_seconds(operator.pid) - cpu_before, 1),
             "targetSeconds": 60,
         }
-        # Let every progress timer run a few rounds before reading memory.
+        # Let the progress loop read every campaign a few times before reading memory.
         time.sleep(15)
         memory = rss_kib(operator.pid)
         results["operatorRss"] = {

@@ -205,7 +205,7 @@ def test_a_second_pass_changes_nothing(
         return found
 
     before_objects = versions()
-    # The progress timer's first write (progress, and ModelTrusted under model.autoAccept)
+    # The progress loop's first write (progress, and ModelTrusted under model.autoAccept)
     # may land a tick after Ready: compare the pass with a status that has it.
     before = wait_campaign(
         kube_api,

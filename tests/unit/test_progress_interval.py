@@ -1,10 +1,12 @@
 """Adaptive progress reads: labeling campaigns every 5 s, idle ones backing off by doubling to
-60 s, Completed ones every 300 s, a spec change read at once."""
+60 s, Completed ones every 300 s, a spec change read at once; which campaigns the progress
+loop reads on a tick, from what the status writer keeps of each."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import Any
 
 import pytest
 
@@ -13,8 +15,10 @@ from labelops.operator.progress_interval import (
     IDLE_MAX_INTERVAL,
     LABELING_INTERVAL,
     ReadSchedule,
+    due_now,
     read_interval,
 )
+from labelops.operator.status_writer import KnownCampaign, StatusWriter
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -132,3 +136,66 @@ def test_jitter_of_a_tick_does_not_skip_a_due_read() -> None:
     schedule.record(T0, 0)
     assert schedule.due(at(4.6))
     assert not schedule.due(at(4.4))
+
+
+# --- the loop's choice of campaigns to read ------------------------------------------------
+
+
+def test_the_loop_reads_the_never_read_and_the_due_not_the_rest_or_the_busy() -> None:
+    labeling, busy = ReadSchedule(), ReadSchedule()
+    labeling.record(T0, "moved", generation=1)  # read again in 5 s
+    idle = ReadSchedule(last_read=T0, last_generation=1, interval=s(20))  # backed off
+    busy.record(T0, "x", generation=1)
+    schedules = {"ns/labeling": labeling, "ns/idle": idle, "ns/busy": busy}
+    campaigns = [("ns/new", 1), ("ns/labeling", 1), ("ns/idle", 1), ("ns/busy", 1)]
+    at = T0 + dt.timedelta(seconds=6)
+    assert due_now(at, campaigns, schedules, busy={"ns/busy"}) == ["ns/new", "ns/labeling"]
+    later = T0 + dt.timedelta(seconds=21)
+    assert due_now(later, campaigns, schedules, busy=set()) == [key for key, _ in campaigns]
+
+
+def test_the_loop_reads_a_new_generation_at_once() -> None:
+    schedule = ReadSchedule()
+    schedule.record(T0, "x", generation=1)
+    schedules = {"ns/c": schedule}
+    soon = T0 + dt.timedelta(seconds=1)
+    assert due_now(soon, [("ns/c", 1)], schedules, busy=set()) == []
+    assert due_now(soon, [("ns/c", 2)], schedules, busy=set()) == ["ns/c"]
+
+
+def test_what_the_loop_asks_of_every_campaign_is_kept_beside_its_copy() -> None:
+    writer = StatusWriter(None, lambda *_: None)  # type: ignore[arg-type]  # no request here
+    ready = {"type": "SchemaReady", "status": "True"}
+    writer.seen_campaign(campaign("a", "1", generation=3))
+    writer.seen_campaign(campaign("b", "2", generation=1, conditions=[ready]))
+    writer.seen_campaign(campaign("c", "3", conditions=[ready], deleting=True))
+    assert writer.known_campaigns() == [
+        KnownCampaign("ns/a", 3, schema_ready=False, deleting=False),
+        KnownCampaign("ns/b", 1, schema_ready=True, deleting=False),
+        KnownCampaign("ns/c", 1, schema_ready=True, deleting=True),
+    ]
+    # a newer copy replaces what is kept; an older one does not
+    writer.seen_campaign(campaign("a", "5", generation=4, conditions=[ready]))
+    writer.seen_campaign(campaign("a", "4", generation=3))
+    assert writer.known_campaigns()[0] == KnownCampaign("ns/a", 4, True, False)
+    writer.unseen_campaign("ns", "b")
+    assert [known.key for known in writer.known_campaigns()] == ["ns/a", "ns/c"]
+
+
+def campaign(
+    name: str,
+    version: str,
+    *,
+    generation: int = 1,
+    conditions: list[dict[str, str]] | None = None,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "namespace": "ns",
+        "name": name,
+        "resourceVersion": version,
+        "generation": generation,
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {}, "status": {"conditions": conditions or []}}

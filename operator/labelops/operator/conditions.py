@@ -3,7 +3,7 @@
 Reconcile steps report one verdict per component condition (TopicsReady, SchemaReady,
 WorkersReady, TargetMet) and whether the campaign is Stalled. Ready and Reconciling are
 never set directly: `summarize` derives them, so they cannot disagree with the components.
-ModelTrusted (campaigns with model.autoAccept, set by the progress timer from the model's
+ModelTrusted (campaigns with model.autoAccept, set by the progress loop from the model's
 audits) is informational like TargetMet: an untrusted model sends every item to people,
 which is slower but healthy, so it never makes a campaign un-Ready.
 

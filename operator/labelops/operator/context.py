@@ -10,6 +10,7 @@ that library is meant to be used, and a deleted campaign's series are removed wi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class OperatorContext:
     passes: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_PASSES)
     )
+    # The context of a Kopf resource handler (handlers/campaign_watch.py keeps the first):
+    # work the operator starts outside Kopf's handlers (the progress loop's reads) runs in a
+    # copy of it, where Kopf's event queue is known, so kopf.event can post their Events.
+    handler_context: contextvars.Context | None = None
 
     @classmethod
     def create(cls, settings: OperatorSettings) -> OperatorContext:
@@ -91,6 +96,10 @@ class OperatorContext:
 
     def tracker(self, ref: CampaignRef) -> ProgressTracker:
         return self._trackers.setdefault(ref.names.key, ProgressTracker())
+
+    def schedules(self) -> dict[str, ReadSchedule]:
+        """Each tracked campaign's progress read schedule, by campaign key."""
+        return {key: tracker.schedule for key, tracker in self._trackers.items()}
 
     def pass_done(self, ref: CampaignRef) -> None:
         self._passes_done[ref.names.key] = time.monotonic()

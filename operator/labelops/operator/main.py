@@ -25,7 +25,7 @@ from labelops.api.campaign import GROUP, PLURAL, VERSION
 from labelops.operator import metrics
 from labelops.operator.context import OperatorContext
 from labelops.operator.handlers import (  # noqa: F401  (importing registers the handlers)
-    campaign_progress_timer,
+    campaign_progress,
     campaign_reclaim,
     campaign_reconcile,
     campaign_watch,
@@ -58,7 +58,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     quiet_routine_successes(
         frozenset(
             {
-                campaign_progress_timer.PROGRESS_TIMER,
                 campaign_watch.CAMPAIGN_WATCH,
                 campaign_reconcile.RESYNC_TIMER,
                 pool_reconcile.POOL_TIMER,

@@ -1,7 +1,7 @@
 """status.model, status.quality and the ModelTrusted condition, from O(1) readings.
 
 Pure. The worker's quality job keeps the figures in the campaign's schema (one row per
-model version, one quality summary row, sharded counters); the operator's progress timer
+model version, one quality summary row, sharded counters); the operator's progress loop
 reads them (labelops.store.summaries) and these functions say what status shows:
 
 - status.model: the latest model version (by first seen), its proven threshold or none,

@@ -19,14 +19,15 @@ Pure: callers pass the clock.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 LABELING_INTERVAL = dt.timedelta(seconds=5)
 LABELING_WINDOW = dt.timedelta(minutes=1)
 IDLE_MAX_INTERVAL = dt.timedelta(seconds=60)
 COMPLETED_INTERVAL = dt.timedelta(seconds=300)
-# The timer ticks every LABELING_INTERVAL; a read that is due within this much of a tick is
-# taken then, so scheduling jitter never pushes it to the next tick.
+# A read that is due within this much of a tick of the progress loop is taken then, so
+# scheduling jitter never pushes it to the next tick.
 TICK_SLACK = dt.timedelta(milliseconds=500)
 
 
@@ -84,3 +85,21 @@ class ReadSchedule:
         self.interval = read_interval(
             completed=completed, since_change=since_change, previous=self.interval
         )
+
+
+def due_now(
+    now: dt.datetime,
+    campaigns: Iterable[tuple[str, int | None]],
+    schedules: Mapping[str, ReadSchedule],
+    busy: Container[str],
+) -> list[str]:
+    """The campaigns (key, generation) to read now: never read, or due by their schedule,
+    and not still being read since an earlier tick."""
+    due = []
+    for key, generation in campaigns:
+        if key in busy:
+            continue
+        schedule = schedules.get(key)
+        if schedule is None or schedule.due(now, generation):
+            due.append(key)
+    return due

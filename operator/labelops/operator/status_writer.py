@@ -33,6 +33,7 @@ from labelops.api.campaign import CONDITION_TYPES, CampaignStatus
 from labelops.clients.kube import Conflict, KubeClient
 from labelops.operator import metrics
 from labelops.operator.conditions import (
+    SCHEMA_READY,
     Transition,
     Verdict,
     apply_verdicts,
@@ -145,10 +146,14 @@ _DEPLOYMENT_METADATA = ("name", "namespace", "generation", "resourceVersion")
 class _Kept:
     """A campaign as kept in memory: its resourceVersion, and the object as JSON text (a
     dict costs several times the memory) without managedFields and annotations (Kopf's copy
-    of the last handled spec), which nothing here reads."""
+    of the last handled spec), which nothing here reads. What the progress loop asks of
+    every campaign every second is kept beside it, so answering costs no parsing."""
 
     version: str
     text: str
+    generation: int | None = None
+    schema_ready: bool = False
+    deleting: bool = False
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> _Kept:
@@ -157,10 +162,29 @@ class _Kept:
         kept["metadata"] = {
             k: v for k, v in meta.items() if k not in ("managedFields", "annotations")
         }
-        return cls(_version(body), json.dumps(kept, separators=(",", ":"), default=str))
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return cls(
+            _version(body),
+            json.dumps(kept, separators=(",", ":"), default=str),
+            generation=meta.get("generation"),
+            schema_ready=any(
+                c.get("type") == SCHEMA_READY and c.get("status") == "True" for c in conditions
+            ),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
 
     def body(self) -> dict[str, Any]:
         return dict(json.loads(self.text))
+
+
+@dataclass(frozen=True)
+class KnownCampaign:
+    """What the progress loop needs to know of a campaign without reading its body."""
+
+    key: str  # namespace/name
+    generation: int | None
+    schema_ready: bool
+    deleting: bool
 
 
 def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -199,6 +223,13 @@ class StatusWriter:
 
     def unseen_campaign(self, namespace: str, name: str) -> None:
         self._campaigns.pop(f"{namespace}/{name}", None)
+
+    def known_campaigns(self) -> list[KnownCampaign]:
+        """Every campaign seen and not deleted, as last seen."""
+        return [
+            KnownCampaign(key, kept.generation, kept.schema_ready, kept.deleting)
+            for key, kept in self._campaigns.items()
+        ]
 
     def known_campaign(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest copy seen of a campaign; None: not seen by this process yet (its
