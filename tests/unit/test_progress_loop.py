@@ -4,6 +4,7 @@ deleted, never one campaign twice at once, and a failing read stops nothing else
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections.abc import Mapping
@@ -138,3 +139,37 @@ def test_reads_run_in_the_handler_context(monkeypatch: pytest.MonkeyPatch) -> No
 
     asyncio.run(scenario())
     assert seen == ["kopf's"]
+
+
+def test_a_failing_tick_does_not_end_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+
+    async def track(_: object, body: Mapping[str, Any]) -> None:
+        read.append(body["metadata"]["name"])
+
+    monkeypatch.setattr(progress_loop, "track_progress", track)
+    loop = ProgressLoop(cast(Any, loop_over(campaign("a")))._ctx, tick_seconds=0.001)
+    status = cast(Any, loop)._ctx.status
+    real = status.known_campaigns
+    calls = iter([RuntimeError("first tick breaks")])
+
+    def flaky() -> Any:
+        failure = next(calls, None)
+        if failure is not None:
+            raise failure
+        return real()
+
+    status.known_campaigns = flaky
+
+    async def scenario() -> None:
+        runner = asyncio.create_task(loop.run())
+        for _ in range(200):
+            if read:
+                break
+            await asyncio.sleep(0.001)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+    asyncio.run(scenario())
+    assert read[:1] == ["a"], "the tick after the failing one read the campaign"

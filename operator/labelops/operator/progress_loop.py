@@ -48,7 +48,10 @@ class ProgressLoop:
         """Tick until cancelled; reads still running are cancelled with it."""
         try:
             while True:
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # a bug in one tick must not end progress for good
+                    log.exception("progress loop: a tick failed; the next one follows")
                 await asyncio.sleep(self._tick)
         finally:
             for task in list(self._running.values()):
