@@ -12,7 +12,7 @@ from labelops.api.campaign import MODEL_TRUSTED, CampaignSpec, CampaignStatus
 from labelops.api.naming import CampaignNames
 from labelops.clients.errors import BackendUnavailable
 from labelops.operator.blocks import BLOCKED_REASON, block_message
-from labelops.operator.conditions import SCHEMA_READY, TARGET_MET, Verdict, find, is_true
+from labelops.operator.conditions import TARGET_MET, Verdict, find, is_true
 from labelops.operator.context import OperatorContext
 from labelops.operator.metrics import PROGRESS_READS
 from labelops.operator.model_quality import (
@@ -40,18 +40,12 @@ def _being_deleted(body: Mapping[str, Any]) -> bool:
 
 
 async def track_progress(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
-    if _being_deleted(body):
-        return
+    """Read one campaign's progress and write what changed. The progress loop calls it for a
+    campaign it found due, with its schema ready and not being deleted (progress_loop.py)."""
     ref = CampaignRef.from_body(body)
     tracker = ctx.tracker(ref)
     now = now_utc()
-    # Most ticks are not due: decide that before parsing anything (a thousand campaigns
-    # tick 200 times a second).
-    if not tracker.schedule.due(now, ref.generation):
-        return
     status = CampaignStatus.model_validate(body.get("status") or {})
-    if not is_true(status.conditions, SCHEMA_READY):
-        return  # nothing to read until the schema is migrated
     try:
         reading = await ctx.postgres.read_campaign(
             ref.names.schema, tracker.blocks.since(status.last_progress_at)

@@ -203,11 +203,12 @@ def files_digest(functions: list[FunctionFile]) -> str:
     return digest.hexdigest()
 
 
-# The versions of the schema's rows of pg_proc, as one digest.
+# A row of pg_proc that CREATE OR REPLACE, GRANT or REVOKE rewrote has a new version.
+_ROW_VERSION = "p.xmin::text || ':' || p.ctid::text"
+# The oids and versions of the schema's rows of pg_proc, as one digest.
 _CATALOG_DIGEST = (
     "SELECT encode(sha256(convert_to(coalesce(string_agg("
-    "p.oid::text || ':' || p.xmin::text || ':' || p.ctid::text, ',' ORDER BY p.oid), ''),"
-    " 'UTF8')), 'hex')"
+    "p.oid::text || ':' || " + _ROW_VERSION + ", ',' ORDER BY p.oid), ''), 'UTF8')), 'hex')"
     " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = {schema}"
 )
 
@@ -344,8 +345,7 @@ def _apply_function(conn: psycopg.Connection, schema: str, function: FunctionFil
 def _function_versions(conn: psycopg.Connection, schema: str) -> dict[int, tuple[str, str, str]]:
     """oid -> (row version, name, signature) of every function in the schema."""
     rows = conn.execute(
-        "SELECT p.oid::bigint, p.xmin::text || ':' || p.ctid::text, p.proname,"
-        "       p.oid::regprocedure::text"
+        "SELECT p.oid::bigint, " + _ROW_VERSION + ", p.proname, p.oid::regprocedure::text"
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = %s",
         (schema,),
