@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,12 @@ def _share(value: Any) -> str | None:
     return None if value is None else f"{100 * value:.1f}%"
 
 
+def _session_order(key: str) -> tuple[int, str]:
+    """Session keys in order: session9 < session9b < session10; (-1, "") for other keys."""
+    found = re.fullmatch(r"session(\d*)([a-z]*)", key)
+    return (int(found[1] or 0), found[2]) if found else (-1, "")
+
+
 def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, str]]:
     """The figures of models in the loop, data quality, ingest/export and the server choice."""
     worker, al = results.get("worker", {}), results.get("active_learning", {})
@@ -165,8 +172,15 @@ def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any
     prod = ("allAnswers", "zheng_d_product", "methods", "dawid-skene", "accuracyAllItems")
     adaptive = ("adaptive", "zheng_d_sentiment", "rule")
     # A fresh run writes its figures at the top; the committed file keeps earlier runs too.
-    sessions = sorted((k for k in ie if k.startswith("session")), key=lambda k: int(k[7:] or 0))
+    # Each part's figures come from the latest session that measured it (an ingest-only run
+    # leaves the export figures of the run before it).
+    sessions = sorted((k for k in ie if _session_order(k)[0] >= 0), key=_session_order)
     final: dict[str, Any] = (ie[sessions[-1]] if sessions else ie.get("run2Final")) or ie
+    latest = {
+        part: next((ie[k] for k in reversed(sessions) if part in ie[k]), final)
+        for part in ("ingest", "predictions", "export")
+    }
+    statement = results.get("prediction_statement", {})
     chaos = results.get("chaos", {})
     faults = chaos.get("faults") or []
     lost = sum(f.get("labelsLost", 0) for f in faults) if faults else None
@@ -191,16 +205,20 @@ def quality_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any
         ("adaptive overlap, D_PosSent: labels per item", "<= 7",
          _get(cons, *adaptive, "labelsPerItem"), ""),
         ("ingest, durable commits, one worker process", ">= 30,000 items/s",
-         _get(final, "ingest", "new-durable", "perSecond"), "/s"),
+         _get(latest["ingest"], "ingest", "new-durable", "perSecond"), "/s"),
         ("predictions ingest, durable commits", ">= 30,000/s",
-         _get(final, "predictions", "new", "perSecond") or _get(final, "predictions", "perSecond"),
-         "/s"),
+         _get(latest["predictions"], "predictions", "new", "perSecond")
+         or _get(latest["predictions"], "predictions", "perSecond"), "/s"),
+        ("predictions ingest, model.order uncertainty with 5% audits", ">= 30,000/s",
+         _get(latest["predictions"], "predictions", "new-uncertainty", "perSecond"), "/s"),
+        ("predictions statement alone, uncertainty: backend CPU new over old", "(compare)",
+         _get(statement, "uncertainty", "newOverOldCpu"), ""),
         ("export jsonl, 1,000,000 labels", ">= 100,000 labels/s",
-         _get(final, "export", "new-jsonl", "labelsPerSecond"), "/s"),
-        ("export jsonl, peak RSS", "constant", _get(final, "export", "new-jsonl", "peakRssMiB"),
-         " MiB"),
+         _get(latest["export"], "export", "new-jsonl", "labelsPerSecond"), "/s"),
+        ("export jsonl, peak RSS", "constant",
+         _get(latest["export"], "export", "new-jsonl", "peakRssMiB"), " MiB"),
         ("export rlhf", "the label rate it reads",
-         _get(final, "export", "new-rlhf", "labelsPerSecond"), "/s"),
+         _get(latest["export"], "export", "new-rlhf", "labelsPerSecond"), "/s"),
         ("chaos: faults passed, labels lost over all faults", "every fault, 0 lost",
          None if not faults else f"{sum(bool(f.get('passed')) for f in faults)} of "
          f"{len(faults)} passed, {lost} lost", ""),

@@ -663,3 +663,56 @@ def test_gold_items_keep_their_answer_and_bad_gold_is_dead_lettered(
     )
     assert "/gold/value/choice: 'maybe' is not one of" in reasons["w"]
     assert "/gold: 'value' is a required property" in reasons["e"]
+
+
+def test_one_batch_of_predictions_applies_keeps_and_refuses_each_by_its_item(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    """One statement, four fates: a new score for a known item is applied, the same score
+    again writes nothing, a score for an item not there yet is kept for it, a score that
+    does not fit its item is reported with the item's responses."""
+    from labelops.api.campaign import TaskType
+    from labelops.store.items import (
+        RawItem,
+        RawPrediction,
+        lock_arrivals,
+        statements_for,
+        upsert_items,
+        upsert_predictions,
+    )
+
+    statements = statements_for(schema, TaskType.PAIRWISE)
+    payload = {"prompt": "p", "responses": [{"id": "x", "text": "1"}, {"id": "y", "text": "2"}]}
+
+    def scored(item_id: str, preferred: str, version: str = "v1") -> RawPrediction:
+        score = {"version": version, "prediction": {"preferred": preferred}, "confidence": 0.7}
+        return RawPrediction(item_id, json.dumps({"id": item_id, "model": score}).encode())
+
+    known = [
+        RawItem(i, json.dumps({"id": i, "payload": payload}).encode())
+        for i in ("new", "same", "unfit")
+    ]
+    with pool.connection() as conn, conn.cursor() as cur:
+        lock_arrivals(cur, statements, items=[i.id for i in known])
+        upsert_items(cur, statements, known)
+        lock_arrivals(cur, statements, predictions=["same"])
+        assert len(upsert_predictions(cur, statements, [scored("same", "x", "v0")]).scored_ids) == 1
+    batch = [
+        scored("new", "y"),
+        scored("same", "x", "v0"),
+        scored("early", "x"),
+        scored("unfit", "z"),
+    ]
+    with pool.connection() as conn, conn.cursor() as cur:
+        lock_arrivals(cur, statements, predictions=[p.id for p in batch])
+        outcome = upsert_predictions(cur, statements, batch)
+    ids = dict(query(pool, schema, "SELECT external_id, id FROM {schema}.items"))
+    assert outcome.scored_ids == [ids["new"]]
+    assert outcome.early == 1
+    assert [(u.item_id, u.response_ids) for u in outcome.unfit] == [("unfit", ["x", "y"])]
+    assert dict(query(pool, schema, "SELECT external_id, model_version FROM {schema}.items")) == {
+        "new": "v1",
+        "same": "v0",
+        "unfit": None,
+    }
+    assert query(pool, schema, "SELECT external_id FROM {schema}.early_predictions") == [("early",)]

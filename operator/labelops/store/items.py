@@ -309,41 +309,44 @@ class IngestStatements:
             "        (SELECT count(*) FROM inserted WHERE gold)"
         )
         fits = _fits(task_type, "p.prediction", "i.payload")
-        prediction_audit = _audit("k.id", "k.version", "pol.audit_rate")
+        prediction_audit = _audit("b.id", "(b.model ->> 'version')", "pol.audit_rate")
         # %s: a JSON array of prediction messages, unique by item id. The latest wins: an
         # item takes the prediction whatever its state (auto_accept decides, after this
         # statement, whether it completes the item); a prediction for an item not there yet
         # is kept for it. An open item's audit and claim_rank are decided in the same write.
+        # The UPDATE finds each item itself (by external id, in the batch's id order, as
+        # every ingestor locks them): only what it did not apply (no such item, the same
+        # score again, a prediction that does not fit its item) is looked up once more.
         upsert_predictions = (
             "WITH p AS MATERIALIZED ("
             "  SELECT b.id, b.model ->> 'version' AS version,"
             "         b.model -> 'prediction' AS prediction,"
-            "         (b.model ->> 'confidence')::double precision AS confidence"
-            "  FROM jsonb_to_recordset(%s::jsonb) AS b(id text, model jsonb)"
+            "         (b.model ->> 'confidence')::double precision AS confidence,"
+            f"        {prediction_audit} AS audit, pol.order_by"
+            "  FROM jsonb_to_recordset(%s::jsonb) AS b(id text, model jsonb),"
+            f"      {_POLICY} pol"
+            "), applied AS ("
+            "  UPDATE {items} i SET model_version = p.version, model_prediction = p.prediction,"
+            "         model_confidence = p.confidence, model_scored_at = now(),"
+            "         audit = CASE WHEN i.completed_at IS NULL AND p.order_by IS NOT NULL"
+            "                      THEN p.audit ELSE i.audit END,"
+            "         claim_rank = CASE WHEN i.completed_at IS NULL AND p.order_by IS NOT NULL"
+            "                           THEN {claim_rank}(p.audit, p.confidence, p.order_by)"
+            "                           ELSE i.claim_rank END"
+            "  FROM p"
+            f"  WHERE i.external_id = p.id AND ({fits}) IS TRUE"
+            "    AND (i.model_version, i.model_prediction, i.model_confidence)"
+            "        IS DISTINCT FROM (p.version, p.prediction, p.confidence)"
+            "  RETURNING i.id, i.model_version, i.external_id"
+            "), rest AS MATERIALIZED ("
+            "  SELECT p.id, p.version, p.prediction, p.confidence FROM p"
+            "  WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.external_id = p.id)"
             "), known AS MATERIALIZED ("
-            f"  SELECT p.*, i.id AS item_row, ({fits}) IS TRUE AS fits,"
-            "         (i.model_version, i.model_prediction, i.model_confidence)"
-            "           IS DISTINCT FROM (p.version, p.prediction, p.confidence) AS changes,"
-            # The item's responses only where the prediction does not fit (to explain it):
-            # reading every item's payload costs more than the rest of the lookup.
+            f"  SELECT p.id, ({fits}) IS TRUE AS fits,"
+            # The item's responses only where the prediction does not fit (to explain it).
             f"         CASE WHEN ({fits}) IS TRUE THEN NULL"
             "              ELSE i.payload -> 'responses' END AS responses"
-            "  FROM p JOIN {items} i ON i.external_id = p.id"
-            "), decided AS ("
-            "  SELECT k.item_row, k.version, k.prediction, k.confidence, pol.order_by,"
-            f"        {prediction_audit} AS audit"
-            f"  FROM known k, {_POLICY} pol"
-            "  WHERE k.fits AND k.changes"
-            "), applied AS ("
-            "  UPDATE {items} i SET model_version = d.version, model_prediction = d.prediction,"
-            "         model_confidence = d.confidence, model_scored_at = now(),"
-            "         audit = CASE WHEN i.completed_at IS NULL AND d.order_by IS NOT NULL"
-            "                      THEN d.audit ELSE i.audit END,"
-            "         claim_rank = CASE WHEN i.completed_at IS NULL AND d.order_by IS NOT NULL"
-            "                           THEN {claim_rank}(d.audit, d.confidence, d.order_by)"
-            "                           ELSE i.claim_rank END"
-            "  FROM decided d WHERE i.id = d.item_row"
-            "  RETURNING i.id, i.model_version"
+            "  FROM rest p JOIN {items} i ON i.external_id = p.id"
             "), versions AS ("
             "  INSERT INTO {model_versions} (version)"
             "  SELECT DISTINCT model_version FROM applied ORDER BY 1"
@@ -351,7 +354,7 @@ class IngestStatements:
             "), early AS ("
             "  INSERT INTO {early_predictions}"
             "   (external_id, model_version, model_prediction, model_confidence, received_at)"
-            "  SELECT p.id, p.version, p.prediction, p.confidence, now() FROM p"
+            "  SELECT p.id, p.version, p.prediction, p.confidence, now() FROM rest p"
             "  WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.id = p.id)"
             '  ORDER BY p.id COLLATE "C"'
             "  ON CONFLICT (external_id) DO UPDATE SET model_version = EXCLUDED.model_version,"
@@ -483,7 +486,10 @@ def auto_accept_scored(
     progress shard `shard`; returns the items completed so."""
     if not ids:
         return 0
-    row = cur.execute(statements.auto_accept, (sorted(set(ids)), shard)).fetchone()
+    # The ids as an array literal: psycopg's list dumper costs three times as much per id
+    # (a batch of predictions sends thousands).
+    ids_literal = "{" + ",".join(map(str, sorted(set(ids)))) + "}"
+    row = cur.execute(statements.auto_accept, (ids_literal, shard)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
