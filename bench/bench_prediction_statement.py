@@ -25,6 +25,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
+from cputime import process_cpu_seconds  # noqa: E402  (bench/ on the path, as above)
+
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = {"default": "priority", "uncertainty": "uncertainty"}
 AUDIT_RATE = 0.05
@@ -43,8 +46,9 @@ def statements_module(tree: Path, name: str) -> ModuleType:
 
 
 def backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = process_cpu_seconds(pid)
+    assert seconds is not None, f"backend {pid} is gone"
+    return seconds
 
 
 def batches(items: int, size: int, version: str) -> list[str]:

@@ -21,6 +21,12 @@ def _stat(pid: int) -> list[str] | None:
         return None  # gone meanwhile
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process (None once it is gone)."""
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -39,10 +45,10 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
     pending = [root]
     while pending:
         pid = pending.pop()
-        fields = _stat(pid)
-        if fields is None:
+        seconds = process_cpu_seconds(pid)
+        if seconds is None:
             continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+        found[pid] = seconds
         pending.extend(children.get(pid, []))
     return found
 
