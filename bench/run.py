@@ -243,6 +243,18 @@ def scale_rows(scale: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
     ]  # fmt: skip
 
 
+def migrate_rows(migrate: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """A new campaign's first migrate as the database fills (bench_migrate_at_scale.py)."""
+    last = (migrate.get("buckets") or [{}])[-1]
+    n = last.get("schemas", 1000)
+    return [
+        (f"operator: a new campaign's first migrate with {n} campaign schemas, PostgreSQL CPU",
+         "(report)", _get(last, "operator", "freshCpuMs"), " ms"),
+        (f"operator: that migrate's CPU over the previous code's, all {n} schemas", "(report)",
+         _get(migrate, "totals", "operatorOverOldCpu"), ""),
+    ]  # fmt: skip
+
+
 def router_rows(router: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
     """A LabelerPool's router (bench_router.py, issue 13)."""
     tp, fs = ("throughput",), ("fairShare", "summary")
@@ -293,6 +305,7 @@ def write_summary(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> P
     rows = summary_rows(store, worker, op)
     rows += quality_rows(results)
     rows += scale_rows(results.get("campaigns_at_scale", {}))
+    rows += migrate_rows(results.get("migrate_at_scale", {}))
     rows += router_rows(results.get("router", {}))
     lines = [
         "# labelops benchmarks",

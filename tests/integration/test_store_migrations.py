@@ -113,6 +113,37 @@ def test_files_other_than_the_recorded_ones_are_applied_again(
         assert proc_versions(conn, schema) == after
 
 
+def test_without_body_checks_the_schema_is_the_same_and_others_are_untouched(
+    postgres_dsn: str, schema: str
+) -> None:
+    """The operator's migrate (check_bodies=False) makes what a checked one makes, and it
+    finds the schema's functions by their dependency on it: another campaign's functions of
+    the same names are neither counted, replaced nor dropped."""
+    other = unique_name("mig")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        try:
+            assert migrate(conn, other) == ALL
+            others = proc_versions(conn, other)
+            assert migrate(conn, schema, check_bodies=False) == ALL
+            assert schema_shape(conn, schema) == schema_shape(conn, other)
+            assert [name for name, _ in functions_of(conn, schema)] == FUNCTIONS
+            assert migrate(conn, schema) == [], "a checked run found the unchecked one stale"
+            run(conn, "UPDATE {schema}.function_set SET files_digest = 'older files'", schema)
+            assert migrate(conn, schema, check_bodies=False) == []
+            assert proc_versions(conn, other) == others
+            assert migrate(conn, other) == [], (
+                "re-applying one schema's functions touched another's"
+            )
+            result = conn.execute(
+                sql.SQL("SELECT item_found, had_lease FROM {}('nope', 'ann')").format(
+                    sql.Identifier(schema, "release_task")
+                )
+            ).fetchall()
+            assert result == [(False, False)]
+        finally:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
+
+
 def test_concurrent_migrations_apply_once(postgres_dsn: str, schema: str) -> None:
     results: list[list[str]] = []
     errors: list[BaseException] = []

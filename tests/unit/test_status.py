@@ -350,3 +350,45 @@ def test_workers_ready_is_read_from_the_live_deployment_at_write_time() -> None:
     asyncio.run(status.write("ns", "c", StatusUpdate(workers_deployment="c-worker")))
     assert condition(kube.patches[-1], WORKERS_READY)["reason"] == "Available"
     assert condition(kube.patches[-1], "Ready")["status"] == "True"
+
+
+def test_a_deployment_event_that_changes_no_verdict_needs_no_write() -> None:
+    kube = FakeKube(campaign())
+    status, _ = writer(kube)
+    others = tuple(v for v in HEALTHY if v.type != WORKERS_READY)
+    deployment: dict[str, Any] = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "c-worker",
+            "generation": 1,
+            "resourceVersion": "5",
+        },
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1},
+    }
+    status.seen_deployment(deployment)
+    assert not status.workers_unchanged("ns", "c", "c-worker"), "nothing written yet"
+    asyncio.run(status.write("ns", "c", StatusUpdate(others, 1, workers_deployment="c-worker")))
+    assert kube.campaign is not None
+    status.seen_campaign(kube.campaign)
+    # The rollout moves on without changing what WorkersReady says (0/2 available).
+    moved: dict[str, Any] = copy.deepcopy(deployment)
+    moved["metadata"]["resourceVersion"] = "6"
+    moved["status"]["updatedReplicas"] = 2
+    status.seen_deployment(moved)
+    assert status.workers_unchanged("ns", "c", "c-worker")
+    # Available now: the verdict changes, so the write must happen.
+    done: dict[str, Any] = copy.deepcopy(moved)
+    done["metadata"]["resourceVersion"] = "7"
+    done["status"]["availableReplicas"] = 2
+    status.seen_deployment(done)
+    assert not status.workers_unchanged("ns", "c", "c-worker")
+    asyncio.run(status.write("ns", "c", StatusUpdate(workers_deployment="c-worker")))
+    status.seen_campaign(kube.campaign)
+    assert status.workers_unchanged("ns", "c", "c-worker")
+    # A new generation of the campaign: its conditions are for the old one until written.
+    newer: dict[str, Any] = copy.deepcopy(kube.campaign)
+    newer["metadata"]["generation"] = 2
+    newer["metadata"]["resourceVersion"] = "99"
+    status.seen_campaign(newer)
+    assert not status.workers_unchanged("ns", "c", "c-worker")

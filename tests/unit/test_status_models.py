@@ -20,8 +20,8 @@ from labelops.operator.model_quality import (
     model_trusted_verdict,
     percent_text,
 )
+from labelops.operator.reading_changes import summary_changes, trust_changes
 from labelops.operator.status_writer import StatusUpdate, render_status
-from labelops.operator.tracking import summary_changes, trust_changes
 from labelops.store.progress import ProgressCounts
 from labelops.store.summaries import BlockRow, CampaignReading, ModelVersionRow, QualityRow
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from labelops.api.campaign import CampaignSpec, CampaignStatus
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable, PostgresUnavailable
 from labelops.operator import reconcile
 from labelops.operator.conditions import (
@@ -22,8 +23,13 @@ from labelops.operator.conditions import (
     Reason,
     Verdict,
 )
+from labelops.operator.context import ProgressTracker
 from labelops.operator.plan import CampaignRef, PostgresEndpoint, WorkerEnvironment
+from labelops.operator.reading_changes import reading_changes
 from labelops.operator.reconcile import Pass, backoff
+from labelops.operator.status_writer import render_status
+from labelops.store.progress import ProgressCounts
+from labelops.store.summaries import CampaignReading
 
 REF = CampaignRef("ns", "c", "uid", 7)
 
@@ -164,3 +170,121 @@ def test_the_two_sides_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     state, err = run_first_steps(monkeypatch, kafka, database)
     assert str(err) == "after both started"
     assert state.verdicts == [TOPICS_OK]
+
+
+# --- the first progress reading goes out with the pass's own write --------------------------
+
+
+class FakePostgres:
+    def __init__(self, reading: CampaignReading) -> None:
+        self.reading = reading
+        self.calls: list[str] = []
+
+    async def read_campaign(self, schema: str, blocks_since: object) -> CampaignReading:
+        self.calls.append("read_campaign")
+        return self.reading
+
+    async def read_progress(self, schema: str) -> ProgressCounts:
+        self.calls.append("read_progress")
+        return self.reading.counts
+
+
+def run_whole_pass(
+    monkeypatch: pytest.MonkeyPatch, body: dict[str, Any], postgres: FakePostgres
+) -> tuple[Pass, ProgressTracker]:
+    async def kafka(*_: object) -> Verdict:
+        return TOPICS_OK
+
+    async def database(*_: object) -> tuple[Verdict, str]:
+        return SCHEMA_OK, "postgresql://w@pg/labels"
+
+    async def nothing_to_fix(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(reconcile, "_converge_kafka", kafka)
+    monkeypatch.setattr(reconcile, "_converge_schema", database)
+    monkeypatch.setattr(reconcile, "converge_workers", nothing_to_fix)
+    monkeypatch.setattr(reconcile, "converge_learner", nothing_to_fix)
+    tracker = ProgressTracker()
+    ctx = cast(Any, SimpleNamespace(workers=ENV, postgres=postgres, tracker=lambda ref: tracker))
+    state = Pass(CampaignRef.from_body(body))
+    asyncio.run(asyncio.wait_for(reconcile._run(ctx, body, state), 5))
+    return state, tracker
+
+
+def named(body: dict[str, Any]) -> dict[str, Any]:
+    body["metadata"].update(namespace="ns", uid="u", generation=1)
+    return body
+
+
+def test_a_first_pass_carries_the_first_reading_and_leaves_the_loop_nothing_to_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = ProgressCounts(items_total=10, labels=3, human_labeled=3)
+    postgres = FakePostgres(CampaignReading(counts, model=None, quality=None, new_blocks=[]))
+    body = named(campaign_body())
+    state, tracker = run_whole_pass(monkeypatch, body, postgres)
+    assert postgres.calls == ["read_campaign"]
+    progress = state.fields["progress"]
+    assert (progress.items_total, progress.labels) == (10, 3)
+    assert state.fields["counters"].human_labeled == 3
+    assert state.read_at is not None
+    # The loop's read a moment later, from the status the pass wrote: nothing to write.
+    rendered, _ = render_status({}, 1, False, state.update(), state.read_at)
+    written = CampaignStatus.model_validate(rendered)
+    tracker.last_written = state.read_at
+    spec = CampaignSpec.model_validate(body["spec"])
+    later = reading_changes(tracker, written, spec, 1, postgres.reading, state.read_at)
+    assert not later, later
+
+
+def test_a_pass_over_a_campaign_already_read_only_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = ProgressCounts(items_total=10, labels=3, human_labeled=3)
+    postgres = FakePostgres(CampaignReading(counts, model=None, quality=None, new_blocks=[]))
+    body = named(campaign_body())
+    body["status"] = {"progress": {"itemsTotal": 10, "labels": 2, "summary": "2/30"}}
+    state, _ = run_whole_pass(monkeypatch, body, postgres)
+    assert postgres.calls == ["read_progress"]
+    assert "progress" not in state.fields and state.read_at is None
+
+
+def test_a_new_campaign_says_reconciling_before_it_waits_for_a_pass_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every pass slot taken (a thousand campaigns applied at once), a new campaign
+    still gets Reconciling=True at once, not a status-less wait that kstatus calls Current."""
+    writes: list[object] = []
+    ran: list[object] = []
+
+    async def write(namespace: str, name: str, update: object) -> None:
+        writes.append(update)
+
+    async def never_runs(*args: object) -> None:
+        ran.append(args)
+
+    monkeypatch.setattr(reconcile, "_run", never_runs)
+
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        ctx = cast(
+            Any,
+            SimpleNamespace(
+                lock=lambda ref: lock,
+                passes=asyncio.Semaphore(0),  # every slot taken
+                status=SimpleNamespace(write=write),
+            ),
+        )
+        task = asyncio.create_task(reconcile.reconcile(ctx, named(campaign_body()), created=True))
+        for _ in range(100):
+            if writes:
+                break
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert len(writes) == 1, "no Reconciling write before the wait"
+    assert ran == [], "the pass ran without a slot"

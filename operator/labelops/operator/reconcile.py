@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import secrets
@@ -28,7 +29,7 @@ import kopf
 from pydantic import ValidationError
 
 from labelops.api.backend_state import RoleChanges, Topic
-from labelops.api.campaign import AutoscalingMode, CampaignSpec, Topics
+from labelops.api.campaign import AutoscalingMode, CampaignSpec, CampaignStatus, Topics
 from labelops.api.tasktypes import check_label_schema
 from labelops.api.worker_configmap import PASSWORD_KEY
 from labelops.clients.errors import BackendUnavailable, KafkaUnavailable
@@ -51,8 +52,10 @@ from labelops.operator.kafka_users import converge_kafka_access
 from labelops.operator.metrics import PASS_STEP, pass_step
 from labelops.operator.pool_membership import sync_member
 from labelops.operator.progress_math import target_met
-from labelops.operator.status_writer import StatusUpdate
+from labelops.operator.reading_changes import reading_changes
+from labelops.operator.status_writer import StatusUpdate, now_utc
 from labelops.operator.token_sync import sync_tokens
+from labelops.store.summaries import CampaignReading
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,9 @@ class Pass:
     complete: bool = False
     # set once the worker Deployment was applied: WorkersReady comes from its live state
     workers_deployment: str | None = None
+    drop: tuple[str, ...] = ()
+    # when the pass carries the campaign's first progress reading (reading_changes.py)
+    read_at: dt.datetime | None = None
 
     def stall(self, reason: str, message: str) -> None:
         """A problem of the spec itself: nothing to provision until it changes."""
@@ -101,6 +107,7 @@ class Pass:
             observed_generation=self.ref.generation if self.complete else None,
             fields=dict(self.fields),
             workers_deployment=self.workers_deployment,
+            drop_conditions=self.drop,
         )
 
 
@@ -122,33 +129,44 @@ async def reconcile(
 
     created: the pass of the create handler (pass_scope.py)."""
     ref = plan.CampaignRef.from_body(body)
-    arrived = time.perf_counter()
-    async with ctx.lock(ref), ctx.passes:
-        PASS_STEP.labels("waiting").observe(time.perf_counter() - arrived)
+    async with ctx.lock(ref):
         status = body.get("status") or {}
-        pass_scope.begin(status.get("observedGeneration"), created, retry)
         if status.get("observedGeneration") != ref.generation:
             # Say "Reconciling" before the work, so GitOps tools never read a new
-            # generation as healthy from an old status.
+            # generation as healthy from an old status (nor a new campaign from no status:
+            # kstatus calls that Current). Before the wait for a pass slot too: with a
+            # thousand campaigns applied at once that wait is minutes.
             with pass_step("status"):
                 await ctx.status.write(ref.namespace, ref.name, StatusUpdate())
-        state = Pass(ref)
-        try:
-            await _run(ctx, body, state)
-        except BackendUnavailable as err:
-            reason = (
-                Reason.KAFKA_UNAVAILABLE
-                if isinstance(err, KafkaUnavailable)
-                else Reason.POSTGRES_UNAVAILABLE
-            )
-            state.verdicts.append(Verdict.unknown(state.step, reason, str(err)))
-            await ctx.status.write(ref.namespace, ref.name, state.update())
-            raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
-        with pass_step("status"):
-            await ctx.status.write(ref.namespace, ref.name, state.update())
-        ctx.pass_done(ref)
-        if state.retry_after is not None:
-            raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
+        arrived = time.perf_counter()
+        async with ctx.passes:
+            PASS_STEP.labels("waiting").observe(time.perf_counter() - arrived)
+            pass_scope.begin(status.get("observedGeneration"), created, retry)
+            await _pass(ctx, body, ref, retry)
+
+
+async def _pass(
+    ctx: OperatorContext, body: Mapping[str, Any], ref: plan.CampaignRef, retry: int
+) -> None:
+    state = Pass(ref)
+    try:
+        await _run(ctx, body, state)
+    except BackendUnavailable as err:
+        reason = (
+            Reason.KAFKA_UNAVAILABLE
+            if isinstance(err, KafkaUnavailable)
+            else Reason.POSTGRES_UNAVAILABLE
+        )
+        state.verdicts.append(Verdict.unknown(state.step, reason, str(err)))
+        await ctx.status.write(ref.namespace, ref.name, state.update())
+        raise kopf.TemporaryError(str(err), delay=backoff(retry)) from err
+    with pass_step("status"):
+        await ctx.status.write(ref.namespace, ref.name, state.update())
+    if state.read_at is not None and "progress" in state.fields:
+        ctx.tracker(ref).last_written = state.read_at
+    ctx.pass_done(ref)
+    if state.retry_after is not None:
+        raise kopf.TemporaryError("not converged yet", delay=state.retry_after)
 
 
 async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> None:
@@ -202,8 +220,25 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
         raise database_side
     topics, (_, dsn) = kafka_side, database_side
 
-    counts = await ctx.postgres.read_progress(names.schema)
+    try:
+        status = CampaignStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        status = CampaignStatus()  # unreadable: the status writer rebuilds it
+    reading: CampaignReading | None = None
+    if status.progress is None:
+        # Never read yet: the whole first reading goes out with this pass's status write,
+        # rather than in a write of its own from the progress loop a moment later (one
+        # PATCH and one watch event less for every new campaign). Labeler blocks in it are
+        # left to the loop, whose next read starts where this one did.
+        tracker = ctx.tracker(ref)
+        reading = await ctx.postgres.read_campaign(
+            names.schema, tracker.blocks.since(status.last_progress_at)
+        )
+        counts = None if reading is None else reading.counts
+    else:
+        counts = await ctx.postgres.read_progress(names.schema)
     met = counts is not None and target_met(counts, spec.target)
+    reopened = 0
     if met:
         # No worker runs to reopen what a larger target.labelsPerItem reopens: do it here,
         # so a raised target brings the workers back instead of staying Completed.
@@ -214,6 +249,14 @@ async def _run(ctx: OperatorContext, body: Mapping[str, Any], state: Pass) -> No
             log.info("%s: target.labelsPerItem grew, %d items reopened", names.key, reopened)
             counts = await ctx.postgres.read_progress(names.schema)
             met = counts is not None and target_met(counts, spec.target)
+    if reading is not None and not reopened:
+        state.read_at = now_utc()
+        changes = reading_changes(
+            ctx.tracker(ref), status, spec, ref.generation, reading, state.read_at
+        )
+        state.fields.update(changes.fields)
+        state.verdicts.extend(changes.verdicts)
+        state.drop = changes.drop
     completed = counts.items_completed if counts is not None else 0
     if met:
         state.verdicts.append(

@@ -34,6 +34,7 @@ from labelops.clients.kube import Conflict, KubeClient
 from labelops.operator import metrics
 from labelops.operator.conditions import (
     SCHEMA_READY,
+    WORKERS_READY,
     Transition,
     Verdict,
     apply_verdicts,
@@ -154,6 +155,8 @@ class _Kept:
     generation: int | None = None
     schema_ready: bool = False
     deleting: bool = False
+    # WorkersReady as written: (status, reason, message, observedGeneration), None if absent.
+    workers: tuple[Any, ...] | None = None
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> _Kept:
@@ -163,6 +166,7 @@ class _Kept:
             k: v for k, v in meta.items() if k not in ("managedFields", "annotations")
         }
         conditions = (body.get("status") or {}).get("conditions") or []
+        workers = next((c for c in conditions if c.get("type") == WORKERS_READY), None)
         return cls(
             _version(body),
             json.dumps(kept, separators=(",", ":"), default=str),
@@ -171,6 +175,11 @@ class _Kept:
                 c.get("type") == SCHEMA_READY and c.get("status") == "True" for c in conditions
             ),
             deleting=bool(meta.get("deletionTimestamp")),
+            workers=None
+            if workers is None
+            else tuple(
+                workers.get(k) for k in ("status", "reason", "message", "observedGeneration")
+            ),
         )
 
     def body(self) -> dict[str, Any]:
@@ -258,6 +267,22 @@ class StatusWriter:
                 "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
                 "status": copy.deepcopy(dict(body.get("status") or {})),
             }
+
+    def workers_unchanged(self, namespace: str, name: str, deployment: str) -> bool:
+        """Whether a write for the worker Deployment would change nothing: the newest copy
+        seen of the campaign, which write() believes too once this process has written or
+        read it current, already carries the WorkersReady verdict of the newest copy seen
+        of the Deployment, for the campaign's generation. Most of a rollout's status events
+        move counts WorkersReady does not show; the Deployment watch skips those (parsing,
+        rendering and comparing the whole status, a thousand campaigns times five events)."""
+        key = f"{namespace}/{name}"
+        known = self._campaigns.get(key)
+        seen = self._deployments.get(f"{namespace}/{deployment}")
+        if known is None or seen is None or key not in self._current or known.workers is None:
+            return False
+        verdict = workers_verdict(seen)
+        written = (verdict.status.value, verdict.reason, verdict.message, known.generation)
+        return known.workers == written
 
     def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """An Event on the campaign that is not a condition transition (a labeler blocked)."""
