@@ -93,9 +93,14 @@ class Operator:
             stop_pidfile(self._pidfile(), grace=20)
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, no final status writes; a crash."""
+        """SIGKILL: no cleanup, no final status writes; a crash. Returns once it is gone
+        (the signal is sent, not awaited: a start() right after would find it running)."""
         if self.started is not None:
             stop_pidfile(self._pidfile(), grace=0)
+            deadline = time.monotonic() + 10
+            while self.running():
+                assert time.monotonic() < deadline, "the operator outlived SIGKILL by 10 s"
+                time.sleep(0.05)
 
     def log(self) -> str:
         return log_tail(self.started.log, 60) if self.started else "(never started)"

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from kubernetes import client
+from psycopg import sql
 from test_operator_harness import (
     Operator,
     apply_campaigns,
@@ -25,6 +27,7 @@ from test_operator_harness import (
 )
 
 from labelops.api.naming import CampaignNames
+from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA
 
 pytestmark = pytest.mark.e2e
 
@@ -59,21 +62,28 @@ def test_killed_while_deleting_and_restarted_removes_everything(
         all_topics = TOPICS_PER_CAMPAIGN * len(CAMPAIGNS)
         assert len(list_topics(kafka_bootstrap, prefix)) == all_topics
 
-        for name in CAMPAIGNS:
-            delete_campaign(kube_api, namespace, name)
-        # Kill as soon as the deletions have begun to remove anything: the rest is mid-flight.
-        poll(
-            lambda: (
-                len(list_topics(kafka_bootstrap, prefix)) < all_topics
-                or _existing_schemas(postgres_dsn, schemas) != schemas
-            ),
-            "deleting anything",
-            timeout=120,
-            log=operator.log,
-        )
-        operator.kill()
+        # The provisioning lock held here: each deletion gets as far as its schema's DROP
+        # (topics go first) and waits there, so the kill lands mid-delete however fast the
+        # machine (without it, four deletions could all finish between two polls).
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
+                    sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
+                )
+            )
+            for name in CAMPAIGNS:
+                delete_campaign(kube_api, namespace, name)
+            poll(
+                lambda: len(list_topics(kafka_bootstrap, prefix)) < all_topics,
+                "deleting anything",
+                timeout=120,
+                log=operator.log,
+            )
+            operator.kill()
+            holder.rollback()
         left = [n for n in CAMPAIGNS if get_campaign(kube_api, namespace, n) is not None]
-        assert left, "killed too late: every campaign was already deleted"
+        assert left == CAMPAIGNS, "a campaign was deleted with its schema's DROP held back"
+        assert _existing_schemas(postgres_dsn, schemas) == schemas
 
         operator.start()
         for name in CAMPAIGNS:
