@@ -97,10 +97,7 @@ class Operator:
         (the signal is sent, not awaited: a start() right after would find it running)."""
         if self.started is not None:
             stop_pidfile(self._pidfile(), grace=0)
-            deadline = time.monotonic() + 10
-            while self.running():
-                assert time.monotonic() < deadline, "the operator outlived SIGKILL by 10 s"
-                time.sleep(0.05)
+            poll(lambda: not self.running(), "gone after SIGKILL", timeout=10)
 
     def log(self) -> str:
         return log_tail(self.started.log, 60) if self.started else "(never started)"
