@@ -14,7 +14,9 @@ throughput  One campaign, one `labelops worker` (as the pod template starts it) 
             request once the first task is claimed. Straight to the worker they use its
             own tokens; through the router, pool tokens (the router forwards with the
             campaign's service token and Labelops-Labeler). In each round every mode runs
-            --warmup + --duration seconds, the modes taking turns going first, twice:
+            --warmup + --duration seconds, the modes taking turns going first, twice;
+            before each run the campaign's tables are vacuumed and a checkpoint taken
+            (settle(): no run pays for the dead rows or dirty pages of the one before):
             saturated  --labelers labelers with no think time (a closed loop): the
                        throughput at saturation; the routed labels per second over the
                        direct ones, round by round and as the median (target >= 0.8).
@@ -29,9 +31,11 @@ throughput  One campaign, one `labelops worker` (as the pod template starts it) 
             Reported per mode and run: accepted labels per second, the next task's, the
             claims' and the submits' latency percentiles (client side), CPU milliseconds
             per label of the worker, the router(s) and PostgreSQL (all of the run's labels,
-            warmup included, over the CPU the processes used meanwhile) and the load
+            warmup included, over the CPU the processes used meanwhile), PostgreSQL
+            commits per label (the worker's group-commit batches: fewer is bigger) and the load
             average. oneLabeler: a lone labeler's claim and submit latency each way (claim
-            then plain submit), nothing queueing.
+            then plain submit), nothing queueing; another labeler each way, since a
+            claim passes over the items its labeler already labeled.
 fairShare   A pool of three campaigns of weights 1:2:1 (a worker each, one HTTP process),
             the router, --labelers labelers. The first campaign has few items, so it runs
             out; labeling goes on --after seconds past that. The shares are counted from the
@@ -62,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "bench"), str(REPO / "tests")]
 
 import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from bench_worker import (  # noqa: E402
     drop,
@@ -263,10 +268,15 @@ def timed_run(
     duration: float,
     cpu_of: Mapping[str, int | None],
     think: Callable[[], float] | None = None,
+    commits: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
+    """commits: PostgreSQL's count of committed transactions so far (the worker's group
+    commit puts the labels that arrive during one commit into the next: fewer commits per
+    label, bigger batches)."""
     started = time.monotonic()
     measure_from, stop_at = started + warmup, started + warmup + duration
     cpu = CpuOf(cpu_of)
+    commits_before = commits() if commits is not None else 0
     run = asyncio.run(
         label_until(
             port,
@@ -281,6 +291,7 @@ def timed_run(
     )
     used = cpu.spent()
     labels_all = len(run.labels)
+    committed = commits() - commits_before if commits is not None else None
     return {
         "acceptedLabels": run.accepted,
         "labelsPerSecond": round(run.accepted / duration, 1),
@@ -293,8 +304,26 @@ def timed_run(
             k: round(1000 * seconds / labels_all, 3) if labels_all else None
             for k, seconds in used.items()
         },
+        "postgresCommitsPerLabel": (
+            round(committed / labels_all, 3) if committed is not None and labels_all else None
+        ),
         "loadAverageAtEnd": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def commit_counter(dsn: str) -> Callable[[], int]:
+    """The database's committed transactions so far (pg_stat_database.xact_commit, which
+    counts this query's own transaction too, and which backends report about once a
+    second: a run's figure is good to a second or so of its commits)."""
+
+    def count() -> int:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    return count
 
 
 async def sequential(port: int, token: str, rounds: int) -> dict[str, Any]:
@@ -323,6 +352,9 @@ def summary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "labelsPerSecondMedian": statistics.median(r["labelsPerSecond"] for r in runs),
         "nextTaskP50MsMedian": median_of(runs, "nextTaskLatencyMs", "p50"),
         "nextTaskP99MsMedian": median_of(runs, "nextTaskLatencyMs", "p99"),
+        "postgresCommitsPerLabelMedian": statistics.median(
+            r["postgresCommitsPerLabel"] or 0.0 for r in runs
+        ),
         "cpuMsPerLabelMedian": {
             k: statistics.median(r["cpuMsPerLabel"][k] or 0.0 for r in runs)
             for k in runs[0]["cpuMsPerLabel"]
@@ -344,8 +376,10 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
     leases = 5 + 2 * args.rounds * len(modes) + 2
     config = worker_config(name, args.items, args.labels_per_item, leases)
     direct_tokens = tokens_for(args.labelers, "direct")
-    # The lone labeler of oneLabeler, one of the labelers either way.
-    solo = next(iter(direct_tokens))
+    # oneLabeler's lone labeler, one of the labelers, another one each mode: a claim passes
+    # over the items its labeler labeled that still have free slots, so a mode run after
+    # another with the same labeler would pay for the earlier mode's labels.
+    solos = dict(zip(modes, direct_tokens, strict=False))
     pool_tokens = tokens_for(args.labelers, "pool")
     service_token = f"bench-router-{uuid.uuid4().hex}"
     provision(dsn, bootstrap, config, args.partitions)
@@ -358,7 +392,9 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
         started = time.monotonic()
         worker = procs["worker"] = start_worker(dsn, bootstrap, config, direct_tokens, None)
         worker.wait_ready()
-        out["ingest"] = wait_ingested(worker.port, direct_tokens[solo], args.items, started)
+        out["ingest"] = wait_ingested(
+            worker.port, direct_tokens[solos["direct"]], args.items, started
+        )
         member = [(config, worker, service_token, 1)]
         procs["router"] = start_router(member, pool_tokens, leases)
         if args.baseline_router_source:
@@ -378,7 +414,10 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
             ports["routedBaseline"] = procs["routerBaseline"].port
         tokens = {mode: (direct_tokens if mode == "direct" else pool_tokens) for mode in modes}
         out["oneLabeler"] = {
-            mode: asyncio.run(sequential(ports[mode], tokens[mode][solo], args.sequential))
+            mode: {
+                "labeler": solos[mode],
+                **asyncio.run(sequential(ports[mode], tokens[mode][solos[mode]], args.sequential)),
+            }
             for mode in modes
         }
         pace = random.Random(args.seed)
@@ -395,18 +434,22 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
             order = modes[shift:] + modes[:shift]
             for section, pacing in paces.items():
                 for mode in order:
-                    log(f"round {number}/{args.rounds}: {section}, {mode}, load {loadavg()}")
-                    runs[section][mode].append(
-                        timed_run(
-                            ports[mode],
-                            tokens[mode],
-                            name,
-                            args.warmup,
-                            args.duration,
-                            cpu_of,
-                            pacing,
-                        )
+                    settled = settle(dsn, config.schema_)
+                    log(
+                        f"round {number}/{args.rounds}: {section}, {mode}, load {loadavg()} "
+                        f"(vacuum and checkpoint {settled} s)"
                     )
+                    run = timed_run(
+                        ports[mode],
+                        tokens[mode],
+                        name,
+                        args.warmup,
+                        args.duration,
+                        cpu_of,
+                        pacing,
+                        commit_counter(dsn),
+                    )
+                    runs[section][mode].append({**run, "settleSeconds": settled})
         saturated, paced = runs["saturated"], runs["paced"]
         ratios = ratios_of(saturated["direct"], saturated["routed"])
         known = [r for r in ratios if r is not None]
@@ -452,6 +495,22 @@ def throughput(args: argparse.Namespace, dsn: str, bootstrap: str) -> dict[str, 
         if not args.keep:
             drop(dsn, bootstrap, config)
     return out
+
+
+def settle(dsn: str, schema: str) -> float:
+    """Before each timed run: the campaign's tables vacuumed and analyzed, then a
+    checkpoint, so that no run pays for what an earlier one left behind (autovacuum of the
+    ingested items or of the previous run's dead rows, a checkpoint writing its dirty
+    pages) in its labels per second and in PostgreSQL's CPU per label. Seconds taken."""
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,)
+        ).fetchall()
+        for (table,) in rows:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table)))
+        conn.execute("CHECKPOINT")
+    return round(time.monotonic() - started, 2)
 
 
 def loadavg() -> str:
@@ -596,7 +655,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--labels-per-item", type=int, default=7)
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--sequential", type=int, default=300, help="lone labeler's labels")
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--fair-items", type=int, default=30_000, help="items of campaigns b and c")
