@@ -41,6 +41,7 @@ from devstack.procs import (
     wait_until,
 )
 from labelops.api.campaign import GROUP, PLURAL, VERSION
+from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"
@@ -564,5 +565,17 @@ def drop_campaign_data(
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (schema,)).fetchone():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(schema)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(schema)))
+            # DROP OWNED rewrites the database's catalog row that every campaign role's
+            # grants share: two at once fail with "tuple concurrently updated". Taken in
+            # turns under the operator's provisioning lock, as the operator drops roles
+            # (tests clean up in parallel threads, and beside a running operator).
+            lock = f"{OPERATOR_SCHEMA}.{LOCK_TABLE}"
+            with conn.transaction():
+                if conn.execute("SELECT to_regclass(%s)", (lock,)).fetchone() != (None,):
+                    conn.execute(
+                        sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
+                            sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
+                        )
+                    )
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(schema)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(schema)))
