@@ -122,7 +122,7 @@ def test_schemathesis_finds_no_disagreement_between_document_and_behaviour(
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-8000:]
     summary = report[report.find("SUMMARY") :]
-    assert "Tested: 10" in summary, summary
+    assert "Tested: 11" in summary, summary
     assert "Stateful" in summary and "❌" not in summary, summary
     if variant not in ("pairwise", "ranking"):
         # Stateful runs claim a task and submit a generated label for it; where any

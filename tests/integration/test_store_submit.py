@@ -333,3 +333,26 @@ def test_concurrent_retries_of_submit_and_claim_make_one_label(
     leased = [n.item_id for _, n in results if isinstance(n, ClaimedTask)]
     assert len(leased) == len(set(leased)) <= 3, "maxLeasesPerLabeler holds"
     assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(1,)]
+
+
+def test_recall_leased_reads_only_the_payloads_of_leases_the_labeler_holds(
+    pool: ConnectionPool[Any], schema: str
+) -> None:
+    config = make_config(schema, labels_per_item=1)
+    leasing = LabelStore(pool, config)  # another process, which leased the tasks
+    items = add_items(pool, schema, 3)
+    ann_item = claimed(leasing, "ann")
+    bob_item = claimed(leasing, "bob")
+    assert ann_item != bob_item
+    store = LabelStore(pool, config)
+    unleased = next(i for i in items if i not in (ann_item, bob_item))
+    # bob holds no lease on ann's item, nobody on the third, and "nope" is no item.
+    pairs = [("ann", ann_item), ("bob", bob_item), ("bob", ann_item), ("ann", unleased)]
+    assert store.recall_leased([*pairs, ("ann", "nope")]) == 2
+    assert store.recall_leased(pairs) == 0, "what it remembered is not read again"
+    # The remembered payloads serve the labels, which are accepted as usual ...
+    assert store.submit("ann", ann_item, HELPFUL).labeler == "ann"
+    # ... and a label without a lease is refused as ever.
+    with pytest.raises(Conflict):
+        store.submit("ann", unleased, HELPFUL)
+    assert query(pool, schema, "SELECT count(*) FROM {schema}.labels") == [(1,)]

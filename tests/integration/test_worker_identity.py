@@ -317,3 +317,85 @@ def test_a_labeler_without_a_required_skill_is_403_naming_it(
         )
     # alice is a member of the skill: in with her token.
     assert identity_worker.bearer(TOKENS["alice"]).get(f"{url}/v1/me").status_code == 200
+
+
+def relay(identity_worker: IdentityWorker, submissions: Any, token: str | None = None) -> Any:
+    session = identity_worker.as_router(None)
+    if token is not None:
+        session = identity_worker.bearer(token)
+    return session.post(
+        f"{identity_worker.worker.url}/v1/relay/labels", json={"submissions": submissions}
+    )
+
+
+def test_the_routers_batch_answers_each_submission_as_it_would_alone(
+    identity_worker: IdentityWorker,
+) -> None:
+    url = identity_worker.worker.url
+    leased = {}
+    for labeler in ("fay", "gus", "hal"):
+        claim = identity_worker.as_router(labeler).post(f"{url}/v1/tasks/claim")
+        assert claim.status_code == 200, claim.text
+        leased[labeler] = claim.json()["id"]
+    tie = {"value": {"preferred": "tie"}}
+    answer = relay(
+        identity_worker,
+        [
+            {"labeler": "fay", "itemId": leased["fay"], "body": tie, "next": True,
+             "idempotencyKey": "fay-1"},
+            {"labeler": "gus", "itemId": leased["gus"], "body": {"value": {"preferred": 7}},
+             "next": False},
+            {"labeler": "hal", "itemId": leased["fay"], "body": tie, "next": False},
+            {"labeler": "two words", "itemId": leased["hal"], "body": tie, "next": False},
+            {"labeler": "hal", "itemId": leased["hal"], "body": tie, "next": False},
+            {"labeler": "hal", "itemId": "no such item", "body": tie, "next": False},
+        ],
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == [201, 422, 409, 400, 201, 404]
+    fay, gus, hal_elsewhere, bad, hal, missing = (r["body"] for r in results)
+    assert fay["labeler"] == "fay" and fay["itemId"] == leased["fay"]
+    assert fay["next"]["id"] not in leased.values()  # her next task came with it
+    assert gus["type"].endswith("/invalid-label") and gus["errors"][0]["pointer"].startswith(
+        "/value"
+    )
+    # hal holds no lease on fay's item, which fay's label filled: 409 either way.
+    assert hal_elsewhere["reason"] in ("item_full", "lease_required"), hal_elsewhere
+    assert "'two words' is not a labeler id" in bad["detail"]
+    assert hal["labeler"] == "hal" and missing["type"].endswith("/not-found")
+    labels = identity_worker.labelers_of_labels()
+    assert (labels[leased["fay"]], labels[leased["hal"]]) == ("fay", "hal")
+    assert leased["gus"] not in labels  # refused, and gus keeps his lease
+    assert identity_worker.as_router("gus").get(f"{url}/v1/me").json()["activeLeases"] == 1
+
+    # The same key again is a replay, as alone.
+    again = relay(
+        identity_worker,
+        [{"labeler": "fay", "itemId": leased["fay"], "body": tie, "next": False,
+          "idempotencyKey": "fay-1"}],
+    )  # fmt: skip
+    assert again.status_code == 200, again.text
+    [replay] = again.json()["results"]
+    assert replay["status"] == 200 and replay["body"]["replayed"] is True
+    assert replay["body"]["labelId"] == fay["labelId"]
+
+
+def test_only_the_router_may_send_a_batch_and_a_batch_must_be_one(
+    identity_worker: IdentityWorker,
+) -> None:
+    tie = {"value": {"preferred": "tie"}}
+    one = [{"labeler": "alice", "itemId": "item-1", "body": tie, "next": False}]
+    refused = problem(relay(identity_worker, one, token=TOKENS["alice"]), 403)
+    assert refused["reason"] == "service-only" and "/v1/tasks/{id}/labels" in refused["detail"]
+    assert problem(relay(identity_worker, []), 422)["errors"][0]["pointer"] == "/submissions"
+    unfit = problem(relay(identity_worker, [{"labeler": "alice"}]), 422)
+    assert "1 to 64 submissions" in unfit["detail"]
+    not_json = identity_worker.as_router(None).post(
+        f"{identity_worker.worker.url}/v1/relay/labels",
+        data=b"{",
+        headers={"Content-Type": "application/json"},
+    )
+    assert problem(not_json, 400)["type"].endswith("/invalid-json")
+    # Nothing was stored for alice by any of them.
+    assert "alice" not in identity_worker.labelers_of_labels().values()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from labelops.worker.asgi import WsgiOnLoop
-from labelops.worker.greenbridge import in_bridge, run_sync, wait_for
+from labelops.worker.greenbridge import in_bridge, run_each, run_sync, wait_for
 
 REQUEST_ID: contextvars.ContextVar[int] = contextvars.ContextVar("request_id")
 
@@ -62,6 +62,38 @@ def test_each_call_has_its_own_context() -> None:
         return await asyncio.gather(*(run_sync(handler, n) for n in range(20)))
 
     assert asyncio.run(main()) == list(range(20))
+
+
+def test_run_each_runs_its_work_at_once_and_answers_in_order() -> None:
+    queued: list[int] = []
+    seen_together: list[list[int]] = []
+
+    async def batched(n: int) -> int:
+        # What the store's group commit sees: everything queued before the loop moved on.
+        queued.append(n)
+        await asyncio.sleep(0)
+        if queued:
+            seen_together.append(sorted(queued))
+            queued.clear()
+        return n * 10
+
+    def one(n: int, delay: float) -> Callable[[], int]:
+        def work() -> int:
+            assert in_bridge()
+            value = wait_for(batched(n))
+            wait_for(asyncio.sleep(delay))
+            return value + n
+
+        return work
+
+    def handler() -> list[int]:
+        # The slowest first: the answers keep the order of the work, not of finishing.
+        return run_each([one(n, 0.03 - 0.01 * n) for n in range(3)])
+
+    assert asyncio.run(run_sync(handler)) == [0, 11, 22]
+    assert seen_together == [[0, 1, 2]]
+    # Outside run_sync: one after the other, the same answers.
+    assert run_each([lambda: 1, lambda: 2]) == [1, 2]
 
 
 def test_wait_for_outside_run_sync_is_refused() -> None:

@@ -36,6 +36,7 @@ AREAS = {
     "claimTask": "tasks",
     "submitLabel": "tasks",
     "releaseTask": "tasks",
+    "relayLabels": "relay",
     "getMe": "labeler",
     "getCampaign": "campaign",
     "getProgress": "campaign",

@@ -25,7 +25,6 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -43,16 +42,16 @@ from labelops.router.identity import Identities, NotSignedIn, SignedIn, bearer_t
 from labelops.router.metrics import RouterMetrics
 from labelops.router.page import LabelingPage
 from labelops.router.state import CapacityFull, PoolState
+from labelops.router.submit_relay import Relayed, SubmitRelay
+from labelops.router.upstream import JSON, PROBLEM_JSON, PROBLEM_TYPE_BASE, Upstream
 from labelops.routing.fair_share import Decision
 
 log = logging.getLogger("labelops.router")
 
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://labelops.dev/problems/"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TASKS_PREFIX = "/v1/tasks/"
 CLAIM_PATH = "/v1/tasks/claim"
+RELAY_PATH = "/v1/relay/labels"
 MAX_BODY_BYTES = 1024 * 1024 + 4096
 # Labelers counted in /v1/pool's activeLabelers: seen this recently.
 ACTIVE_WINDOW_SECONDS = 600.0
@@ -61,6 +60,7 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=2)
 # Below the worker's keep-alive (60 s), so the router never reuses a connection the worker is
 # closing.
 KEEPALIVE_SECONDS = 30.0
+RELAY_HEADERS = {"Content-Type": JSON}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,39 +107,6 @@ def lease_expiry(value: Any) -> float:
     return time.time() + 60.0
 
 
-@dataclass
-class Upstream:
-    """A worker's answer, or None for the status when it could not be reached."""
-
-    status: int | None
-    body: bytes = b""
-    content_type: str = ""
-    headers: Mapping[str, str] | None = None
-    error: str = ""
-
-    def relayed(self) -> web.Response:
-        headers = {}
-        if self.headers is not None and "Retry-After" in self.headers:
-            headers["Retry-After"] = self.headers["Retry-After"]
-        assert self.status is not None
-        if self.status == 204:
-            return web.Response(status=204, headers=headers)
-        return web.Response(
-            body=self.body,
-            status=self.status,
-            headers={**headers, "Content-Type": self.content_type or JSON},
-        )
-
-    def problem_kind(self) -> str:
-        if self.content_type.startswith(PROBLEM_JSON):
-            try:
-                kind = orjson.loads(self.body).get("type", "")
-            except (orjson.JSONDecodeError, AttributeError):
-                return ""
-            return str(kind).removeprefix(PROBLEM_TYPE_BASE)
-        return ""
-
-
 class Router:
     def __init__(
         self,
@@ -148,6 +115,7 @@ class Router:
         route_tokens: Mapping[str, str],
         *,
         connections_per_campaign: int = 64,
+        relay_batches_in_flight: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
@@ -160,6 +128,10 @@ class Router:
         self._base = {c.name: c.url.rstrip("/") for c in state.campaigns.values()}
         self._claim_url = {
             name: URL(base + CLAIM_PATH, encoded=True) for name, base in self._base.items()
+        }
+        self._relays = {
+            name: SubmitRelay(self._batch_sender(name), in_flight=relay_batches_in_flight)
+            for name in self._base
         }
 
     # --- wiring -------------------------------------------------------------------------
@@ -228,7 +200,7 @@ class Router:
         campaign: str,
         operation: str,
         path: str,
-        labeler: str,
+        labeler: str | None,
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
@@ -239,7 +211,9 @@ class Router:
             url = self._claim_url[campaign]
         else:
             url = URL(self._base[campaign] + path, encoded=True)
-        sent = {"Authorization": self._auth[campaign], ON_BEHALF_OF_HEADER: labeler}
+        sent = {"Authorization": self._auth[campaign]}
+        if labeler is not None:  # None: a relayed batch, which names its labelers
+            sent[ON_BEHALF_OF_HEADER] = labeler
         if headers:
             sent.update(headers)
         started = time.perf_counter()
@@ -266,6 +240,20 @@ class Router:
                 break
         self.metrics.upstream_took(campaign, operation, time.perf_counter() - started)
         return upstream
+
+    def _batch_sender(self, campaign: str) -> Callable[[bytes, bool], Awaitable[Upstream]]:
+        async def send(body: bytes, retry: bool) -> Upstream:
+            return await self.forward(
+                campaign,
+                "relay",
+                RELAY_PATH,
+                None,
+                body=body,
+                headers=RELAY_HEADERS,
+                retry=retry,
+            )
+
+        return send
 
     def unreachable(self, campaign: str, upstream: Upstream) -> web.Response:
         log.warning("campaign %s: worker unreachable: %s", campaign, upstream.error)
@@ -321,7 +309,7 @@ class Router:
             self.state.no_work(campaign, now)
             return "unreachable", self.unreachable(campaign, upstream)
         if upstream.status == 200:
-            task = orjson.loads(upstream.body)
+            task = upstream.parsed()
             return "leased", json_response(self._routed_task(labeler, campaign, task, now))
         if upstream.status == 204:
             self.state.no_work(campaign, now)
@@ -382,7 +370,7 @@ class Router:
         if upstream.status in (200, 409):
             self.state.done(who.labeler, campaign, item_id)
         if upstream.status == 200:
-            return json_response({**orjson.loads(upstream.body), **_routed_ids(campaign, item_id)})
+            return json_response({**upstream.parsed(), **_routed_ids(campaign, item_id)})
         return upstream.relayed()
 
     async def submit(
@@ -403,28 +391,34 @@ class Router:
             labeler = self.state.labeler(who.labeler, who.groups, now)
             decision = self.state.decide(labeler, now, freed=1)
             same_campaign = not isinstance(decision, CapacityFull) and decision.campaign == campaign
-        headers = {}
-        if request.content_type:
-            headers["Content-Type"] = request.headers.get("Content-Type", JSON)
+        body = await request.read()
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is not None:
-            headers[IDEMPOTENCY_HEADER] = key
-        upstream = await self.forward(
-            campaign,
-            "submit",
-            path + ("?next=true" if same_campaign else ""),
-            who.labeler,
-            body=await request.read(),
-            headers=headers,
-            retry=key is not None,
-        )
+        upstream: Upstream | None = None
+        if SubmitRelay.relayable(body, request.content_type):
+            relayed = Relayed(who.labeler, item_id, body, key, same_campaign)
+            upstream = await self._relays[campaign].submit(relayed)
+        if upstream is None:  # alone: the worker's own refusal answers what is not relayable
+            headers = {}
+            if request.content_type:
+                headers["Content-Type"] = request.headers.get("Content-Type", JSON)
+            if key is not None:
+                headers[IDEMPOTENCY_HEADER] = key
+            upstream = await self.forward(
+                campaign,
+                "submit",
+                path + ("?next=true" if same_campaign else ""),
+                who.labeler,
+                body=body,
+                headers=headers,
+                retry=key is not None,
+            )
         if upstream.status is None:
             return self.unreachable(campaign, upstream)
         if upstream.status in (200, 201, 404, 409):
             self.state.done(who.labeler, campaign, item_id)
         if upstream.status not in (200, 201):
             return upstream.relayed()
-        receipt = orjson.loads(upstream.body)
+        receipt = upstream.parsed()
         receipt.update(_routed_ids(campaign, item_id))
         if with_next:
             receipt["next"] = await self._next_task(who, campaign, receipt.get("next"))

@@ -44,6 +44,7 @@ def build(settings: RouterSettings) -> Router:
         identities(settings),
         settings.route_tokens,
         connections_per_campaign=settings.connections_per_campaign,
+        relay_batches_in_flight=settings.relay_batches_in_flight,
     )
 
 

@@ -25,6 +25,7 @@ ENV_HOST = "LABELOPS_ROUTER_HOST"
 ENV_PORT = "LABELOPS_ROUTER_PORT"
 # Connections kept open to each campaign's workers (the keep-alive pool per campaign).
 ENV_CONNECTIONS = "LABELOPS_ROUTER_CONNECTIONS_PER_CAMPAIGN"
+ENV_RELAY_IN_FLIGHT = "LABELOPS_ROUTER_RELAY_BATCHES_IN_FLIGHT"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class RouterSettings:
     host: str
     port: int
     connections_per_campaign: int
+    relay_batches_in_flight: int
 
     def __repr__(self) -> str:  # never print the tokens
         return f"RouterSettings(pool={self.config.pool!r}, port={self.port})"
@@ -61,6 +63,7 @@ def settings_from_env(env: Mapping[str, str]) -> RouterSettings:
         host=env.get(ENV_HOST, "0.0.0.0").strip() or "0.0.0.0",
         port=integer(env, ENV_PORT, ROUTER_PORT, 1, 65535),
         connections_per_campaign=integer(env, ENV_CONNECTIONS, 64, 1, 4096),
+        relay_batches_in_flight=integer(env, ENV_RELAY_IN_FLIGHT, 4, 1, 64),
     )
 
 

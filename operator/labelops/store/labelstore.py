@@ -93,10 +93,11 @@ back as they were (the worker's pool opens them in autocommit, so nothing is swi
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -237,6 +238,31 @@ class LabelStore:
         if isinstance(submitted.next_lease, QuotaExceeded):
             return submitted.result, submitted.next_lease
         return submitted.result, self._remembered(labeler, submitted.next_lease)
+
+    def recall_leased(self, pairs: Sequence[tuple[str, str]]) -> int:
+        """Remember, in one read, the payloads of the leases among `pairs` (labeler, item id)
+        that this process did not lease itself (another process or replica did), so that
+        their submissions take the fast path and commit in one batch instead of one
+        transaction each. The rule of leased_payloads.py holds: only items the labeler
+        holds a lease row on. Returns how many payloads it read."""
+        missing = [
+            (labeler, item) for labeler, item in pairs if not self._leased.get(labeler, item)
+        ]
+        if not missing:
+            return 0
+
+        def read() -> list[tuple[str, str, str]]:
+            with self._pool.connection() as conn:
+                cursor = conn.execute(
+                    self._queries.leased_payloads,
+                    ([labeler for labeler, _ in missing], [item for _, item in missing]),
+                )
+                return cursor.fetchall()
+
+        rows = self._io.blocking(read)
+        for item_id, labeler, payload_text in rows:
+            self._leased.remember(labeler, item_id, json.loads(payload_text), len(payload_text))
+        return len(rows)
 
     def target_reached(self) -> bool:
         """target.items items are complete, from the O(1) counters read at most every

@@ -59,6 +59,14 @@ class Queries:
         self.item_to_label = self._compose(
             "SELECT payload FROM {items} WHERE external_id = %(item_id)s"
         )
+        # The payloads of items these labelers hold lease rows on (leased_payloads.py: while
+        # the row exists, ingest leaves the item as it is), for LabelStore.recall_leased.
+        self.leased_payloads = self._compose(
+            "SELECT i.external_id, l.labeler, i.payload::text"
+            " FROM unnest(%s::text[], %s::text[]) AS s(labeler, item_id)"
+            " JOIN {items} i ON i.external_id = s.item_id"
+            " JOIN {leases} l ON l.item_id = i.id AND l.labeler = s.labeler"
+        )
         self.label_by_idempotency_key = self._compose(
             "SELECT l.id::text, i.external_id, l.value, l.created_at, l.ordinal"
             " FROM {labels} l JOIN {items} i ON i.id = l.item_id"

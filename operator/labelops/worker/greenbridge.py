@@ -3,6 +3,7 @@ for awaitables without blocking the loop.
 
     result = await run_sync(fn, *args)   # on the loop: fn runs in a greenlet of its own
     value = wait_for(awaitable)          # inside fn, however deep: the loop runs meanwhile
+    results = run_each([f, g])           # inside fn: f and g on greenlets of their own, at once
 
 run_sync starts fn in a greenlet. When fn (or anything it calls) calls wait_for(x), the
 greenlet switches back to run_sync with x; run_sync awaits x, which lets the loop serve
@@ -19,7 +20,8 @@ programming error and raises; callers check in_bridge() first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import greenlet
@@ -54,3 +56,17 @@ def wait_for(awaitable: Awaitable[T]) -> T:
     if not isinstance(current, _BridgedGreenlet):
         raise RuntimeError("wait_for() called outside run_sync(): nothing would run the loop")
     return cast(T, current.parent.switch(awaitable))
+
+
+def run_each(work: Sequence[Callable[[], T]]) -> list[T]:
+    """Each of `work` on a greenlet of its own, all at once, their results in order: what they
+    wait for, they wait for together (the store's group commit takes their labels in one
+    batch). Outside run_sync, one after the other. An exception of one is raised after all
+    finished; callers that want every result catch their own."""
+    if not in_bridge():
+        return [fn() for fn in work]
+    return wait_for(_gathered(work))
+
+
+async def _gathered(work: Sequence[Callable[[], T]]) -> list[T]:
+    return list(await asyncio.gather(*(run_sync(fn) for fn in work)))

@@ -20,6 +20,10 @@ COMPONENT_REF = "#/components/schemas/"
 CAMPAIGN_SCHEMA_ID = "urn:labelops:campaign-label-schema"
 API_VERSION = "1.0.0"
 IDEMPOTENCY_KEY_MAX = 200
+# Submissions in one POST /v1/relay/labels (the pool router's batches).
+RELAY_BATCH_MAX = 64
+# An operation only a service (the pool's router) may call, naming its labelers itself.
+SERVICE_ONLY = "x-labelops-service-only"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -134,6 +138,44 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
                     ),
                     "oneOf": [_ref("Task"), {"type": "null"}],
                 },
+            },
+        ),
+        "RelayedSubmission": _obj(
+            ["labeler", "itemId", "body", "next"],
+            {
+                "labeler": {**_STRING, "description": "The labeler the router signed in."},
+                "itemId": {**_STRING, "description": "The item's external id."},
+                "body": {"description": "The labeler's body, checked as a LabelSubmission."},
+                "idempotencyKey": {**_STRING, "description": "The labeler's Idempotency-Key."},
+                "next": {"type": "boolean", "description": "As ?next of submitLabel."},
+            },
+        ),
+        "RelayBatch": _obj(
+            ["submissions"],
+            {
+                "submissions": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": RELAY_BATCH_MAX,
+                    "items": _ref("RelayedSubmission"),
+                }
+            },
+        ),
+        "RelayResult": _obj(
+            ["status", "body"],
+            {
+                "status": {"type": "integer", "minimum": 200, "maximum": 599},
+                "body": {"oneOf": [_ref("LabelReceipt"), _ref("Problem")]},
+            },
+        ),
+        "RelayResults": _obj(
+            ["results"],
+            {
+                "results": {
+                    "type": "array",
+                    "items": _ref("RelayResult"),
+                    "description": "One per submission, in their order.",
+                }
             },
         ),
         "Release": _obj(["itemId", "released"], {"itemId": _STRING, "released": {"const": True}}),
@@ -384,6 +426,33 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/relay/labels": {
+            "post": {
+                "operationId": "relayLabels",
+                "summary": "The pool router's: many labelers' submissions in one request.",
+                "description": (
+                    "Each submission is checked, stored and answered as submitLabel would "
+                    "(its status and its receipt or problem, in `results`, in order); those of "
+                    "one batch commit together. Only the pool router's service token may call "
+                    "it; it names each submission's labeler."
+                ),
+                "security": authed,
+                SERVICE_ONLY: True,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("RelayBatch")}},
+                },
+                "responses": {
+                    "200": _json("Each submission's result, in order.", "RelayResults"),
+                    "400": _problem("The body is not JSON."),
+                    "401": _UNAUTHORIZED,
+                    "403": _problem("The credential is not the pool router's."),
+                    "413": _problem("The body is larger than 1 MiB."),
+                    "415": _problem("The body is not application/json."),
+                    "422": _problem("The body is not a batch of submissions; errors[] says why."),
+                },
+            }
+        },
         "/v1/tasks/{id}/release": {
             "post": {
                 "operationId": "releaseTask",
@@ -480,7 +549,7 @@ def _with_shutdown_responses(paths: dict[str, Any]) -> dict[str, Any]:
         for operation in item.values():
             responses = operation["responses"]
             responses.setdefault("503", _SHUTTING_DOWN)
-            if not operation.get("security"):
+            if not operation.get("security") or operation.get(SERVICE_ONLY):
                 continue
             if "400" in responses:
                 responses["400"] = {

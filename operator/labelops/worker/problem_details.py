@@ -25,6 +25,7 @@ TITLES = {
     "unsupported-media-type": "Unsupported media type",
     "invalid-label": "The label does not fit the campaign's label schema",
     "unauthorized": "Authentication required",
+    "forbidden": "Not allowed with this credential",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "item-full": "The item already has all the labels it needs",

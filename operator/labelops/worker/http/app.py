@@ -26,6 +26,7 @@ from labelops.worker.http.hooks import register_hooks
 from labelops.worker.http.labeler import labeler_blueprint
 from labelops.worker.http.page import page_blueprint
 from labelops.worker.http.problem_responses import register_problem_responses
+from labelops.worker.http.relay import relay_blueprint
 from labelops.worker.http.services import RunBlocking, Services
 from labelops.worker.http.tasks import tasks_blueprint
 from labelops.worker.metrics import CampaignGauges, WorkerMetrics
@@ -83,6 +84,7 @@ def create_app(
     register_problem_responses(app, config)
     for blueprint in (
         tasks_blueprint(services),
+        relay_blueprint(services),
         labeler_blueprint(services),
         campaign_blueprint(services),
         health_blueprint(services),

@@ -3,6 +3,8 @@
 Before: the clock starts, and operations whose OpenAPI entry declares security get their
 bearer token checked: a labeler's token or OIDC JWT, or a service's (the pool's router) with
 the labeler it acts for in Labelops-Labeler (worker/auth.py); the labeler lands in flask.g.
+An operation marked service-only (the router's batches, relay.py) takes a service's token
+alone, and its body names the labelers.
 After: the response is checked against the OpenAPI document (logged, counted, or refused as
 a 500, by ResponseValidation), then metrics are recorded by route template with the final
 status.
@@ -17,10 +19,10 @@ import time
 from flask import Flask, Response, g, request
 
 from labelops.api.pool_router import ON_BEHALF_OF_HEADER
-from labelops.worker.auth import AuthFailure, acting_labeler
+from labelops.worker.auth import AuthFailure, Service, acting_labeler
 from labelops.worker.config import ResponseValidation
 from labelops.worker.http.services import Services, operation_id
-from labelops.worker.openapi_document import JSON, PROBLEM_JSON
+from labelops.worker.openapi_document import JSON, PROBLEM_JSON, SERVICE_ONLY
 from labelops.worker.problem_details import Problem
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,16 @@ def register_hooks(app: Flask, services: Services) -> None:
         )
         if isinstance(principal, AuthFailure):
             raise _refused(principal)
+        if operation.spec.get(SERVICE_ONLY):
+            if not isinstance(principal, Service):
+                raise Problem(
+                    403,
+                    "forbidden",
+                    f"{request.method} {request.path} is the pool router's: a labeler submits "
+                    "each label with POST /v1/tasks/{id}/labels",
+                    extensions={"reason": "service-only"},
+                )
+            return  # the request names its labelers itself
         labeler = acting_labeler(principal, request.headers.get(ON_BEHALF_OF_HEADER))
         if isinstance(labeler, AuthFailure):
             raise _refused(labeler)

@@ -11,7 +11,6 @@ too large) keep their status; anything unexpected is a 500 whose details stay in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -39,6 +38,39 @@ OUTAGE_RETRY_AFTER_SECONDS = 2
 REFUSAL_STATUS: dict[type[StoreError], int] = {Conflict: 409, Blocked: 403, NotFound: 404}
 
 
+def store_problem(err: Exception, config: WorkerConfig) -> Problem | None:
+    """The problem a store error (or a database outage) answers with; None for anything else.
+    The app's error handlers answer with it, and so does each submission of a relayed batch
+    (worker/http/relay.py)."""
+    if isinstance(err, Problem):
+        return err
+    if isinstance(err, QuotaExceeded):
+        return Problem(
+            429,
+            "quota-exceeded",
+            err.message,
+            headers={"Retry-After": str(err.retry_after)},
+            extensions={"reason": err.reason, "retryAfter": err.retry_after},
+        )
+    if isinstance(err, InvalidLabel):
+        detail = f"the label does not fit the {config.task.type.value} task; see errors"
+        return Problem(422, "invalid-label", detail, errors=err.violations)
+    for refusal, status in REFUSAL_STATUS.items():
+        if isinstance(err, refusal):
+            kind = err.reason.replace("_", "-")
+            return Problem(status, kind, err.message, extensions={"reason": err.reason})
+    if isinstance(err, DATABASE_OUTAGES):
+        return Problem(
+            503,
+            "database-unavailable",
+            "the campaign's database is unavailable (restarting or failing over); retry "
+            "after Retry-After seconds, a submission with the same Idempotency-Key",
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+            extensions={"retryAfter": OUTAGE_RETRY_AFTER_SECONDS},
+        )
+    return None
+
+
 def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
     @app.errorhandler(Problem)
     def problem(err: Problem) -> Response:
@@ -46,48 +78,15 @@ def register_problem_responses(app: Flask, config: WorkerConfig) -> None:
         g.response_document = err.body()
         return err.response()
 
-    @app.errorhandler(QuotaExceeded)
-    def quota_exceeded(err: QuotaExceeded) -> Response:
-        return problem(
-            Problem(
-                429,
-                "quota-exceeded",
-                err.message,
-                headers={"Retry-After": str(err.retry_after)},
-                extensions={"reason": err.reason, "retryAfter": err.retry_after},
-            )
-        )
+    def refused(err: Exception) -> Response:
+        if isinstance(err, DATABASE_OUTAGES):
+            log.warning("database unavailable in %s %s: %s", request.method, request.path, err)
+        found = store_problem(err, config)
+        assert found is not None, f"no problem registered for {type(err).__name__}"
+        return problem(found)
 
-    def refused(status: int) -> Callable[[StoreError], Response]:
-        def refusal(err: StoreError) -> Response:
-            kind = err.reason.replace("_", "-")
-            return problem(Problem(status, kind, err.message, extensions={"reason": err.reason}))
-
-        return refusal
-
-    for refusal, status in REFUSAL_STATUS.items():
-        app.register_error_handler(refusal, refused(status))
-
-    @app.errorhandler(InvalidLabel)
-    def invalid_label(err: InvalidLabel) -> Response:
-        detail = f"the label does not fit the {config.task.type.value} task; see errors"
-        return problem(Problem(422, "invalid-label", detail, errors=err.violations))
-
-    def database_unavailable(err: Exception) -> Response:
-        log.warning("database unavailable in %s %s: %s", request.method, request.path, err)
-        return problem(
-            Problem(
-                503,
-                "database-unavailable",
-                "the campaign's database is unavailable (restarting or failing over); retry "
-                "after Retry-After seconds, a submission with the same Idempotency-Key",
-                headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
-                extensions={"retryAfter": OUTAGE_RETRY_AFTER_SECONDS},
-            )
-        )
-
-    for outage in DATABASE_OUTAGES:
-        app.register_error_handler(outage, database_unavailable)
+    for error in (QuotaExceeded, InvalidLabel, *REFUSAL_STATUS, *DATABASE_OUTAGES):
+        app.register_error_handler(error, refused)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:

@@ -57,33 +57,16 @@ def tasks_blueprint(services: Services) -> Blueprint:
 
     @tasks.post("/v1/tasks/<item_id:item_id>/labels", endpoint="submitLabel")
     def submit_label(item_id: str) -> Response:
-        upcoming: ClaimedTask | QuotaExceeded | None = None
         try:
             check_item_id(item_id)
-            key = idempotency_key()
+            key = checked_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
             with_next = next_requested()
             body = submission_body(services.spec)
-            if with_next:
-                # The label and the next lease commit together (one round trip).
-                result, upcoming = store.submit_and_claim(
-                    g.labeler, item_id, body["value"], idempotency_key=key
-                )
-            else:
-                result = store.submit(g.labeler, item_id, body["value"], idempotency_key=key)
-        except (Problem, StoreError) as err:
-            meter.labels_rejected.labels(_rejection_reason(err)).inc()
+        except Problem as err:
+            meter.labels_rejected.labels(err.kind).inc()
             raise
-        if not result.replayed:
-            meter.labels_accepted.inc()
-        receipt = json_bodies.receipt(result)
-        if with_next:
-            meter.claims.labels(_claim_outcome(upcoming)).inc()
-            # A quota that refused the next lease is the labeler's next claim's to explain.
-            if isinstance(upcoming, ClaimedTask):
-                receipt["next"] = json_bodies.task(upcoming)
-            else:
-                receipt["next"] = None
-        return respond(receipt, 200 if result.replayed else 201)
+        receipt, status = submit(services, g.labeler, item_id, body, key, with_next)
+        return respond(receipt, status)
 
     @tasks.post("/v1/tasks/<item_id:item_id>/release", endpoint="releaseTask")
     def release_task(item_id: str) -> Response:
@@ -118,6 +101,12 @@ def submission_body(spec: SpecValidator) -> Any:
             "invalid-json",
             f"the body nests too deeply to be parsed; labels nest at most {MAX_DEPTH} levels",
         ) from None
+    check_submission(spec, body)
+    return body
+
+
+def check_submission(spec: SpecValidator, body: Any) -> None:
+    """A parsed submission body against the document's LabelSubmission: 422 naming each field."""
     violations = spec.request_violations("submitLabel", body)
     if violations:
         only_value = all(v.pointer.startswith("/value") for v in violations)
@@ -129,7 +118,42 @@ def submission_body(spec: SpecValidator) -> Any:
             + "; see errors",
             errors=violations,
         )
-    return body
+
+
+def submit(
+    services: Services,
+    labeler: str,
+    item_id: str,
+    body: Any,
+    key: str | None,
+    with_next: bool,
+) -> tuple[dict[str, Any], int]:
+    """A checked submission to the store: its receipt (with `next` when with_next) and status
+    (201, or 200 for a replay); a refusal raises (Problem or StoreError), counted."""
+    store, meter = services.store, services.meter
+    upcoming: ClaimedTask | QuotaExceeded | None = None
+    try:
+        if with_next:
+            # The label and the next lease commit together (one round trip).
+            result, upcoming = store.submit_and_claim(
+                labeler, item_id, body["value"], idempotency_key=key
+            )
+        else:
+            result = store.submit(labeler, item_id, body["value"], idempotency_key=key)
+    except (Problem, StoreError) as err:
+        meter.labels_rejected.labels(_rejection_reason(err)).inc()
+        raise
+    if not result.replayed:
+        meter.labels_accepted.inc()
+    receipt = json_bodies.receipt(result)
+    if with_next:
+        meter.claims.labels(_claim_outcome(upcoming)).inc()
+        # A quota that refused the next lease is the labeler's next claim's to explain.
+        if isinstance(upcoming, ClaimedTask):
+            receipt["next"] = json_bodies.task(upcoming)
+        else:
+            receipt["next"] = None
+    return receipt, 200 if result.replayed else 201
 
 
 def check_item_id(item_id: str) -> None:
@@ -154,8 +178,7 @@ def next_requested() -> bool:
     return values[0] == "true"
 
 
-def idempotency_key() -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+def checked_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
     if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and all("!" <= c <= "~" for c in key)):
