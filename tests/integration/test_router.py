@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,6 +366,69 @@ def test_weights_1_2_1_share_the_labels_1_2_1(workers: dict[str, Worker], tmp_pa
         assert abs(pool[b.name]["actualShare"] - 0.5) < 0.05
         metrics = requests.get(f"{rt.url}/metrics", timeout=5).text
         assert f'labelops_router_claims_total{{campaign="{b.name}",outcome="leased"}}' in metrics
+
+
+def test_labelers_submitting_at_once_are_relayed_in_batches_each_answered_as_their_own(
+    workers: dict[str, Worker], tmp_path: Path
+) -> None:
+    c = workers["c"]
+    with router(workers, tmp_path, [campaign_entry(c)]) as rt:
+        labelers = ["ann", "ben", "pat", "cat", "sam", "kim"]
+        labeled: dict[str, list[str]] = {who: [] for who in labelers}
+
+        def label_four(who: str) -> None:
+            session = rt.session(who)
+            task = claimed(session, rt.url)
+            for n in range(4):
+                url = task_path(rt.url, task["id"], "labels") + "?next=true"
+                receipt = session.post(url, json=LABEL, headers={"Idempotency-Key": f"{who}-{n}"})
+                assert receipt.status_code == 201, receipt.text
+                assert receipt.json()["itemId"] == task["id"]
+                labeled[who].append(task["id"].partition(":")[2])
+                task = receipt.json()["next"]
+                assert task is not None and task["campaign"] == c.name
+
+        with ThreadPoolExecutor(len(labelers)) as pool:
+            list(pool.map(label_four, labelers))
+        stored = c.labelers_of_labels()
+        for who, items in labeled.items():
+            assert [stored[item] for item in items] == [who] * 4
+        metrics = requests.get(f"{rt.url}/metrics", timeout=5).text
+        relayed = prometheus_value(
+            metrics, f'labelops_router_relayed_batch_submissions_sum{{campaign="{c.name}"}}'
+        )
+        batches = prometheus_value(
+            metrics, f'labelops_router_relayed_batch_submissions_count{{campaign="{c.name}"}}'
+        )
+        assert relayed == 24 and 1 <= batches <= 24, metrics
+
+        # What cannot go in a batch goes alone, and the worker's own refusal answers it.
+        sam = rt.session("sam")
+        task = claimed(sam, rt.url)
+        text = sam.post(
+            task_path(rt.url, task["id"], "labels"),
+            data=b"tie",
+            headers={"Content-Type": "text/plain"},
+        )
+        assert problem(text, 415)["type"].endswith("/unsupported-media-type")
+        broken = sam.post(
+            task_path(rt.url, task["id"], "labels"),
+            data=b'{"value": ',
+            headers={"Content-Type": "application/json"},
+        )
+        assert problem(broken, 400)["type"].endswith("/invalid-json")
+        invalid = problem(
+            sam.post(task_path(rt.url, task["id"], "labels"), json={"value": {"preferred": 3}}),
+            422,
+        )
+        assert invalid["type"].endswith("/invalid-label"), invalid
+
+
+def prometheus_value(exposition: str, sample: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rpartition(" ")[2])
+    raise AssertionError(f"no sample {sample} in the exposition")
 
 
 def test_oidc_labelers_sign_in_at_the_router_with_their_groups(

@@ -130,7 +130,11 @@ class Router:
             name: URL(base + CLAIM_PATH, encoded=True) for name, base in self._base.items()
         }
         self._relays = {
-            name: SubmitRelay(self._batch_sender(name), in_flight=relay_batches_in_flight)
+            name: SubmitRelay(
+                self._batch_sender(name),
+                in_flight=relay_batches_in_flight,
+                sent=self.metrics.relayed_batch.labels(name).observe,
+            )
             for name in self._base
         }
 

@@ -35,6 +35,13 @@ class RouterMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.relayed_batch = Histogram(
+            "labelops_router_relayed_batch_submissions",
+            "Submissions per batch relayed to a campaign's worker (POST /v1/relay/labels).",
+            ["campaign"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
 
         self._claims: dict[tuple[str, str], Any] = {}
         self._upstream: dict[tuple[str, str], Any] = {}

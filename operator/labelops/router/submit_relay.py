@@ -63,9 +63,12 @@ class SubmitRelay:
         *,
         in_flight: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        sent: Callable[[int], None] = lambda submissions: None,
     ) -> None:
-        """send(body, retry) posts a batch and returns the worker's answer."""
+        """send(body, retry) posts a batch and returns the worker's answer; sent(n) hears
+        each batch's size (the router's metrics)."""
         self._send = send
+        self._sent = sent
         self._in_flight = in_flight
         self._clock = clock
         self._queue: list[tuple[Relayed, asyncio.Future[Upstream | None]]] = []
@@ -130,6 +133,7 @@ class SubmitRelay:
     async def _relay(self, batch: list[Relayed]) -> list[Upstream | None]:
         self.batches += 1
         self.submissions += len(batch)
+        self._sent(len(batch))
         # A retry on a fresh connection is safe only when the worker can tell it from the
         # first try: every submission carries its labeler's Idempotency-Key.
         retry = all(s.idempotency_key is not None for s in batch)
