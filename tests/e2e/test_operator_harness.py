@@ -41,7 +41,7 @@ from devstack.procs import (
     wait_until,
 )
 from labelops.api.campaign import GROUP, PLURAL, VERSION
-from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA
+from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA, TAKE_PROVISIONING_LOCK
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "helpfulness-pairwise.yaml"
@@ -572,10 +572,6 @@ def drop_campaign_data(
             lock = f"{OPERATOR_SCHEMA}.{LOCK_TABLE}"
             with conn.transaction():
                 if conn.execute("SELECT to_regclass(%s)", (lock,)).fetchone() != (None,):
-                    conn.execute(
-                        sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
-                            sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
-                        )
-                    )
+                    conn.execute(TAKE_PROVISIONING_LOCK)
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(schema)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(schema)))

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from kubernetes import client
-from psycopg import sql
 from test_operator_harness import (
     Operator,
     apply_campaigns,
@@ -27,7 +26,7 @@ from test_operator_harness import (
 )
 
 from labelops.api.naming import CampaignNames
-from labelops.clients.postgres import LOCK_TABLE, OPERATOR_SCHEMA
+from labelops.clients.postgres import TAKE_PROVISIONING_LOCK
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +65,7 @@ def test_killed_while_deleting_and_restarted_removes_everything(
         # (topics go first) and waits there, so the kill lands mid-delete however fast the
         # machine (without it, four deletions could all finish between two polls).
         with psycopg.connect(postgres_dsn) as holder:
-            holder.execute(
-                sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
-                    sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
-                )
-            )
+            holder.execute(TAKE_PROVISIONING_LOCK)
             for name in CAMPAIGNS:
                 delete_campaign(kube_api, namespace, name)
             poll(

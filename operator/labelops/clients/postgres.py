@@ -71,7 +71,10 @@ _NOT_PROVISIONED: tuple[type[psycopg.Error], ...] = (
     psycopg.errors.InvalidParameterValue,
     *_NOT_MIGRATED,
 )
-_TAKE_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
+# Taken in a transaction around every CREATE, ALTER and DROP of a campaign's role: each of
+# them rewrites catalog rows the campaigns' roles share (the database's ACL), and two at once
+# fail with "tuple concurrently updated". Tests that drop roles themselves take it too.
+TAKE_PROVISIONING_LOCK = sql.SQL("SELECT 1 FROM {} WHERE id = 1 FOR UPDATE").format(
     sql.Identifier(OPERATOR_SCHEMA, LOCK_TABLE)
 )
 
@@ -166,7 +169,7 @@ class PostgresAdmin:
         with self._connection(f"provision role {role}") as conn, conn.transaction():
             # One transaction: a crash leaves either no role or a role with its grants
             # and schema, never a half-configured one.
-            conn.execute(_TAKE_LOCK)
+            conn.execute(TAKE_PROVISIONING_LOCK)
             if changes.create_role:
                 conn.execute(
                     sql.SQL(
@@ -352,7 +355,7 @@ class PostgresAdmin:
                 "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
             ).fetchone()
             with conn.transaction():
-                conn.execute(_TAKE_LOCK)
+                conn.execute(TAKE_PROVISIONING_LOCK)
                 if present:
                     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
                     dropped.append(f"schema {schema}")
@@ -394,7 +397,7 @@ def harden_database(conn: psycopg.Connection[Any]) -> list[str]:
     temp, create = _public_privileges(conn)
     if temp or create:
         with conn.transaction():
-            conn.execute(_TAKE_LOCK)
+            conn.execute(TAKE_PROVISIONING_LOCK)
             if temp:
                 database = sql.Identifier(conn.info.dbname)
                 conn.execute(

@@ -5,7 +5,9 @@ campaign's worker with that campaign's service token and the labeler in Labelops
 the campaigns of Decision.order are tried in turn while workers answer 204 (no work), 403
 (the labeler is blocked there), a refusal or nothing at all (unreachable). The task comes
 back with the id `<campaign>:<item id>` and "campaign". Submits and releases go to the
-campaign in the id. Workers' refusals pass through as they are (RFC 9457 problems).
+campaign in the id: submits in batches with other labelers' (submit_relay.py, the worker's
+POST /v1/relay/labels), each answered as alone. Workers' refusals pass through as they are
+(RFC 9457 problems).
 
 Submit with ?next=true: when the fair share would pick the same campaign for the labeler's
 next task, `next=true` is forwarded (label and next lease in one transaction, one round
