@@ -5,6 +5,7 @@ gets back."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -37,6 +38,21 @@ def receipts(batch: dict[str, Any]) -> bytes:
         else:
             results.append({"status": 201, "body": {"itemId": s["itemId"], "by": s["labeler"]}})
     return orjson.dumps({"results": results})
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Lets the loop run until condition holds (no wall-clock time: loop iterations)."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def idle() -> None:
+    """Lets the loop run every task as far as it can go."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 class Worker:
@@ -86,9 +102,9 @@ def test_submissions_that_arrive_during_a_batch_go_together_in_the_next() -> Non
         worker.hold.clear()
         relay = SubmitRelay(worker.send, in_flight=1)
         first = asyncio.create_task(relay.submit(relayed(0)))
-        await asyncio.sleep(0.01)  # the first batch is at the worker, which holds it
+        await until(lambda: len(worker.batches) == 1)  # at the worker, which holds it
         later = [asyncio.create_task(relay.submit(relayed(n))) for n in range(1, 6)]
-        await asyncio.sleep(0.01)
+        await idle()
         assert len(worker.batches) == 1  # the others wait for the one in flight
         worker.hold.set()
         answers = [await first, *[await t for t in later]]
@@ -110,12 +126,11 @@ def test_in_flight_batches_are_bounded_and_a_batch_is_capped_in_size() -> None:
         tasks = []
         for n in range(2):  # one after the other: each finds a free slot and goes at once
             tasks.append(asyncio.create_task(relay.submit(relayed(n))))
-            await asyncio.sleep(0.01)
-        assert len(worker.batches) == 2
+            await until(lambda: len(worker.batches) == len(tasks))
         tasks += [
             asyncio.create_task(relay.submit(relayed(n))) for n in range(2, MAX_SUBMISSIONS + 12)
         ]
-        await asyncio.sleep(0.01)
+        await idle()
         assert len(worker.batches) == 2  # both slots taken: the rest queue
         worker.hold.set()
         answers = await asyncio.gather(*tasks)
