@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 
 class StackError(RuntimeError):
@@ -115,6 +117,41 @@ def _is_zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
+class TimedOut(Exception):
+    """poll_until's answer when time ran out: `last` is what the probe said last (its
+    exception, if it raised one it was told to retry on)."""
+
+    def __init__(self, last: Any) -> None:
+        super().__init__(f"timed out; last seen: {last!r}")
+        self.last = last
+
+
+def poll_until(
+    probe: Callable[[], T],
+    timeout: float,
+    *,
+    until: Callable[[T], object] = bool,
+    interval: float = 0.05,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Ask probe() until until(answer) holds (by default: the answer is truthy) and return
+    that answer; an exception of retry_on counts as not yet. Raises TimedOut once timeout
+    seconds passed. The one polling loop of the stack and of the tests' wait helpers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last: Any
+        try:
+            last = probe()
+        except retry_on as err:
+            last = err
+        else:
+            if until(last):
+                return cast(T, last)
+        if time.monotonic() >= deadline:
+            raise TimedOut(last)
+        time.sleep(interval)
+
+
 def wait_until(
     started: Started,
     ready: Callable[[], bool],
@@ -123,23 +160,25 @@ def wait_until(
     interval: float = 0.2,
 ) -> None:
     """Poll ready() until true; fail naming the component, its log and the log's tail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def probe() -> bool:
         if not pid_alive(started.pid):
             raise StackError(
                 f"{started.name} exited before it was {what}. Log: {started.log}\n"
                 f"{log_tail(started.log)}"
             )
         try:
-            if ready():
-                return
+            return ready()
         except Exception:  # not ready yet: any failure of the probe means try again
-            pass
-        time.sleep(interval)
-    raise StackError(
-        f"{started.name} was not {what} within {timeout:.0f}s. Log: {started.log}\n"
-        f"{log_tail(started.log)}"
-    )
+            return False
+
+    try:
+        poll_until(probe, timeout, interval=interval)
+    except TimedOut:
+        raise StackError(
+            f"{started.name} was not {what} within {timeout:.0f}s. Log: {started.log}\n"
+            f"{log_tail(started.log)}"
+        ) from None
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

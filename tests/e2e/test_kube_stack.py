@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from devstack.procs import TimedOut, poll_until
 from gotools import stack_tool
 
 pytestmark = pytest.mark.e2e
@@ -28,18 +28,13 @@ def eventually(
 ) -> T:
     """Poll probe until until(result) holds (default: result is truthy); fail with what it
     saw last."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except ApiException as exc:  # e.g. 404 before a controller created the object
-            last = f"{exc.status} {exc.reason}"
-        else:
-            if until(last):
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"not {what} within {timeout:.0f}s; last seen: {last}")
+    try:
+        return poll_until(probe, timeout, until=until, interval=0.25, retry_on=(ApiException,))
+    except TimedOut as out:
+        last = out.last
+        if isinstance(last, ApiException):  # e.g. 404 before a controller created the object
+            last = f"{last.status} {last.reason}"
+        pytest.fail(f"not {what} within {timeout:.0f}s; last seen: {last}")
 
 
 @pytest.fixture

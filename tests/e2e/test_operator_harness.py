@@ -32,9 +32,11 @@ from devstack import kubeapply
 from devstack.kafka import client_connection
 from devstack.procs import (
     Started,
+    TimedOut,
     free_port,
     log_tail,
     pid_alive,
+    poll_until,
     port_open,
     start_process,
     stop_pidfile,
@@ -364,12 +366,11 @@ def poll(
 ) -> None:
     """Poll a condition the API server cannot be watched for (the database, Kafka, a
     worker's or the operator's answer) until it holds; fail naming it, with log() if given."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            details = f"\n{log()}" if log else ""
-            pytest.fail(f"not {what} within {timeout:.0f}s{details}", pytrace=False)
-        time.sleep(0.25)
+    try:
+        poll_until(check, timeout, interval=0.25)
+    except TimedOut:
+        details = f"\n{log()}" if log else ""
+        pytest.fail(f"not {what} within {timeout:.0f}s{details}", pytrace=False)
 
 
 def is_ready(obj: Campaign | None) -> bool:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from confluent_kafka import Consumer
@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from devstack.kafka import client_connection
+from devstack.procs import TimedOut, poll_until
 from labelops.api.worker_configmap import WorkerConfig
 from labelops.store.items import ItemRecord, write_ingest_batch
 from labelops.store.migrations import migrate
@@ -116,14 +117,10 @@ def query(pool: ConnectionPool[Any], schema: str, template: str, *params: Any) -
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
     """Poll condition() until it returns something truthy; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        return cast(T, poll_until(condition, timeout))
+    except TimedOut:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
 
 # --- Kafka -----------------------------------------------------------------------------

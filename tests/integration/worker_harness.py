@@ -30,7 +30,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from devstack.kafka import client_connection
-from devstack.procs import free_port
+from devstack.procs import TimedOut, free_port, poll_until
 from labelops.api.worker_configmap import (
     ENV_CAMPAIGN,
     ENV_KAFKA_BOOTSTRAP,
@@ -290,8 +290,7 @@ class WorkerProcess:
 def wait_for(
     condition: Callable[[], bool], timeout: float, describe: Callable[[], str] = lambda: ""
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s. {describe()}")
-        time.sleep(0.05)
+    try:
+        poll_until(condition, timeout)
+    except TimedOut:
+        raise AssertionError(f"timed out after {timeout:.0f}s. {describe()}") from None
